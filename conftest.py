@@ -1,0 +1,36 @@
+"""Shared fixtures: every reaper test runs on both exit-watching paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from procexec import _platform
+
+
+@pytest.fixture(params=["pidfd", "fallback"])
+def reaper_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once with pidfds and once with the portable waiter threads."""
+    if request.param == "pidfd" and not _platform.pidfd_usable():
+        pytest.skip("this kernel or sandbox refuses pidfd_open; the fallback run covers it")
+    monkeypatch.setattr(_platform, "_force_fallback", request.param == "fallback")
+    yield request.param
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail the test if it leaves more file descriptors open than it found."""
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    after = set(os.listdir("/proc/self/fd"))
+    leaked = {fd: _target(fd) for fd in after - before}
+    assert not leaked, f"file descriptors leaked: {leaked}"
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"

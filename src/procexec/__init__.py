@@ -1,0 +1,27 @@
+"""procexec: run external commands in parallel under a limit, as concurrent.futures futures.
+
+```python
+from concurrent.futures import as_completed
+from procexec import ProcessExecutor
+
+with ProcessExecutor(max_jobs=4) as ex:
+    futures = {ex.submit(["gzip", "-k", path]): path for path in paths}
+    for future in as_completed(futures):
+        print(futures[future], "exit status", future.result())
+```
+"""
+
+from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_max_jobs
+from procexec._future import ProcessFuture
+from procexec._result import JobResult, Rusage
+
+__all__ = (
+    "DEFAULT_TERM_SEQUENCE",
+    "JobResult",
+    "ProcessExecutor",
+    "ProcessFuture",
+    "Rusage",
+    "default_max_jobs",
+)
+
+__version__ = "0.1.0"

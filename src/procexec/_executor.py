@@ -1,0 +1,350 @@
+"""ProcessExecutor: the public face. It checks arguments and hands jobs to its reaper."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor
+from types import TracebackType
+from typing import Any
+
+from procexec._future import ProcessFuture
+from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
+from procexec._reaper import Reaper
+from procexec._result import JobResult
+from procexec._streams import LineCallback
+from procexec._validate import (
+    check_argv,
+    check_max_jobs,
+    check_popen_kwargs,
+    check_term_sequence,
+    check_timeout,
+)
+
+#: SIGTERM, two seconds' grace, then SIGKILL.
+DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
+    (int(signal.SIGTERM), 2.0),
+    (int(signal.SIGKILL), 0.0),
+)
+
+_STREAMS = ("stdin", "stdout", "stderr")
+_counter = itertools.count(1)
+
+
+def default_max_jobs() -> int:
+    """Usable CPUs minus one, or the usable CPUs when there are two or fewer.
+
+    "Usable" is ``loky.cpu_count()``: it honours cgroup CPU quotas and the affinity mask.
+    """
+    from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
+
+    cpus = int(cpu_count())
+    return cpus if cpus <= 2 else cpus - 1
+
+
+class ProcessExecutor(Executor):
+    """Runs external commands as child processes, at most ``max_jobs`` at once.
+
+    Args:
+        max_jobs: the most children running at once; None means :func:`default_max_jobs`.
+        term_sequence: how a job is stopped (``terminate()``, a timeout, leaving the ``with``
+            block by an exception): ``(signal, grace seconds)`` steps; SIGKILL is appended
+            if the sequence does not end with it.
+        new_process_group: start each child in a process group of its own (the default),
+            so stopping a job also stops its grandchildren; a job can override it.
+
+    Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
+    exception (KeyboardInterrupt too) cancels the jobs not started, stops the running ones
+    with the termination sequence, reaps them all, then lets the exception propagate.
+    """
+
+    def __init__(
+        self,
+        max_jobs: int | None = None,
+        *,
+        term_sequence: Sequence[tuple[int, float]] = DEFAULT_TERM_SEQUENCE,
+        new_process_group: bool = True,
+    ) -> None:
+        limit = default_max_jobs() if max_jobs is None else check_max_jobs(max_jobs)
+        self._new_process_group = bool(new_process_group)
+        self._reaper = Reaper(
+            limit, check_term_sequence(term_sequence), name=f"procexec-reaper-{next(_counter)}"
+        )
+
+    @property
+    def max_jobs(self) -> int:
+        """The most children running at once. Settable while jobs run: raising it starts
+        waiting jobs at once; lowering it lets running jobs finish and starts no new one
+        until fewer than the new limit run."""
+        return self._reaper.max_jobs
+
+    @max_jobs.setter
+    def max_jobs(self, value: int) -> None:
+        self._reaper.set_max_jobs(check_max_jobs(value))
+
+    def submit(  # type: ignore[override]  # takes a command, not a callable
+        self,
+        argv: Sequence[str | bytes | Any] | str | bytes,
+        /,
+        *,
+        timeout: float | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Any,
+    ) -> ProcessFuture[int]:
+        """Queue a command; the future resolves to its exit status.
+
+        Args:
+            argv: the program and its arguments (a str only with ``shell=True``).
+            timeout: seconds from the job's start after which it is stopped with the
+                termination sequence; the future then resolves to the negative signal
+                number and ``future.timed_out`` is True.
+            new_process_group: override the executor's choice for this job.
+            **popen_kwargs: passed to ``subprocess.Popen`` (cwd, env, stdin/stdout/stderr
+                files or DEVNULL, ...). PIPE is refused here: use :meth:`run` to capture.
+
+        The status is ``Popen.returncode``: negative N means killed by signal N. A command
+        that cannot be started resolves to that exception (FileNotFoundError, ...).
+
+        Raises:
+            TypeError, ValueError: bad argv or keywords, at this call.
+            RuntimeError: after shutdown.
+        """
+        for stream in _STREAMS:
+            if popen_kwargs.get(stream) == subprocess.PIPE:
+                raise ValueError(f"submit() does not take {stream}=PIPE: use run() to capture")
+        return self._queue(argv, popen_kwargs, timeout, new_process_group, None)
+
+    def run(
+        self,
+        argv: Sequence[str | bytes | Any] | str | bytes,
+        /,
+        *,
+        input: bytes | str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout_line: LineCallback | None = None,
+        on_stderr_line: LineCallback | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Any,
+    ) -> ProcessFuture[JobResult]:
+        """Queue a command the way ``subprocess.run`` runs one; the future gives a JobResult.
+
+        The arguments mean what they mean for ``subprocess.run``, except:
+
+        - ``timeout`` counts from the job's start, not from this call. When it expires the
+          job's process group gets the termination sequence, the child is reaped, and
+          ``result()`` raises ``subprocess.TimeoutExpired`` with the output so far.
+        - ``on_stdout_line`` / ``on_stderr_line`` are called with each complete line (and a
+          last line without newline) as it arrives, on the executor's reaper thread; bytes,
+          or str in text mode. An exception they raise is logged and the job goes on.
+          Giving one pipes that stream; its output is kept only if it is also captured.
+
+        Output is read by the executor's one reaper thread, never a thread per pipe. When
+        the child exits, what it wrote is collected and the pipes are closed, even if a
+        grandchild still holds them open.
+        """
+        options = _run_options(
+            popen_kwargs,
+            input=input,
+            capture_output=capture_output,
+            check=check,
+            text=text,
+            encoding=encoding,
+            errors=errors,
+            on_stdout_line=on_stdout_line,
+            on_stderr_line=on_stderr_line,
+        )
+        return self._queue(argv, popen_kwargs, timeout, new_process_group, options)
+
+    def map(  # type: ignore[override]  # maps commands, not a callable over iterables
+        self,
+        argvs: Iterable[Sequence[str | bytes | Any] | str | bytes],
+        *,
+        timeout: float | None = None,
+        buffersize: int | None = None,
+        **popen_kwargs: Any,
+    ) -> Iterator[int]:
+        """Run every command of ``argvs``; yield their exit statuses in input order.
+
+        Args:
+            argvs: commands, each as :meth:`submit` takes it.
+            timeout: seconds, from this call, that the iterator may wait for a result;
+                past it ``next()`` raises TimeoutError.
+            buffersize: at most this many commands are queued ahead of the one being
+                yielded; the next command is taken from ``argvs`` only as results are
+                consumed, so a huge or endless iterable is not read all at once (as in
+                Python 3.14's ``Executor.map``). None queues every command at once.
+            **popen_kwargs: as for :meth:`submit`, the same for every command.
+
+        Commands not yet finished when the iterator is closed early are cancelled.
+        """
+        if buffersize is not None:
+            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an int or None")
+            if buffersize < 1:
+                raise ValueError(f"buffersize must be at least 1, got {buffersize}")
+        check_timeout(timeout)
+        end_time = None if timeout is None else time.monotonic() + timeout
+        commands = iter(argvs)
+        first = itertools.islice(commands, buffersize) if buffersize else commands
+        futures = deque(self.submit(argv, **popen_kwargs) for argv in first)
+        refill = (commands, popen_kwargs) if buffersize else None
+        return self._map_results(futures, refill, end_time)
+
+    def _map_results(
+        self,
+        futures: deque[ProcessFuture[int]],
+        refill: tuple[Iterator[Any], dict[str, Any]] | None,
+        end_time: float | None,
+    ) -> Iterator[int]:
+        try:
+            while futures:
+                future = futures.popleft()
+                if refill is not None:
+                    commands, popen_kwargs = refill
+                    for argv in itertools.islice(commands, 1):
+                        futures.append(self.submit(argv, **popen_kwargs))
+                remaining = None if end_time is None else end_time - time.monotonic()
+                yield future.result(remaining)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new jobs; optionally cancel the waiting ones; optionally wait for the rest.
+
+        The ``concurrent.futures.Executor.shutdown`` contract. If the wait is interrupted
+        (KeyboardInterrupt), the jobs are stopped and reaped before the exception propagates.
+        """
+        self._reaper.close(cancel_pending=cancel_futures)
+        if wait:
+            try:
+                self._reaper.join()
+            except BaseException:
+                self._abort()
+                raise
+
+    def terminate_jobs(self) -> None:
+        """Stop every running job (its process group) with the termination sequence.
+
+        Waiting jobs are not affected: they start as slots free up.
+        """
+        self._reaper.stop_all(kill=False)
+
+    def kill_jobs(self) -> None:
+        """Send SIGKILL to every running job's process group at once."""
+        self._reaper.stop_all(kill=True)
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            self._abort()
+
+    def _abort(self) -> None:
+        """Cancel waiting jobs, stop running ones, reap them all. A second interrupt while
+        waiting skips the grace periods (SIGKILL) but still reaps before propagating."""
+        self._reaper.close(cancel_pending=True)
+        self._reaper.stop_all(kill=False)
+        try:
+            self._reaper.join()
+        except BaseException:
+            self._reaper.stop_all(kill=True)
+            self._reaper.join()
+            raise
+
+    def _queue(
+        self,
+        argv: object,
+        popen_kwargs: dict[str, Any],
+        timeout: object,
+        new_process_group: bool | None,
+        options: RunOptions | None,
+    ) -> ProcessFuture[Any]:
+        check_popen_kwargs(popen_kwargs)
+        command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
+        seconds = check_timeout(timeout)
+        new_group = self._new_process_group if new_process_group is None else new_process_group
+        own_group = process_group_kwargs(popen_kwargs, new_group)
+        future: ProcessFuture[Any] = ProcessFuture()
+        job = Job(
+            command, popen_kwargs, future, timeout=seconds, own_group=own_group, options=options
+        )
+        future._bind(job, self._reaper)
+        self._reaper.enqueue(job)
+        return future
+
+
+def _run_options(
+    popen_kwargs: dict[str, Any],
+    *,
+    input: bytes | str | None,
+    capture_output: bool,
+    check: bool,
+    text: bool,
+    encoding: str | None,
+    errors: str | None,
+    on_stdout_line: LineCallback | None,
+    on_stderr_line: LineCallback | None,
+) -> RunOptions:
+    """Check run()'s own arguments and set the Popen pipes they need (in ``popen_kwargs``)."""
+    text = bool(text or encoding or errors or popen_kwargs.pop("universal_newlines", False))
+    if capture_output:
+        if "stdout" in popen_kwargs or "stderr" in popen_kwargs:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output")
+        popen_kwargs["stdout"] = popen_kwargs["stderr"] = subprocess.PIPE
+    keep_stdout = popen_kwargs.get("stdout") == subprocess.PIPE
+    keep_stderr = popen_kwargs.get("stderr") == subprocess.PIPE
+    _pipe_for_lines(popen_kwargs, "stdout", on_stdout_line)
+    _pipe_for_lines(popen_kwargs, "stderr", on_stderr_line)
+    data: bytes | None = None
+    if input is not None:
+        if "stdin" in popen_kwargs:
+            raise ValueError("stdin and input arguments may not both be used")
+        popen_kwargs["stdin"] = subprocess.PIPE
+        if isinstance(input, str):
+            data = input.encode(text_encoding(encoding), errors or "strict")
+        else:
+            data = bytes(input)
+    elif popen_kwargs.get("stdin") == subprocess.PIPE:
+        data = b""  # a pipe with nothing to send: the child sees end of input
+    return RunOptions(
+        input=data,
+        check=check,
+        text=text,
+        encoding=encoding,
+        errors=errors,
+        keep_stdout=keep_stdout,
+        keep_stderr=keep_stderr,
+        on_stdout_line=on_stdout_line,
+        on_stderr_line=on_stderr_line,
+    )
+
+
+def _pipe_for_lines(
+    popen_kwargs: dict[str, Any], stream: str, callback: LineCallback | None
+) -> None:
+    if callback is None:
+        return
+    if not callable(callback):
+        raise TypeError(f"on_{stream}_line must be callable, not {type(callback).__name__}")
+    if popen_kwargs.setdefault(stream, subprocess.PIPE) != subprocess.PIPE:
+        raise ValueError(
+            f"on_{stream}_line needs {stream} to be a pipe, not {popen_kwargs[stream]!r}"
+        )

@@ -1,0 +1,82 @@
+"""ProcessFuture: a concurrent.futures.Future that knows its child process."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from procexec._job import Job
+    from procexec._reaper import Reaper
+
+T = TypeVar("T")
+
+
+class ProcessFuture(Future[T]):
+    """The future of one command run by a :class:`~procexec.ProcessExecutor`.
+
+    It behaves exactly like :class:`concurrent.futures.Future` (``cancel()`` only succeeds
+    while the job waits for a free slot) and adds what a process has: ``pid``, ``popen``,
+    ``terminate()``, ``kill()``, ``wait_started()`` and ``timed_out``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._job: Job | None = None
+        self._reaper: Reaper | None = None
+
+    def _bind(self, job: Job, reaper: Reaper) -> None:
+        self._job = job
+        self._reaper = reaper
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        """The job's ``subprocess.Popen``, or None until the child has been started.
+
+        Its ``returncode`` is set when the executor reaps the child, so ``poll()`` and
+        ``wait()`` keep working; read output through ``ProcessExecutor.run`` rather than
+        from its pipes, which the executor drains.
+        """
+        return self._job.popen if self._job is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, or None until it has been started."""
+        popen = self.popen
+        return popen.pid if popen is not None else None
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the job was stopped because its ``timeout`` expired."""
+        return self._job is not None and self._job.timed_out
+
+    def terminate(self) -> None:
+        """Stop this job, if running, with the executor's termination sequence.
+
+        The signals go to the job's process group (its grandchildren too) unless the job
+        runs in the caller's group. The future then resolves to the negative number of the
+        signal that ended the child. No effect on a job that has not started (use
+        ``cancel()``) or has finished. Returns at once; the signals are sent by the reaper.
+        """
+        self._stop(kill=False)
+
+    def kill(self) -> None:
+        """Like :meth:`terminate`, but send SIGKILL at once, with no grace period."""
+        self._stop(kill=True)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until the child has been started or the future is done.
+
+        Returns True if that happened within ``timeout`` seconds (None: no limit).
+        """
+        if self._reaper is None:
+            return self.done()
+        with self._reaper.progress:
+            return self._reaper.progress.wait_for(
+                lambda: self.popen is not None or self.done(), timeout
+            )
+
+    def _stop(self, *, kill: bool) -> None:
+        if self._job is not None and self._reaper is not None:
+            self._reaper.stop_job(self._job, kill=kill)

@@ -1,0 +1,167 @@
+"""One job: what to run, how to stop it, what it produced, and how its future resolves.
+
+A Job is created by the caller's thread and, once queued, touched only by the reaper thread.
+"""
+
+from __future__ import annotations
+
+import locale
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from procexec._result import JobResult, Rusage
+from procexec._streams import InputPipe, LineCallback, OutputPipe
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``run()`` adds to a plain job: input, capture, decoding, checks, line callbacks."""
+
+    input: bytes | None = None
+    check: bool = False
+    text: bool = False
+    encoding: str | None = None
+    errors: str | None = None
+    keep_stdout: bool = False
+    keep_stderr: bool = False
+    on_stdout_line: LineCallback | None = None
+    on_stderr_line: LineCallback | None = None
+
+    def decode(self, data: bytes | None) -> Any:
+        """Bytes as the caller asked for them: str with universal newlines in text mode."""
+        if data is None or not self.text:
+            return data
+        text = data.decode(text_encoding(self.encoding), self.errors or "strict")
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def text_encoding(encoding: str | None) -> str:
+    """The encoding text mode uses: the one given, else the locale's (as subprocess does)."""
+    return encoding or locale.getpreferredencoding(False)
+
+
+def process_group_kwargs(popen_kwargs: dict[str, Any], new_group: bool) -> bool:
+    """Add the keyword that puts the child in its own process group; return whether it is.
+
+    An explicit ``process_group`` or ``start_new_session`` from the caller wins.
+    """
+    if "process_group" in popen_kwargs or "start_new_session" in popen_kwargs:
+        return popen_kwargs.get("process_group") == 0 or bool(popen_kwargs.get("start_new_session"))
+    if new_group:
+        if sys.version_info >= (3, 11):
+            popen_kwargs["process_group"] = 0
+        else:  # pragma: no cover - Python 3.10 has no process_group; a session is a group too
+            popen_kwargs["start_new_session"] = True
+    return new_group
+
+
+class Job:
+    """A queued or running command and everything the reaper knows about it."""
+
+    __slots__ = (
+        "argv",
+        "deadline",
+        "future",
+        "options",
+        "own_group",
+        "popen",
+        "popen_kwargs",
+        "started_mono",
+        "started_wall",
+        "stderr",
+        "stdin",
+        "stdout",
+        "stop_steps",
+        "timed_out",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        argv: Sequence[Any] | str | bytes,
+        popen_kwargs: dict[str, Any],
+        future: Any,
+        *,
+        timeout: float | None,
+        own_group: bool,
+        options: RunOptions | None,
+    ) -> None:
+        self.argv = argv
+        self.popen_kwargs = popen_kwargs
+        self.future = future
+        self.timeout = timeout
+        self.own_group = own_group
+        self.options = options
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.started_wall = 0.0
+        self.started_mono = 0.0
+        self.stdout: OutputPipe | None = None
+        self.stderr: OutputPipe | None = None
+        self.stdin: InputPipe | None = None
+        #: Monotonic instant of the next timeout or termination step, or None.
+        self.deadline: float | None = None
+        #: Termination steps still to take; None while the job is not being stopped.
+        self.stop_steps: deque[tuple[int, float]] | None = None
+        self.timed_out = False
+
+    def attach(self, popen: subprocess.Popen[bytes]) -> None:
+        """Record the started child and take over the pipes Popen opened for it."""
+        self.popen = popen
+        self.started_mono = time.monotonic()
+        self.started_wall = time.time()
+        if self.timeout is not None:
+            self.deadline = self.started_mono + self.timeout
+        options = self.options or RunOptions()
+        decode = options.decode if options.text else None
+        if popen.stdout is not None:
+            self.stdout = OutputPipe(
+                popen.stdout,
+                keep=options.keep_stdout,
+                on_line=options.on_stdout_line,
+                decode=decode,
+            )
+        if popen.stderr is not None:
+            self.stderr = OutputPipe(
+                popen.stderr,
+                keep=options.keep_stderr,
+                on_line=options.on_stderr_line,
+                decode=decode,
+            )
+        if popen.stdin is not None:
+            self.stdin = InputPipe(popen.stdin, options.input or b"")
+
+    def output_pipes(self) -> list[OutputPipe]:
+        """The output pipes still open."""
+        return [pipe for pipe in (self.stdout, self.stderr) if pipe is not None and not pipe.closed]
+
+    def outcome(
+        self, returncode: int, rusage: Rusage | None, ended_mono: float
+    ) -> tuple[Any, BaseException | None]:
+        """The future's value or exception, once the child is reaped and its pipes closed."""
+        if self.options is None:
+            return returncode, None
+        assert self.popen is not None
+        stdout = self.options.decode(self.stdout.data() if self.stdout else None)
+        stderr = self.options.decode(self.stderr.data() if self.stderr else None)
+        if self.timed_out:
+            assert self.timeout is not None
+            return None, subprocess.TimeoutExpired(self.argv, self.timeout, stdout, stderr)
+        if self.options.check and returncode:
+            return None, subprocess.CalledProcessError(returncode, self.argv, stdout, stderr)
+        result = JobResult(
+            self.argv,
+            returncode,
+            stdout,
+            stderr,
+            pid=self.popen.pid,
+            started_at=self.started_wall,
+            ended_at=time.time(),
+            duration=ended_mono - self.started_mono,
+            rusage=rusage,
+        )
+        return result, None

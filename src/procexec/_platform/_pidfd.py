@@ -1,0 +1,27 @@
+"""Linux: one pidfd per child in the reaper's selector."""
+
+from __future__ import annotations
+
+import os
+import selectors
+from collections.abc import Callable
+
+
+class PidfdWatcher:
+    """Registers a pidfd per child; it becomes readable when the child exits."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._pidfds: dict[int, int] = {}
+
+    def watch(self, pid: int, on_exit: Callable[[], None]) -> None:
+        """Open and register the child's pidfd; the selector calls ``on_exit``."""
+        pidfd = os.pidfd_open(pid)
+        self._pidfds[pid] = pidfd
+        self._selector.register(pidfd, selectors.EVENT_READ, on_exit)
+
+    def unwatch(self, pid: int) -> None:
+        """Unregister and close the child's pidfd."""
+        pidfd = self._pidfds.pop(pid)
+        self._selector.unregister(pidfd)
+        os.close(pidfd)

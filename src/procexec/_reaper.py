@@ -1,0 +1,402 @@
+"""The reaper: one thread per executor that starts, watches, feeds, stops and reaps children.
+
+```
+ caller threads                      the reaper thread (runs while there is work)
+ --------------                      --------------------------------------------
+ enqueue(job) ──► pending deque ─┐   loop:
+ post(fn)     ──► posted deque  ─┼─►   run posted calls (stop requests, exits seen by
+ set_max_jobs(n) ───────────────┘        fallback waiter threads)
+        │                              start pending jobs while running < max_jobs
+        └──► one byte on the wake pipe   wait on the selector (timeout = nearest deadline):
+                                           wake pipe   → drain it
+                                           pidfd       → reap the child, resolve its future
+                                           stdout/err  → append the chunk
+                                           stdin       → write the next slice
+                                         deadlines passed → next step of the termination
+                                           sequence (timeouts start one)
+                                       nothing pending, posted or running → the thread ends
+```
+
+Only the reaper thread mutates the running set, signals or reaps a child, or touches its
+pipes. Other threads reach it through the two deques under ``_lock`` and a byte on the wake
+pipe. Futures are resolved on the reaper thread with no lock held, so done-callbacks run
+there and may call back into the executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import nullcontext, suppress
+from functools import partial
+
+from procexec import _platform
+from procexec._job import Job
+from procexec._result import Rusage
+from procexec._streams import OutputPipe
+from procexec._validate import TermSequence
+
+logger = logging.getLogger("procexec")
+
+
+class Reaper:
+    """Runs jobs under a limit on one thread; the methods without a leading underscore are
+    safe to call from any thread."""
+
+    def __init__(self, max_jobs: int, term_sequence: TermSequence, name: str) -> None:
+        self.term_sequence = term_sequence
+        self._name = name
+        #: Notified whenever jobs were started or finished; see ProcessFuture.wait_started.
+        self.progress = threading.Condition()
+        # _lock guards the fields below it: the hand-over between callers and the thread.
+        self._lock = threading.Lock()
+        self._max_jobs = max_jobs
+        self._pending: deque[Job] = deque()
+        self._posted: deque[Callable[[], None]] = deque()
+        self._thread: threading.Thread | None = None
+        self._wake_fd: int | None = None  # write end of the wake pipe, while the thread runs
+        self._wake_sent = False
+        self._closed = False
+        # Owned by the reaper thread alone.
+        self._running: dict[int, Job] = {}
+        self._timed: set[Job] = set()
+        self._selector: selectors.BaseSelector | None = None
+        self._watcher: _platform.ExitWatcher | None = None
+
+    # ----------------------------------------------------------- any thread
+    @property
+    def max_jobs(self) -> int:
+        """The current limit on running children."""
+        return self._max_jobs
+
+    def set_max_jobs(self, value: int) -> None:
+        """Change the limit; waiting jobs start at once if it was raised."""
+        with self._lock:
+            self._max_jobs = value
+            self._wake_locked(start=False)
+
+    def enqueue(self, job: Job) -> None:
+        """Queue a job; raise RuntimeError after close()."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new jobs after shutdown")
+            self._pending.append(job)
+            self._wake_locked(start=True)
+
+    def post(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the reaper thread soon; dropped when no thread runs (no job runs)."""
+        with self._lock:
+            if self._thread is None:
+                return
+            self._posted.append(call)
+            self._wake_locked(start=False)
+
+    def close(self, *, cancel_pending: bool) -> None:
+        """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started."""
+        with self._lock:
+            self._closed = True
+            cancelled = list(self._pending) if cancel_pending else []
+            if cancel_pending:
+                self._pending.clear()
+        for job in cancelled:
+            job.future.cancel()
+        self.post(lambda: None)  # let an idle loop notice there is nothing left
+
+    def join(self) -> None:
+        """Wait until the thread has nothing left to do (no-op on the reaper thread)."""
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None or thread is threading.current_thread():
+                return
+            thread.join()
+
+    def stop_job(self, job: Job, *, kill: bool) -> None:
+        """Start stopping ``job`` if it is running."""
+        self.post(partial(self._stop_if_running, job, kill))
+
+    def stop_all(self, *, kill: bool) -> None:
+        """Start stopping every running job."""
+        self.post(partial(self._stop_every_running, kill))
+
+    def _wake_locked(self, *, start: bool) -> None:
+        """Wake the thread, or start it if ``start`` and none runs. Caller holds ``_lock``."""
+        if self._thread is None:
+            if start:
+                self._start_thread_locked()
+        elif not self._wake_sent and self._wake_fd is not None:
+            self._wake_sent = True
+            os.write(self._wake_fd, b"\0")
+
+    def _start_thread_locked(self) -> None:
+        read_fd, self._wake_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._wake_sent = False
+        self._thread = threading.Thread(
+            target=self._main, args=(read_fd, self._wake_fd), name=self._name
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------- reaper thread
+    def _main(self, wake_read: int, wake_write: int) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(wake_read, selectors.EVENT_READ, partial(self._on_wake, wake_read))
+        self._selector = selector
+        self._watcher = _platform.make_exit_watcher(selector, self.post)
+        try:
+            while self._step():
+                pass
+        except BaseException as exc:  # a bug here must not leave children or futures behind
+            logger.exception("procexec: the reaper loop failed; stopping its jobs")
+            self._fail_everything(exc)
+        finally:
+            selector.close()
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def _step(self) -> bool:
+        """One turn of the loop; False when the thread should end."""
+        for call in self._take_posted():
+            call()
+        self._start_jobs()
+        if self._end_if_idle():
+            return False
+        self._wait_for_events()
+        self._pass_deadlines()
+        return True
+
+    def _take_posted(self) -> list[Callable[[], None]]:
+        with self._lock:
+            calls = list(self._posted)
+            self._posted.clear()
+        return calls
+
+    def _end_if_idle(self) -> bool:
+        with self._lock:
+            if self._running or self._pending or self._posted:
+                return False
+            self._thread = None
+            self._wake_fd = None
+            return True
+
+    def _on_wake(self, wake_read: int) -> None:
+        with self._lock:
+            self._wake_sent = False
+        with suppress(BlockingIOError):
+            os.read(wake_read, 4096)
+
+    def _wait_for_events(self) -> None:
+        assert self._selector is not None
+        timeout = None
+        if self._timed:
+            nearest = min(job.deadline for job in self._timed if job.deadline is not None)
+            timeout = max(0.0, nearest - time.monotonic())
+        for key, _ in self._selector.select(timeout):
+            key.data()
+
+    # ------------------------------------------------------------ starting
+    def _start_jobs(self) -> None:
+        """Start waiting jobs until the limit is reached or none wait."""
+        started_any = False
+        while batch := self._take_startable():
+            for job in batch:
+                self._start(job)
+            started_any = True
+        if started_any:
+            self._notify_progress()
+
+    def _take_startable(self) -> list[Job]:
+        with self._lock:
+            free = min(self._max_jobs - len(self._running), len(self._pending))
+            return [self._pending.popleft() for _ in range(free)]
+
+    def _start(self, job: Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            popen: subprocess.Popen[bytes] = subprocess.Popen(job.argv, **job.popen_kwargs)
+        except Exception as exc:
+            job.future.set_exception(exc)
+            return
+        job.attach(popen)
+        self._running[popen.pid] = job
+        try:
+            self._watch(job, popen.pid)
+        except OSError as exc:  # e.g. no fd left for a pidfd: do not keep an unwatched child
+            self._abandon(job, exc)
+
+    def _watch(self, job: Job, pid: int) -> None:
+        assert self._selector is not None and self._watcher is not None
+        self._watcher.watch(pid, partial(self._on_exit, job))
+        for pipe in job.output_pipes():
+            self._selector.register(pipe.fd, selectors.EVENT_READ, partial(self._on_output, pipe))
+        if job.stdin is not None:
+            self._selector.register(
+                job.stdin.fd, selectors.EVENT_WRITE, partial(self._on_input, job)
+            )
+        if job.deadline is not None:
+            self._timed.add(job)
+
+    def _abandon(self, job: Job, exc: BaseException) -> None:
+        """Kill and reap a child that cannot be watched, and fail its future with ``exc``."""
+        assert job.popen is not None
+        self._signal(job, signal.SIGKILL)
+        self._reap(job)
+        self._release(job)
+        job.future.set_exception(exc)
+
+    # ---------------------------------------------------------------- pipes
+    def _on_output(self, pipe: OutputPipe) -> None:
+        if pipe.closed:  # closed earlier in this same batch of events
+            return
+        if not pipe.read_available():
+            self._close_output(pipe)
+
+    def _close_output(self, pipe: OutputPipe) -> None:
+        assert self._selector is not None
+        self._selector.unregister(pipe.fd)
+        pipe.close()
+
+    def _on_input(self, job: Job) -> None:
+        if job.stdin is not None and not job.stdin.write_available():
+            self._close_input(job)
+
+    def _close_input(self, job: Job) -> None:
+        assert self._selector is not None and job.stdin is not None
+        self._selector.unregister(job.stdin.fd)
+        job.stdin.close()
+        job.stdin = None
+
+    # ------------------------------------------------------------- exiting
+    def _on_exit(self, job: Job) -> None:
+        """The child has exited: reap it, collect its output, resolve its future."""
+        assert job.popen is not None and self._watcher is not None
+        self._watcher.unwatch(job.popen.pid)
+        if job.stop_steps is not None and job.own_group:
+            # A job being stopped: what is left of its group goes with it. The leader is
+            # not reaped yet, so its pid (the group id) cannot have been reused.
+            self._signal(job, signal.SIGKILL)
+        returncode, rusage = self._reap(job)
+        ended = time.monotonic()
+        self._release(job)
+        value, error = job.outcome(returncode, rusage, ended)
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(value)
+        self._notify_progress()
+
+    def _reap(self, job: Job) -> tuple[int, Rusage | None]:
+        """Reap the exited child, keeping its Popen consistent for a caller who holds it."""
+        popen = job.popen
+        assert popen is not None
+        # Popen serialises its own waitpid calls with this private lock; holding it keeps a
+        # caller's concurrent popen.poll()/wait() from reaping the pid between our check
+        # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
+        with getattr(popen, "_waitpid_lock", nullcontext()):
+            if popen.returncode is not None:  # the caller's poll()/wait() got there first
+                return popen.returncode, None
+            try:
+                _, status, usage = os.wait4(popen.pid, 0)
+            except ChildProcessError:  # SIGCHLD ignored: Popen reports 0 in that case too
+                popen.returncode = 0
+                return 0, None
+            popen.returncode = os.waitstatus_to_exitcode(status)
+        return popen.returncode, Rusage.from_struct(usage)
+
+    def _release(self, job: Job) -> None:
+        """Forget a reaped job: its slot, its deadline, and its pipes (drained first)."""
+        assert job.popen is not None
+        del self._running[job.popen.pid]
+        self._timed.discard(job)
+        for pipe in job.output_pipes():
+            pipe.read_available()  # what the child wrote before it exited is all there
+            self._close_output(pipe)
+        if job.stdin is not None:
+            self._close_input(job)
+
+    def _notify_progress(self) -> None:
+        with self.progress:
+            self.progress.notify_all()
+
+    # ------------------------------------------------------------- stopping
+    def _stop_if_running(self, job: Job, kill: bool) -> None:
+        if job.popen is not None and self._running.get(job.popen.pid) is job:
+            self._begin_stop(job, kill=kill)
+
+    def _stop_every_running(self, kill: bool) -> None:
+        for job in list(self._running.values()):
+            self._begin_stop(job, kill=kill)
+
+    def _begin_stop(self, job: Job, *, kill: bool) -> None:
+        if kill:
+            job.stop_steps = deque([(int(signal.SIGKILL), 0.0)])
+        elif job.stop_steps is None:
+            job.stop_steps = deque(self.term_sequence)
+        else:
+            return  # already being stopped
+        self._next_stop_step(job)
+
+    def _next_stop_step(self, job: Job) -> None:
+        assert job.stop_steps is not None
+        signum, grace = job.stop_steps.popleft()
+        self._signal(job, signum)
+        if job.stop_steps:
+            job.deadline = time.monotonic() + grace
+            self._timed.add(job)
+        else:
+            job.deadline = None
+            self._timed.discard(job)
+
+    def _pass_deadlines(self) -> None:
+        now = time.monotonic()
+        for job in [job for job in self._timed if job.deadline is not None and job.deadline <= now]:
+            if job.stop_steps is None:
+                job.timed_out = True
+                self._begin_stop(job, kill=False)
+            else:
+                self._next_stop_step(job)
+
+    def _signal(self, job: Job, signum: int) -> None:
+        """Signal the job's process group (or the child alone if it shares ours)."""
+        assert job.popen is not None
+        if job.popen.returncode is not None:
+            return  # reaped behind our back (a caller's wait()): the pid may be reused
+        try:
+            if job.own_group:
+                os.killpg(job.popen.pid, signum)
+            else:
+                os.kill(job.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _fail_everything(self, exc: BaseException) -> None:
+        """Last resort after a bug in the loop: kill and reap every child, fail every future."""
+        with self._lock:
+            self._closed = True
+            self._thread = None
+            self._wake_fd = None
+            waiting = list(self._pending)
+            self._pending.clear()
+        for job in list(self._running.values()):
+            self._signal(job, signal.SIGKILL)
+            self._reap(job)
+            self._release(job)
+            _fail(job, exc)
+        for job in waiting:
+            if job.future.set_running_or_notify_cancel():
+                _fail(job, exc)
+        self._notify_progress()
+
+
+def _fail(job: Job, exc: BaseException) -> None:
+    error = RuntimeError(f"procexec's reaper failed: {exc!r}")
+    error.__cause__ = exc
+    job.future.set_exception(error)

@@ -1,0 +1,100 @@
+"""Argument checks shared by the public entry points.
+
+Every check raises at the call that received the bad value, with a message that names the
+argument, so that nothing already queued is disturbed by a caller's mistake.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Keywords ``subprocess.Popen`` accepts, apart from ``args`` (the argv itself).
+POPEN_KEYWORDS = frozenset(inspect.signature(subprocess.Popen).parameters) - {"args"}
+
+TermSequence = tuple[tuple[int, float], ...]
+
+
+def check_max_jobs(value: object) -> int:
+    """Return ``value`` as a job limit, or raise TypeError/ValueError naming the problem."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_jobs must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_jobs must be at least 1, got {value}")
+    return value
+
+
+def check_timeout(value: object, name: str = "timeout") -> float | None:
+    """Return a non-negative number of seconds (or None), or raise naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
+    """Check a command before it is queued.
+
+    A ``str`` or ``bytes`` command is accepted only with ``shell=True`` (as one shell command
+    line); otherwise it is a TypeError, because ``"ls -l"`` would look for a program named
+    ``ls -l``.
+    """
+    if isinstance(argv, (str, bytes)):
+        if shell:
+            if not argv:
+                raise ValueError("the shell command is empty")
+            return argv
+        raise TypeError(
+            f"argv must be a list of arguments, not {type(argv).__name__}: "
+            f"pass [{argv!r}] or split it (shlex.split), or pass shell=True "
+            "to run it as a shell command line"
+        )
+    if not isinstance(argv, Sequence):
+        raise TypeError(f"argv must be a list of arguments, not {type(argv).__name__}")
+    if not argv:
+        raise ValueError("argv is empty: it needs at least the program to run")
+    for position, item in enumerate(argv):
+        if not isinstance(item, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"argv[{position}] must be str, bytes or a path, not {type(item).__name__}"
+            )
+    return list(argv)
+
+
+def check_popen_kwargs(kwargs: Mapping[str, object]) -> None:
+    """Reject keywords that ``subprocess.Popen`` does not know, at the call."""
+    unknown = kwargs.keys() - POPEN_KEYWORDS
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(f"unexpected keyword argument(s) for the command: {names}")
+
+
+def check_term_sequence(value: object) -> TermSequence:
+    """Return a termination sequence of ``(signal, grace seconds)`` steps, or raise."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise TypeError("term_sequence must be a non-empty sequence of (signal, seconds) pairs")
+    steps: list[tuple[int, float]] = []
+    for step in value:
+        if not (isinstance(step, Sequence) and len(step) == 2):
+            raise TypeError(f"term_sequence step {step!r} is not a (signal, seconds) pair")
+        signum, grace = step
+        if isinstance(signum, bool) or not isinstance(signum, int):
+            raise TypeError(f"term_sequence signal {signum!r} is not a signal number")
+        try:
+            signal.Signals(signum)
+        except ValueError:
+            raise ValueError(f"term_sequence signal {signum} is not a valid signal") from None
+        seconds = check_timeout(grace, "term_sequence grace period")
+        if seconds is None:
+            raise TypeError(f"term_sequence step {step!r} needs a grace period in seconds")
+        steps.append((int(signum), seconds))
+    if steps[-1][0] != signal.SIGKILL:
+        steps.append((int(signal.SIGKILL), 0.0))
+    return tuple(steps)
