@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from procexec import _platform
+from tests._helpers import Gate, become_subreaper
 
 
 @pytest.fixture(params=["pidfd", "fallback"])
@@ -34,3 +35,17 @@ def _target(fd: str) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return "?"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subreaper() -> None:
+    """Adopt orphaned grandchildren so tests can prove they died (PID 1 may not reap)."""
+    become_subreaper()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A stdin pipe that blocks children until the test opens it."""
+    g = Gate()
+    yield g
+    g.close()

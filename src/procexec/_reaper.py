@@ -25,6 +25,7 @@ there and may call back into the executor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -34,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from functools import partial
 
 from procexec import _platform
@@ -61,6 +62,7 @@ class Reaper:
         self._pending: deque[Job] = deque()
         self._posted: deque[Callable[[], None]] = deque()
         self._thread: threading.Thread | None = None
+        self._finishing: threading.Thread | None = None  # ended its loop, closing its fds
         self._wake_fd: int | None = None  # write end of the wake pipe, while the thread runs
         self._wake_sent = False
         self._closed = False
@@ -110,13 +112,15 @@ class Reaper:
         self.post(lambda: None)  # let an idle loop notice there is nothing left
 
     def join(self) -> None:
-        """Wait until the thread has nothing left to do (no-op on the reaper thread)."""
+        """Wait until the thread has finished all work (no-op on the reaper thread)."""
         while True:
             with self._lock:
-                thread = self._thread
-            if thread is None or thread is threading.current_thread():
+                threads = [t for t in (self._thread, self._finishing) if t is not None]
+            threads = [t for t in threads if t.is_alive() and t is not threading.current_thread()]
+            if not threads:
                 return
-            thread.join()
+            for thread in threads:
+                thread.join()
 
     def stop_job(self, job: Job, *, kill: bool) -> None:
         """Start stopping ``job`` if it is running."""
@@ -182,15 +186,17 @@ class Reaper:
         with self._lock:
             if self._running or self._pending or self._posted:
                 return False
-            self._thread = None
+            self._finishing, self._thread = self._thread, None
             self._wake_fd = None
             return True
 
     def _on_wake(self, wake_read: int) -> None:
+        # Drain first, then clear the flag: a wake-up sent in between is either read here
+        # or finds the flag still set while its work is already queued for the next step.
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_read, 4096)
         with self._lock:
             self._wake_sent = False
-        with suppress(BlockingIOError):
-            os.read(wake_read, 4096)
 
     def _wait_for_events(self) -> None:
         assert self._selector is not None
@@ -386,6 +392,8 @@ class Reaper:
             waiting = list(self._pending)
             self._pending.clear()
         for job in list(self._running.values()):
+            assert job.popen is not None and self._watcher is not None
+            self._watcher.unwatch(job.popen.pid)
             self._signal(job, signal.SIGKILL)
             self._reap(job)
             self._release(job)

@@ -1,0 +1,155 @@
+"""Children for the tests (``sys.executable -c`` snippets) and process checks."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def py(code: str) -> list[str]:
+    """argv that runs ``code`` in a fresh Python."""
+    return [sys.executable, "-c", code]
+
+
+#: Records how many jobs run at once. It creates run-<pid>; waits (bounded) until argv[2]
+#: jobs have created theirs; writes how many run-* files it then sees into seen-<pid>; waits
+#: until argv[2] jobs have counted; optionally reads stdin to its end (a gate the test
+#: opens); and removes run-<pid> as its last act. So the first argv[2] jobs all see each
+#: other, and a job started while too many run would see more than the limit.
+RECORDER = r"""
+import os, sys, time
+d, barrier, gated = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+pid = os.getpid()
+
+def count(prefix):
+    return sum(name.startswith(prefix) for name in os.listdir(d))
+
+def wait_for(prefix):
+    end = time.monotonic() + 30
+    while count(prefix) < barrier and time.monotonic() < end:
+        time.sleep(0.002)
+
+me = os.path.join(d, f"run-{pid}")
+open(me, "w").close()
+open(os.path.join(d, f"started-{pid}"), "w").close()
+wait_for("started-")
+with open(os.path.join(d, f"seen-{pid}"), "w") as f:
+    f.write(str(count("run-")))
+open(os.path.join(d, f"counted-{pid}"), "w").close()
+wait_for("counted-")
+if gated:
+    sys.stdin.read()
+os.remove(me)
+"""
+
+
+def recorder(directory: Path, barrier: int = 0, gated: bool = False) -> list[str]:
+    """argv of a RECORDER child."""
+    return [*py(RECORDER), str(directory), str(barrier), "1" if gated else "0"]
+
+
+def seen_counts(directory: Path) -> list[int]:
+    """What each RECORDER child saw running when it started (itself included)."""
+    return [int(p.read_text()) for p in directory.glob("seen-*")]
+
+
+#: Spawns a grandchild (``sleep 300``) in its own process group, then writes
+#: "<own pid> <grandchild pid>\n" to the fd given as argv[1] and sleeps.
+SPAWNER = r"""
+import os, subprocess, sys, time
+grandchild = subprocess.Popen(["sleep", "300"])
+os.write(int(sys.argv[1]), f"{os.getpid()} {grandchild.pid}\n".encode())
+time.sleep(300)
+"""
+
+
+def spawner(fd: int) -> list[str]:
+    """argv of a SPAWNER child reporting on ``fd``."""
+    return [*py(SPAWNER), str(fd)]
+
+
+def read_pid_lines(fd: int, count: int) -> list[tuple[int, int]]:
+    """Block until ``count`` "<pid> <pid>" lines arrived on ``fd``; return them."""
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = os.read(fd, 4096)
+        assert chunk, "the children closed the report pipe early"
+        data += chunk
+    return [tuple(int(x) for x in line.split()) for line in data.decode().splitlines()]  # type: ignore[misc]
+
+
+def become_subreaper() -> None:
+    """Make this process adopt orphaned grandchildren, so tests can reap and check them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def assert_dies(pid: int, timeout: float = 15.0) -> None:
+    """Wait (bounded) until ``pid`` has exited, reaping it if it became our child."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        _wait_proc_gone(pid, timeout)
+        return
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        assert ready, f"process {pid} is still running after {timeout}s"
+    finally:
+        os.close(pidfd)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not ours to reap: its parent (or init) does it
+
+
+def _wait_proc_gone(pid: int, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not is_running(pid):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} is still running after {timeout}s")
+
+
+def is_running(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def my_children() -> set[int]:
+    """Pids whose parent is this process (zombies included)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except FileNotFoundError:
+            pass  # that thread ended while we looked
+    return pids
+
+
+class Gate:
+    """A pipe given to children as stdin: they block reading it until ``open()``."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe()
+
+    def open(self) -> None:
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+            self._write_fd = -1
+
+    def close(self) -> None:
+        self.open()
+        os.close(self.read_fd)
