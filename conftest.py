@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tests._helpers import Gate, become_subreaper
 
 from procexec import _platform
-from tests._helpers import Gate, become_subreaper
 
 
 @pytest.fixture(params=["pidfd", "fallback"])

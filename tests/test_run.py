@@ -1,0 +1,188 @@
+"""ProcessExecutor.run(): capture, stdin, timeouts, check, line callbacks, rusage, timing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from procexec import JobResult, ProcessExecutor
+from tests._helpers import assert_dies, my_children, py
+
+pytestmark = pytest.mark.usefixtures("reaper_path")
+
+MIB = 1024 * 1024
+
+#: Writes argv[1] MiB to stdout and to stderr interleaved, each byte pattern distinct.
+BOTH_STREAMS = r"""
+import sys
+n = int(sys.argv[1])
+for i in range(n * 16):
+    sys.stdout.buffer.write(bytes([i % 251]) * 65536)
+    sys.stderr.buffer.write(bytes([i % 241]) * 65536)
+"""
+
+
+def _expected(n_mib: int, modulo: int) -> bytes:
+    return b"".join(bytes([i % modulo]) * 65536 for i in range(n_mib * 16))
+
+
+def test_capture_several_mib_on_both_streams() -> None:
+    with ProcessExecutor(2) as ex:
+        future = ex.run([*py(BOTH_STREAMS), "8"], capture_output=True)
+    result = future.result()
+    assert isinstance(result, JobResult) and isinstance(result, subprocess.CompletedProcess)
+    assert result.returncode == 0
+    assert result.stdout == _expected(8, 251)
+    assert result.stderr == _expected(8, 241)
+
+
+def test_input_of_several_mib_echoed_back() -> None:
+    data = os.urandom(6 * MIB)
+    code = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d); sys.stderr.buffer.write(d[::-1])"
+    with ProcessExecutor(2) as ex:
+        result = ex.run(py(code), input=data, capture_output=True).result()
+    assert result.stdout == data and result.stderr == data[::-1]
+
+
+def test_text_mode_and_encoding() -> None:
+    code = "import sys; sys.stdout.buffer.write('h\\u00e9\\r\\nx'.encode()); sys.stdout.flush(); print(sys.stdin.read(), end='', file=sys.stderr)"
+    with ProcessExecutor(1) as ex:
+        result = ex.run(py(code), input="entr\u00e9e", capture_output=True, encoding="utf-8").result()
+    assert result.stdout == "h\u00e9\nx" and result.stderr == "entr\u00e9e"
+
+
+def test_separate_stdout_stderr_arguments(tmp_path: object) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    with ProcessExecutor(2) as ex:
+        merged = ex.run(py(code), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        only_err = ex.run(py(code), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        nothing = ex.run(py(code), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert merged.result().stdout == "out\nerr\n" and merged.result().stderr is None
+    assert only_err.result().stdout is None and only_err.result().stderr == b"err\n"
+    assert nothing.result().stdout is None and nothing.result().returncode == 0
+
+
+def test_check_raises_called_process_error_with_output() -> None:
+    with ProcessExecutor(1) as ex:
+        future = ex.run(py("print('partial'); raise SystemExit(3)"), capture_output=True, check=True)
+        ok = ex.run(py("pass"), check=True)
+    error = future.exception()
+    assert isinstance(error, subprocess.CalledProcessError)
+    assert error.returncode == 3 and error.stdout == b"partial\n"
+    assert ok.result().returncode == 0
+
+
+def test_timeout_with_grandchild_holding_the_pipe() -> None:
+    # The child prints, starts a grandchild that inherits stdout and sleeps, then sleeps too.
+    code = (
+        "import subprocess, sys, time; print('before', flush=True); "
+        "g = subprocess.Popen(['sleep', '300']); print(g.pid, flush=True); time.sleep(300)"
+    )
+    with ProcessExecutor(1, term_sequence=[(signal.SIGTERM, 1.0)]) as ex:
+        started = time.monotonic()
+        future = ex.run(py(code), capture_output=True, timeout=0.5)
+        error = future.exception(timeout=60)
+        elapsed = time.monotonic() - started
+    assert isinstance(error, subprocess.TimeoutExpired)
+    assert error.stdout is not None and error.stdout.startswith(b"before\n")
+    grandchild = int(error.stdout.split()[1])
+    assert future.timed_out
+    assert_dies(grandchild)
+    assert future.pid not in my_children()
+    assert elapsed < 60  # bounded by the future's own timeout above, not a performance claim
+
+
+def test_timeout_counts_from_start_not_from_queueing() -> None:
+    # The job waits 1.5 s for a slot with a 1 s timeout; /bin/true itself takes ~1 ms.
+    with ProcessExecutor(1) as ex:
+        blocker = ex.run(["sleep", "1.5"])
+        queued = ex.run(["true"], timeout=1.0)
+    assert blocker.result().returncode == 0
+    assert queued.result().returncode == 0 and not queued.timed_out
+
+
+def test_duration_excludes_waiting_for_a_slot() -> None:
+    with ProcessExecutor(1) as ex:
+        first = ex.run(py("import time; time.sleep(0.3)"))
+        second = ex.run(py("pass"))
+    one, two = first.result(), second.result()
+    assert two.started_at >= one.started_at + one.duration - 0.05
+    assert two.duration < two.ended_at - one.started_at
+    assert two.ended_at >= two.started_at
+
+
+def test_rusage_reports_memory_and_cpu() -> None:
+    allocate = "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    with ProcessExecutor(2) as ex:
+        big = ex.run(py(allocate)).result()
+        busy = ex.run(py(burn)).result()
+    assert big.rusage is not None and big.rusage.max_rss > 200 * MIB
+    assert busy.rusage is not None and busy.rusage.user_time + busy.rusage.system_time >= 0.25
+    assert big.pid > 0 and "JobResult" in repr(big)
+
+
+def test_line_callbacks_see_every_line_in_order_including_last_unterminated() -> None:
+    code = "import sys\nfor i in range(2000): print(f'line {i}')\nsys.stdout.write('tail')\nprint('e1', file=sys.stderr)"
+    out: list[bytes] = []
+    err: list[str] = []
+    with ProcessExecutor(1) as ex:
+        bytes_job = ex.run(py(code), on_stdout_line=out.append, stderr=subprocess.DEVNULL)
+        text_job = ex.run(py(code), text=True, capture_output=True, on_stderr_line=err.append)
+    assert out == [f"line {i}\n".encode() for i in range(2000)] + [b"tail"]
+    assert bytes_job.result().stdout is None  # lines only: not kept
+    assert text_job.result().stdout.endswith("line 1999\ntail")
+    assert err == ["e1\n"]
+
+
+def test_line_callback_that_raises_is_logged_and_job_result_kept(caplog: pytest.LogCaptureFixture) -> None:
+    def explode(line: bytes) -> None:
+        raise RuntimeError(f"bad line {line!r}")
+
+    with caplog.at_level(logging.ERROR), ProcessExecutor(1) as ex:
+        future = ex.run(py("print('a'); print('b')"), capture_output=True, on_stdout_line=explode)
+    assert future.result().stdout == b"a\nb\n"
+    assert "bad line" in caplog.text
+
+
+def test_child_that_stops_reading_stdin_does_not_hang() -> None:
+    with ProcessExecutor(1) as ex:
+        result = ex.run(py("import sys; sys.stdin.buffer.read(10)"), input=b"x" * (8 * MIB)).result()
+    assert result.returncode == 0
+
+
+def test_many_jobs_with_output_on_one_loop() -> None:
+    code = "import sys; sys.stdout.write('x' * 100000); sys.stderr.write('y' * 1000)"
+    before = threading.active_count()
+    with ProcessExecutor(64) as ex:
+        futures = [ex.run(py(code), capture_output=True) for _ in range(128)]
+        results = [f.result() for f in futures]
+    assert all(len(r.stdout) == 100000 and len(r.stderr) == 1000 for r in results)
+    assert threading.active_count() <= before + 1  # no thread per pipe (waiter threads ended)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"capture_output": True, "stdout": subprocess.DEVNULL}, ValueError, "capture_output"),
+        ({"input": b"x", "stdin": subprocess.DEVNULL}, ValueError, "stdin and input"),
+        ({"on_stdout_line": 3}, TypeError, "callable"),
+        ({"on_stderr_line": print, "stderr": subprocess.DEVNULL}, ValueError, "pipe"),
+        ({"timeout": -1}, ValueError, "timeout"),
+    ],
+)
+def test_bad_run_arguments(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    with ProcessExecutor(1) as ex, pytest.raises(error, match=match):
+        ex.run(py("pass"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_stdin_pipe_without_input_sees_end_of_file() -> None:
+    with ProcessExecutor(1) as ex:
+        result = ex.run(py("import sys; print(len(sys.stdin.read()))"), stdin=subprocess.PIPE, capture_output=True, universal_newlines=True)
+    assert result.result().stdout == "0\n"
