@@ -1,0 +1,196 @@
+"""The anchorscad-utils ``ProcessManager`` / ``ProcessManagerEntry`` API, on ProcessExecutor.
+
+Existing code keeps working with no change but an install::
+
+    from anchorscad_lib.utils.process_manager import ProcessManager, ProcessManagerEntry
+    # or: from procexec.compat import ProcessManager, ProcessManagerEntry
+
+What differs from the original, and why, is in ``docs/migrating.md``. In short: completion
+is event driven (``poll_time`` is accepted but unused); piped output is drained while the
+child runs, so a chatty child cannot deadlock; a command that cannot be started is reported
+through ``ended()`` instead of raising out of ``run_proc``. ``started()`` and ``ended()``
+still run only in the thread that calls the manager's methods.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from procexec._executor import ProcessExecutor, default_max_jobs
+from procexec._future import ProcessFuture
+from procexec._result import JobResult
+
+__all__ = (
+    "CANNOT_EXECUTE_STATUS",
+    "DEFAULT_MAX_JOBS",  # noqa: F822  # provided by the module __getattr__ below
+    "NOT_FOUND_STATUS",
+    "ProcessManager",
+    "ProcessManagerEntry",
+)
+
+#: Status given to ``ended()`` when the program or the cwd does not exist (as a shell does).
+NOT_FOUND_STATUS = 127
+#: Status given to ``ended()`` when the command exists but cannot be started (permission...).
+CANNOT_EXECUTE_STATUS = 126
+
+_POPEN_SIGNATURE = inspect.signature(subprocess.Popen)
+
+
+def __getattr__(name: str) -> int:
+    # DEFAULT_MAX_JOBS is computed on first use, not at import (it asks loky for the CPUs).
+    if name == "DEFAULT_MAX_JOBS":
+        return default_max_jobs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass
+class ProcessManagerEntry:
+    """One process run by a :class:`ProcessManager`; subclass it to be told of its end.
+
+    Attributes:
+        popen_obj: the ``subprocess.Popen`` once started, else None.
+        start_error: the exception if the command could not be started, else None.
+    """
+
+    popen_obj: subprocess.Popen[Any] | None = None
+
+    #: Set by the manager when the command could not be started.
+    start_error: Exception | None = field(default=None, init=False, repr=False, compare=False)
+
+    def started(self) -> None:
+        """Called in the caller's thread just before the process is created."""
+
+    def set_popen_obj(self, popen_obj: subprocess.Popen[Any]) -> None:
+        """Called with the Popen object once the process exists; sets ``popen_obj``."""
+        self.popen_obj = popen_obj
+
+    def ended(self, status: int) -> None:
+        """Called in the caller's thread once the process has ended, with its exit status."""
+
+    def _ended(self, status: int) -> None:
+        self.collect_io()
+        self.ended(status)
+
+    def collect_io(self) -> None:
+        """Kept for compatibility: output is now collected continuously while the child runs."""
+
+    def communicate(self) -> tuple[Any, Any]:
+        """Wait for the process and return its ``(stdout, stderr)``.
+
+        Each is None unless that stream was ``subprocess.PIPE`` (bytes, or str in text mode).
+        """
+        future = _future_of(self)
+        if future is None:
+            return (None, None)
+        result = future.result()
+        return (result.stdout, result.stderr)
+
+
+@dataclass
+class ProcessManager:
+    """Runs processes in the background, at most ``max_jobs`` at once.
+
+    ``run_proc()`` blocks while ``max_jobs`` processes run. ``poll_time`` is accepted for
+    compatibility and no longer used: the manager is woken when a process ends.
+    """
+
+    current_entries: list[Any] = field(default_factory=list)
+    finished_entries: list[Any] = field(default_factory=list)
+    max_jobs: int = field(default_factory=default_max_jobs)
+    poll_time: float = 0.2
+    _executor: ProcessExecutor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def run_proc(self, proc_entry: ProcessManagerEntry, *args: Any, **kwargs: Any) -> None:
+        """Start a process once fewer than ``max_jobs`` run; ``args``/``kwargs`` go to Popen.
+
+        A command that cannot be started does not raise: ``proc_entry.start_error`` is set,
+        the entry joins ``finished_entries`` and ``ended()`` is called with
+        ``NOT_FOUND_STATUS`` (127) or ``CANNOT_EXECUTE_STATUS`` (126).
+        """
+        executor = self._executor_for_limit()
+        bound = _POPEN_SIGNATURE.bind(*args, **kwargs).arguments
+        argv = bound.pop("args")
+        self.wait_for_completions()
+        proc_entry.started()
+        future = executor.run(argv, new_process_group=False, **bound)
+        proc_entry._procexec_future = future  # type: ignore[attr-defined]
+        future.wait_started()
+        popen = future.popen
+        if popen is None:
+            self._start_failed(proc_entry, future)
+            return
+        proc_entry.set_popen_obj(popen)
+        self.current_entries.append(proc_entry)
+
+    def count_procs(self) -> int:
+        """Call ``ended()`` for every process that has ended; return how many still run."""
+        still_running = []
+        for entry in self.current_entries:
+            future = _future_of(entry)
+            if future is None or not future.done():
+                still_running.append(entry)
+                continue
+            self.finished_entries.append(entry)
+            entry._ended(_status_of(entry, future))
+        self.current_entries = still_running
+        return len(still_running)
+
+    def wait_for_completions(self, max_count: int | None = None) -> int:
+        """Wait until at most ``max_count`` processes run (default ``max_jobs - 1``).
+
+        Returns the number running when it returns.
+        """
+        if max_count is None:
+            max_count = self.max_jobs - 1
+        while True:
+            count = self.count_procs()
+            if count <= max_count:
+                return count
+            futures = [f for f in map(_future_of, self.current_entries) if f is not None]
+            wait(futures, return_when=FIRST_COMPLETED)
+
+    def finished_status(self) -> tuple[int, int]:
+        """Wait for every process; return ``(succeeded, failed)`` over all finished entries."""
+        self.wait_for_completions(0)
+        failed = sum(1 for entry in self.finished_entries if _final_status(entry))
+        return len(self.finished_entries) - failed, failed
+
+    def _executor_for_limit(self) -> ProcessExecutor:
+        if self._executor is None:
+            self._executor = ProcessExecutor(self.max_jobs)
+        else:
+            self._executor.max_jobs = self.max_jobs
+        return self._executor
+
+    def _start_failed(self, entry: ProcessManagerEntry, future: ProcessFuture[JobResult]) -> None:
+        error = future.exception()
+        entry.start_error = error if isinstance(error, Exception) else None
+        self.finished_entries.append(entry)
+        entry._ended(_status_of(entry, future))
+
+
+def _future_of(entry: object) -> ProcessFuture[JobResult] | None:
+    future: ProcessFuture[JobResult] | None = getattr(entry, "_procexec_future", None)
+    return future
+
+
+def _status_of(entry: object, future: ProcessFuture[JobResult]) -> int:
+    """The exit status of a finished future, remembered on the entry for finished_status()."""
+    error = future.exception()
+    if error is None:
+        status = future.result().returncode
+    elif isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        status = NOT_FOUND_STATUS
+    else:
+        status = CANNOT_EXECUTE_STATUS
+    entry._procexec_status = status  # type: ignore[attr-defined]
+    return status
+
+
+def _final_status(entry: object) -> int:
+    status: int = getattr(entry, "_procexec_status", 1)
+    return status
