@@ -23,7 +23,7 @@ __all__ = (
 def __getattr__(name: str) -> int:
     # DEFAULT_MAX_JOBS is computed on first use, as in procexec.compat.
     if name == "DEFAULT_MAX_JOBS":
-        from procexec.compat import default_max_jobs  # noqa: PLC0415
+        from procexec import default_max_jobs  # noqa: PLC0415
 
         return default_max_jobs()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
