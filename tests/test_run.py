@@ -12,7 +12,7 @@ import time
 import pytest
 
 from procexec import JobResult, ProcessExecutor
-from tests._helpers import assert_dies, my_children, py
+from tests._helpers import Gate, assert_dies, my_children, py
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -157,13 +157,19 @@ def test_child_that_stops_reading_stdin_does_not_hang() -> None:
     assert result.returncode == 0
 
 
-def test_many_jobs_with_output_on_one_loop() -> None:
-    code = "import sys; sys.stdout.write('x' * 100000); sys.stderr.write('y' * 1000)"
+def test_256_jobs_with_output_at_once_on_one_loop() -> None:
+    script = "head -c 100000 /dev/zero; echo err >&2; read line"
+    release = Gate()
     before = threading.active_count()
-    with ProcessExecutor(64) as ex:
-        futures = [ex.run(py(code), capture_output=True) for _ in range(128)]
-        results = [f.result() for f in futures]
-    assert all(len(r.stdout) == 100000 and len(r.stderr) == 1000 for r in results)
+    try:
+        with ProcessExecutor(256) as ex:
+            futures = [ex.run(["sh", "-c", script], capture_output=True, stdin=release.read_fd) for _ in range(256)]
+            assert all(f.wait_started(60) for f in futures)  # all 256 running at once
+            release.open()
+            results = [f.result() for f in futures]
+    finally:
+        release.close()
+    assert all(len(r.stdout) == 100000 and r.stderr == b"err\n" for r in results)
     assert threading.active_count() <= before + 1  # no thread per pipe (waiter threads ended)
 
 
