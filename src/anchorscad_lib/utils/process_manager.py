@@ -2,28 +2,11 @@
 
 ``anchorscad_lib`` and ``anchorscad_lib.utils`` are namespace packages here (no
 ``__init__.py``), so this module can sit beside the other anchorscad-utils modules.
+Everything is ``procexec.compat``'s: see docs/migrating.md.
 """
 
-from procexec.compat import (
-    CANNOT_EXECUTE_STATUS,
-    NOT_FOUND_STATUS,
-    ProcessManager,
-    ProcessManagerEntry,
-)
+from procexec import compat as _compat
+from procexec.compat import *  # noqa: F403
 
-__all__ = (
-    "CANNOT_EXECUTE_STATUS",
-    "DEFAULT_MAX_JOBS",  # noqa: F822  # provided by the module __getattr__ below
-    "NOT_FOUND_STATUS",
-    "ProcessManager",
-    "ProcessManagerEntry",
-)
-
-
-def __getattr__(name: str) -> int:
-    # DEFAULT_MAX_JOBS is computed on first use, as in procexec.compat.
-    if name == "DEFAULT_MAX_JOBS":
-        from procexec import default_max_jobs  # noqa: PLC0415
-
-        return default_max_jobs()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = _compat.__all__
+__getattr__ = _compat.__getattr__  # DEFAULT_MAX_JOBS, computed on first use
