@@ -47,6 +47,11 @@ class ProcessFuture(Future[T]):
         return popen.pid if popen is not None else None
 
     @property
+    def started_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) when the child was started, or None before."""
+        return self._job.started_wall if self._job is not None and self._job.popen else None
+
+    @property
     def timed_out(self) -> bool:
         """True when the job was stopped because its ``timeout`` expired."""
         return self._job is not None and self._job.timed_out

@@ -1,0 +1,123 @@
+"""Parsing the command line: options named as in GNU parallel where one exists."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+from dataclasses import dataclass
+from typing import NoReturn
+
+USAGE_ERROR = 255
+
+DESCRIPTION = """\
+Run commands in parallel, at most -j at once.
+
+  procexec [options] < commands.txt                 one shell command per line
+  procexec [options] CMD [ARGS...] ::: A B C        run CMD for each argument
+  procexec [options] CMD [ARGS...] :::: FILE        arguments from FILE, one per line
+  ... | procexec [options] CMD [ARGS...]            arguments from stdin, one per line
+
+CMD is run directly, without a shell (arguments with spaces or quotes arrive intact and
+nothing is interpreted); --shell runs it through /bin/sh with the arguments quoted.
+Replacement strings: {} {.} {/} {//} {/.} {#} {%} and {N}; with none, the arguments are
+appended. Several ::: / :::: sources give every combination.
+"""
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 255."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class Halt:
+    """When to stop early: ``when`` is "soon" or "now"; ``kind`` fail/success/done."""
+
+    when: str
+    kind: str
+    count: int
+    percent: bool
+
+    def reached(self, failed: int, succeeded: int, total: int) -> bool:
+        """Whether the condition holds after these outcomes (of ``total`` jobs)."""
+        value = {"fail": failed, "success": succeeded, "done": failed + succeeded}[self.kind]
+        if self.percent:
+            return total > 0 and value * 100 >= self.count * total
+        return value >= self.count
+
+
+def parse_jobs(text: str, cpus: int) -> int:
+    """``-j``: N, N% of the CPUs, +N or -N relative to the CPUs; at least 1."""
+    match = re.fullmatch(r"([+-]?)(\d+)(%?)", text.strip())
+    if match is None:
+        raise UsageError(f"-j/--jobs takes N, N%, +N or -N, not {text!r}")
+    sign, number, percent = match.group(1), int(match.group(2)), match.group(3)
+    if percent:
+        jobs = cpus * number // 100
+    elif sign == "+":
+        jobs = cpus + number
+    elif sign == "-":
+        jobs = cpus - number
+    else:
+        jobs = number
+    if jobs < 1:
+        raise UsageError(f"-j/--jobs {text} gives {jobs} jobs; it must give at least 1")
+    return jobs
+
+
+def parse_halt(text: str) -> Halt | None:
+    """``--halt``: never, or soon|now,fail|success|done=N or N%."""
+    if text == "never":
+        return None
+    match = re.fullmatch(r"(soon|now),(fail|success|done)=(\d+)(%?)", text)
+    if match is None:
+        raise UsageError(f"--halt takes never or soon|now,fail|success|done=N[%], not {text!r}")
+    count = int(match.group(3))
+    if count < 1:
+        raise UsageError(f"--halt {text}: the count must be at least 1")
+    return Halt(match.group(1), match.group(2), count, bool(match.group(4)))
+
+
+def parse_term_seq(text: str) -> list[tuple[int, float]]:
+    """``--term-seq``: GNU parallel's ``TERM,200,KILL,25`` (signal names, milliseconds)."""
+    parts = text.split(",")
+    if len(parts) % 2:
+        parts.append("0")
+    steps: list[tuple[int, float]] = []
+    for name, millis in zip(parts[::2], parts[1::2], strict=True):
+        try:
+            signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+            steps.append((int(signum), int(millis) / 1000))
+        except (KeyError, ValueError):
+            raise UsageError(f"--term-seq: {name},{millis} is not SIGNAL,MILLISECONDS") from None
+    return steps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (its errors raise UsageError)."""
+    parser = _Parser(
+        prog="procexec",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("-j", "--jobs", metavar="N", help="jobs at once: N, N%% of CPUs, +N, -N (default: CPUs-1)")
+    add("--joblog", metavar="FILE", help="append a GNU parallel job log row per finished job")
+    add("--resume", action="store_true", help="skip jobs whose sequence number is in --joblog")
+    add("--resume-failed", action="store_true", help="like --resume, but rerun failed jobs")
+    add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")
+    add("--timeout", type=float, metavar="SECONDS", help="stop a job running longer than this")
+    add("--halt", default="never", metavar="WHEN", help="soon|now,fail|success|done=N[%%]")
+    add("-k", "--keep-order", action="store_true", help="print output in input order")
+    add("--tag", action="store_true", help="prefix output lines with the job's arguments")
+    add("--bar", action="store_true", help="progress bar with ETA on stderr")
+    add("--dry-run", action="store_true", help="print the commands instead of running them")
+    add("--shell", action="store_true", help="run the command through /bin/sh")
+    add("--term-seq", "--termseq", metavar="SEQ", help="how to stop a job, e.g. TERM,2000,KILL,0")
+    add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
+    return parser
