@@ -476,3 +476,20 @@ def test_bad_map_buffersize() -> None:
 
 def test_is_running_helper_sees_this_process() -> None:
     assert is_running(os.getpid()) and sys.executable
+
+
+def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    from procexec._job import Job
+
+    def broken_attach(self: Job, popen: object) -> None:
+        raise RuntimeError("injected reaper bug")
+
+    with ProcessExecutor(2) as ex:
+        monkeypatch.setattr(Job, "attach", broken_attach)
+        future = ex.submit(["sleep", "300"])
+        error = future.exception(timeout=30)
+    assert isinstance(error, RuntimeError) and "injected reaper bug" in str(error)
+    assert future.pid is not None and future.pid not in my_children()
+    assert future.popen is not None and future.popen.returncode == -signal.SIGKILL
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(["true"])

@@ -231,9 +231,10 @@ class Reaper:
         except Exception as exc:
             job.future.set_exception(exc)
             return
-        job.attach(popen)
-        self._running[popen.pid] = job
+        job.popen = popen
+        self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
+            job.attach(popen)
             self._watch(job, popen.pid)
         except OSError as exc:  # e.g. no fd left for a pidfd: do not keep an unwatched child
             self._abandon(job, exc)

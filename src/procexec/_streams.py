@@ -1,12 +1,15 @@
 """Non-blocking pipe ends that the reaper loop drains and feeds.
 
-Only the reaper thread touches these objects. Output is kept as a list of chunks joined
-once at the end; input is written from a memoryview as fast as the pipe accepts it.
+Only the reaper thread touches these objects. Output is appended to a BytesIO: it grows by
+realloc (mremap for large buffers, so no copy) and ``getvalue()`` hands over its buffer
+without copying, so capturing N bytes costs about N bytes (a list of chunks joined at the
+end costs 2N at the join). Input is written from a memoryview as fast as the pipe accepts it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -25,7 +28,7 @@ LineCallback = Callable[[Any], object]
 class OutputPipe:
     """The parent's read end of a child's stdout or stderr."""
 
-    __slots__ = ("_chunks", "_decode", "_file", "_keep", "_on_line", "_partial", "fd")
+    __slots__ = ("_decode", "_file", "_kept", "_on_line", "_partial", "fd")
 
     def __init__(
         self,
@@ -38,8 +41,7 @@ class OutputPipe:
         self._file = file
         self.fd = file.fileno()
         os.set_blocking(self.fd, False)
-        self._chunks: list[bytes] = []
-        self._keep = keep
+        self._kept = io.BytesIO() if keep else None
         self._on_line = on_line
         self._partial = b""
         self._decode = decode
@@ -74,11 +76,11 @@ class OutputPipe:
 
     def data(self) -> bytes | None:
         """All bytes read so far, or None when output is not being kept."""
-        return b"".join(self._chunks) if self._keep else None
+        return self._kept.getvalue() if self._kept is not None else None
 
     def _feed(self, data: bytes) -> None:
-        if self._keep:
-            self._chunks.append(data)
+        if self._kept is not None:
+            self._kept.write(data)
         if self._on_line is not None:
             self._split_lines(data)
 

@@ -21,7 +21,9 @@ class PidfdWatcher:
         self._selector.register(pidfd, selectors.EVENT_READ, on_exit)
 
     def unwatch(self, pid: int) -> None:
-        """Unregister and close the child's pidfd."""
-        pidfd = self._pidfds.pop(pid)
+        """Unregister and close the child's pidfd (if it was registered)."""
+        pidfd = self._pidfds.pop(pid, None)
+        if pidfd is None:
+            return
         self._selector.unregister(pidfd)
         os.close(pidfd)

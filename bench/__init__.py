@@ -1,0 +1,1 @@
+"""Benchmarks of procexec against its peers; run ``python -m bench``."""
