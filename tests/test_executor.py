@@ -493,3 +493,28 @@ def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.M
     assert future.popen is not None and future.popen.returncode == -signal.SIGKILL
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(["true"])
+
+
+def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from procexec._reaper import Reaper
+
+    real_watch = Reaper._watch
+    calls: list[int] = []
+
+    def watch_fails_once(self: Reaper, job: object, pid: int) -> None:
+        calls.append(pid)
+        if len(calls) == 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        real_watch(self, job, pid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Reaper, "_watch", watch_fails_once)
+    with ProcessExecutor(1) as ex:
+        failed = ex.run(["sleep", "300"], capture_output=True, input=b"x")
+        after = ex.submit(py("raise SystemExit(3)"))
+    error = failed.exception()
+    assert isinstance(error, OSError) and error.errno == errno.EMFILE
+    assert failed.popen is not None and failed.popen.returncode == -signal.SIGKILL
+    assert failed.pid not in my_children()
+    assert after.result() == 3

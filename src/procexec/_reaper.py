@@ -253,7 +253,8 @@ class Reaper:
 
     def _abandon(self, job: Job, exc: BaseException) -> None:
         """Kill and reap a child that cannot be watched, and fail its future with ``exc``."""
-        assert job.popen is not None
+        assert job.popen is not None and self._watcher is not None
+        self._watcher.unwatch(job.popen.pid)
         self._signal(job, signal.SIGKILL)
         self._reap(job)
         self._release(job)
@@ -268,7 +269,8 @@ class Reaper:
 
     def _close_output(self, pipe: OutputPipe) -> None:
         assert self._selector is not None
-        self._selector.unregister(pipe.fd)
+        with contextlib.suppress(KeyError):  # not registered: setting the job up failed
+            self._selector.unregister(pipe.fd)
         pipe.close()
 
     def _on_input(self, job: Job) -> None:
@@ -277,7 +279,8 @@ class Reaper:
 
     def _close_input(self, job: Job) -> None:
         assert self._selector is not None and job.stdin is not None
-        self._selector.unregister(job.stdin.fd)
+        with contextlib.suppress(KeyError):  # not registered: setting the job up failed
+            self._selector.unregister(job.stdin.fd)
         job.stdin.close()
         job.stdin = None
 
@@ -285,6 +288,8 @@ class Reaper:
     def _on_exit(self, job: Job) -> None:
         """The child has exited: reap it, collect its output, resolve its future."""
         assert job.popen is not None and self._watcher is not None
+        if self._running.get(job.popen.pid) is not job:
+            return  # already reaped by _abandon; a late fallback waiter reports it again
         self._watcher.unwatch(job.popen.pid)
         if job.stop_steps is not None and job.own_group:
             # A job being stopped: what is left of its group goes with it. The leader is
