@@ -295,3 +295,49 @@ def test_interrupt_stops_every_job_and_keeps_the_log(tmp_path: Path, signum: int
         assert_dies(child)
         assert_dies(grandchild)
     assert os.path.exists(log)
+
+
+# ------------------------------------------- every option through a real process
+_SH = ["sh", "-c", "echo out-{}; exit $(( {} % 2 ))"]
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "expected_out"),
+    [
+        (["-j", "2"], 1, ["out-1", "out-2"]),
+        (["-j", "+1"], 1, ["out-1", "out-2"]),
+        (["-k"], 1, ["out-1", "out-2"]),
+        (["--keep-order", "--tag"], 1, ["1\tout-1", "2\tout-2"]),
+        (["--dry-run", "-k"], 0, ["sh -c 'echo out-1; exit $(( 1 % 2 ))'", "sh -c 'echo out-2; exit $(( 2 % 2 ))'"]),
+        (["--retries", "2", "-k"], 1, ["out-1", "out-2"]),
+        (["--timeout", "30", "-k"], 1, ["out-1", "out-2"]),
+        (["--halt", "soon,fail=1", "-j", "1"], 1, ["out-1"]),
+        (["--term-seq", "TERM,100,KILL,0", "-k"], 1, ["out-1", "out-2"]),
+    ],
+)
+def test_options_through_a_real_process(options: list[str], status: int, expected_out: list[str]) -> None:
+    result = run_cli(*options, *_SH, ":::", "1", "2")
+    assert result.returncode == status, result.stderr
+    assert sorted(result.stdout.splitlines()) == sorted(expected_out)
+    if "-k" in options or "--keep-order" in options:
+        assert result.stdout.splitlines() == expected_out
+
+
+def test_shell_and_joblog_resume_through_a_real_process(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    first = run_cli("--shell", "--joblog", str(log), "echo {} | tr a-z A-Z; test {} != b", ":::", "a", "b")
+    assert first.returncode == 1 and sorted(first.stdout.split()) == ["A", "B"]
+    resumed = run_cli("--resume", "--joblog", str(log), "--shell", "echo {}", ":::", "a", "b", "c")
+    assert resumed.stdout.split() == ["c"]
+    rerun = run_cli("--resume-failed", "--joblog", str(log), "--shell", "echo again-{}", ":::", "a", "b", "c")
+    assert rerun.stdout.split() == ["again-b"] and rerun.returncode == 0
+    seqs = [row[0] for row in log_rows(log)]
+    assert sorted(seqs[:2]) == ["1", "2"] and seqs[2:] == ["3", "2"]
+
+
+def test_console_script_when_installed() -> None:
+    script = shutil.which("procexec")
+    if script is None:
+        pytest.skip("the procexec console script is not on PATH (not installed in this environment)")
+    result = subprocess.run([script, "-k", "echo", ":::", "a", "b"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.split() == ["a", "b"]
