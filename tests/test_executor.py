@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
@@ -19,7 +18,6 @@ from procexec import JobResult, ProcessExecutor, ProcessFuture, default_max_jobs
 from tests._helpers import (
     Gate,
     assert_dies,
-    is_running,
     my_children,
     py,
     read_pid_lines,
@@ -473,9 +471,6 @@ def test_bad_map_buffersize() -> None:
         with pytest.raises(TypeError, match="buffersize"):
             ex.map([["true"]], buffersize=1.5)  # type: ignore[arg-type]
 
-
-def test_is_running_helper_sees_this_process() -> None:
-    assert is_running(os.getpid()) and sys.executable
 
 
 def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,3 +70,16 @@ class JobResult(subprocess.CompletedProcess[Any]):
             f"JobResult(args={self.args!r}, returncode={self.returncode!r}, "
             f"pid={self.pid}, duration={self.duration:.3f})"
         )
+
+
+#: Status a shell gives a command it cannot find (program or directory missing).
+NOT_FOUND_STATUS = 127
+#: Status a shell gives a command it found but cannot execute (permission, format...).
+CANNOT_EXECUTE_STATUS = 126
+
+
+def start_error_status(error: BaseException) -> int:
+    """The shell's exit status for a command that could not be started with ``error``."""
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return NOT_FOUND_STATUS
+    return CANNOT_EXECUTE_STATUS

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -122,8 +123,6 @@ def split_sources(words: Sequence[str]) -> tuple[list[str], list[list[str]] | No
 def read_lines(path: str) -> list[str]:
     """The lines of a file (``-`` for stdin), without their newlines."""
     if path == "-":
-        import sys  # noqa: PLC0415
-
         return sys.stdin.read().splitlines()
     with open(path, encoding="utf-8", errors="surrogateescape") as file:
         return file.read().splitlines()

@@ -34,6 +34,7 @@ from procexec._cli_args import (
 from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_max_jobs
 from procexec._future import ProcessFuture
 from procexec._joblog import JobLog, Row, read_outcomes
+from procexec._result import start_error_status
 from procexec._template import Template, TemplateError, split_sources
 
 INTERRUPTED = 130
@@ -295,8 +296,7 @@ def _outcome(
         return returncode, expired.stdout or b"", expired.stderr or b"", started
     except OSError as error:
         message = f"procexec: {_text(command)}: {error.strerror}\n".encode()
-        status = 127 if isinstance(error, (FileNotFoundError, NotADirectoryError)) else 126
-        return status, b"", message, started
+        return start_error_status(error), b"", message, started
     return result.returncode, result.stdout, result.stderr, result.started_at
 
 

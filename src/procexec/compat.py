@@ -22,7 +22,12 @@ from typing import Any
 
 from procexec._executor import ProcessExecutor, default_max_jobs
 from procexec._future import ProcessFuture
-from procexec._result import JobResult
+from procexec._result import (
+    CANNOT_EXECUTE_STATUS,
+    NOT_FOUND_STATUS,
+    JobResult,
+    start_error_status,
+)
 
 __all__ = (
     "CANNOT_EXECUTE_STATUS",
@@ -31,11 +36,6 @@ __all__ = (
     "ProcessManager",
     "ProcessManagerEntry",
 )
-
-#: Status given to ``ended()`` when the program or the cwd does not exist (as a shell does).
-NOT_FOUND_STATUS = 127
-#: Status given to ``ended()`` when the command exists but cannot be started (permission...).
-CANNOT_EXECUTE_STATUS = 126
 
 _POPEN_SIGNATURE = inspect.signature(subprocess.Popen)
 
@@ -181,12 +181,7 @@ def _future_of(entry: object) -> ProcessFuture[JobResult] | None:
 def _status_of(entry: object, future: ProcessFuture[JobResult]) -> int:
     """The exit status of a finished future, remembered on the entry for finished_status()."""
     error = future.exception()
-    if error is None:
-        status = future.result().returncode
-    elif isinstance(error, (FileNotFoundError, NotADirectoryError)):
-        status = NOT_FOUND_STATUS
-    else:
-        status = CANNOT_EXECUTE_STATUS
+    status = future.result().returncode if error is None else start_error_status(error)
     entry._procexec_status = status  # type: ignore[attr-defined]
     return status
 
