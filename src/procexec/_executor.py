@@ -177,7 +177,7 @@ class ProcessExecutor(Executor):
         Args:
             argvs: commands, each as :meth:`submit` takes it.
             timeout: seconds, from this call, that the iterator may wait for a result;
-                past it ``next()`` raises TimeoutError.
+                past it ``next()`` raises ``concurrent.futures.TimeoutError``.
             buffersize: at most this many commands are queued ahead of the one being
                 yielded; the next command is taken from ``argvs`` only as results are
                 consumed, so a huge or endless iterable is not read all at once (as in
