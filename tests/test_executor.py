@@ -230,7 +230,8 @@ def test_pid_is_none_before_start(gate: Gate) -> None:
         first = ex.submit(["cat"], stdin=gate.read_fd)
         second = ex.submit(py("pass"))
         assert first.wait_started(30)
-        assert second.pid is None and second.popen is None
+        assert second.pid is None and second.popen is None and second.started_at is None
+        assert first.started_at is not None and first.started_at > 0
         assert not second.wait_started(0)
         gate.open()
 
@@ -477,11 +478,11 @@ def test_bad_map_buffersize() -> None:
 def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.MonkeyPatch) -> None:
     from procexec._job import Job
 
-    def broken_attach(self: Job, popen: object) -> None:
+    def broken_take_pipes(self: Job) -> None:
         raise RuntimeError("injected reaper bug")
 
     with ProcessExecutor(2) as ex:
-        monkeypatch.setattr(Job, "attach", broken_attach)
+        monkeypatch.setattr(Job, "take_pipes", broken_take_pipes)
         future = ex.submit(["sleep", "300"])
         error = future.exception(timeout=30)
     assert isinstance(error, RuntimeError) and "injected reaper bug" in str(error)

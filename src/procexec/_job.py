@@ -109,13 +109,18 @@ class Job:
         self.stop_steps: deque[tuple[int, float]] | None = None
         self.timed_out = False
 
-    def attach(self, popen: subprocess.Popen[bytes]) -> None:
-        """Record the started child and take over the pipes Popen opened for it."""
-        self.popen = popen
+    def started(self, popen: subprocess.Popen[bytes]) -> None:
+        """Record the started child, its start time and its timeout deadline (cannot fail)."""
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
         if self.timeout is not None:
             self.deadline = self.started_mono + self.timeout
+        self.popen = popen
+
+    def take_pipes(self) -> None:
+        """Take over the pipes Popen opened for the started child."""
+        popen = self.popen
+        assert popen is not None
         options = self.options or RunOptions()
         decode = options.decode if options.text else None
         if popen.stdout is not None:

@@ -231,10 +231,10 @@ class Reaper:
         except Exception as exc:
             job.future.set_exception(exc)
             return
-        job.popen = popen
+        job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
-            job.attach(popen)
+            job.take_pipes()
             self._watch(job, popen.pid)
         except OSError as exc:  # e.g. no fd left for a pidfd: do not keep an unwatched child
             self._abandon(job, exc)
@@ -267,10 +267,13 @@ class Reaper:
         if not pipe.read_available():
             self._close_output(pipe)
 
-    def _close_output(self, pipe: OutputPipe) -> None:
+    def _unregister(self, fd: int) -> None:
         assert self._selector is not None
         with contextlib.suppress(KeyError):  # not registered: setting the job up failed
-            self._selector.unregister(pipe.fd)
+            self._selector.unregister(fd)
+
+    def _close_output(self, pipe: OutputPipe) -> None:
+        self._unregister(pipe.fd)
         pipe.close()
 
     def _on_input(self, job: Job) -> None:
@@ -278,9 +281,8 @@ class Reaper:
             self._close_input(job)
 
     def _close_input(self, job: Job) -> None:
-        assert self._selector is not None and job.stdin is not None
-        with contextlib.suppress(KeyError):  # not registered: setting the job up failed
-            self._selector.unregister(job.stdin.fd)
+        assert job.stdin is not None
+        self._unregister(job.stdin.fd)
         job.stdin.close()
         job.stdin = None
 

@@ -123,6 +123,6 @@ def split_sources(words: Sequence[str]) -> tuple[list[str], list[list[str]] | No
 def read_lines(path: str) -> list[str]:
     """The lines of a file (``-`` for stdin), without their newlines."""
     if path == "-":
-        return sys.stdin.read().splitlines()
+        return sys.stdin.read().splitlines() if sys.stdin is not None else []
     with open(path, encoding="utf-8", errors="surrogateescape") as file:
         return file.read().splitlines()

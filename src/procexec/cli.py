@@ -35,7 +35,7 @@ from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_m
 from procexec._future import ProcessFuture
 from procexec._joblog import JobLog, Row, read_outcomes
 from procexec._result import start_error_status
-from procexec._template import Template, TemplateError, split_sources
+from procexec._template import Template, TemplateError, read_lines, split_sources
 
 INTERRUPTED = 130
 TERMINATED = 143
@@ -152,7 +152,7 @@ def _jobs(
     except OSError as error:
         raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
     if sources is None:
-        sources = [sys.stdin.read().splitlines()] if sys.stdin is not None else [[]]
+        sources = [read_lines("-")]
     if not template_words:
         if len(sources) != 1:
             raise UsageError("give a command before ::: (or one command per line on stdin)")
