@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -85,17 +84,14 @@ def test_timeout_with_grandchild_holding_the_pipe() -> None:
         "g = subprocess.Popen(['sleep', '300']); print(g.pid, flush=True); time.sleep(300)"
     )
     with ProcessExecutor(1, term_sequence=[(signal.SIGTERM, 1.0)]) as ex:
-        started = time.monotonic()
         future = ex.run(py(code), capture_output=True, timeout=0.5)
-        error = future.exception(timeout=60)
-        elapsed = time.monotonic() - started
+        error = future.exception(timeout=60)  # raises TimeoutError if the job hangs
     assert isinstance(error, subprocess.TimeoutExpired)
     assert error.stdout is not None and error.stdout.startswith(b"before\n")
     grandchild = int(error.stdout.split()[1])
     assert future.timed_out
     assert_dies(grandchild)
     assert future.pid not in my_children()
-    assert elapsed < 60  # bounded by the future's own timeout above, not a performance claim
 
 
 def test_timeout_counts_from_start_not_from_queueing() -> None:
