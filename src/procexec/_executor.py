@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import signal
 import subprocess
@@ -10,12 +11,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+from weakref import WeakSet
 
 from procexec._future import ProcessFuture
 from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
 from procexec._reaper import Reaper
 from procexec._result import JobResult
+from procexec._signals import SigtermAsExit
 from procexec._streams import LineCallback
 from procexec._validate import (
     check_argv,
@@ -56,10 +59,21 @@ class ProcessExecutor(Executor):
             if the sequence does not end with it.
         new_process_group: start each child in a process group of its own (the default),
             so stopping a job also stops its grandchildren; a job can override it.
+        at_exit: what happens to jobs still queued or running when the interpreter exits
+            without having shut the executor down: ``"wait"`` (the default, like
+            ThreadPoolExecutor) runs them to the end; ``"stop"`` cancels the queued ones and
+            stops and reaps the running ones.
+        sigterm: while a ``with`` block of the main thread runs, turn SIGTERM into
+            ``SystemExit(143)`` so the block stops and reaps the jobs (True, the default;
+            only done when SIGTERM has its default action). False leaves SIGTERM alone.
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
-    exception (KeyboardInterrupt too) cancels the jobs not started, stops the running ones
-    with the termination sequence, reaps them all, then lets the exception propagate.
+    exception (KeyboardInterrupt, or SystemExit from SIGTERM, too) cancels the jobs not
+    started, stops the running ones with the termination sequence, reaps them all, then lets
+    the exception propagate.
+
+    An executor is unusable in a child process made by ``os.fork()``: there ``submit``
+    raises RuntimeError and the inherited futures fail (docs/guarantees.md).
     """
 
     def __init__(
@@ -68,12 +82,22 @@ class ProcessExecutor(Executor):
         *,
         term_sequence: Sequence[tuple[int, float]] = DEFAULT_TERM_SEQUENCE,
         new_process_group: bool = True,
+        at_exit: Literal["wait", "stop"] = "wait",
+        sigterm: bool = True,
     ) -> None:
+        if at_exit not in ("wait", "stop"):
+            raise ValueError(f'at_exit must be "wait" or "stop", got {at_exit!r}')
         limit = default_max_jobs() if max_jobs is None else check_max_jobs(max_jobs)
         self._new_process_group = bool(new_process_group)
         self._reaper = Reaper(
-            limit, check_term_sequence(term_sequence), name=f"procexec-reaper-{next(_counter)}"
+            limit,
+            check_term_sequence(term_sequence),
+            name=f"procexec-reaper-{next(_counter)}",
+            daemon=at_exit == "stop",
         )
+        if at_exit == "stop":
+            _stop_at_exit.add(self._reaper)
+        self._sigterm = SigtermAsExit() if sigterm else None
 
     @property
     def max_jobs(self) -> int:
@@ -244,6 +268,8 @@ class ProcessExecutor(Executor):
         self._reaper.stop_all(kill=True)
 
     def __enter__(self) -> ProcessExecutor:
+        if self._sigterm is not None:
+            self._sigterm.arm()
         return self
 
     def __exit__(
@@ -252,22 +278,17 @@ class ProcessExecutor(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.shutdown(wait=True)
-        else:
-            self._abort()
+        try:
+            if exc_type is None:
+                self.shutdown(wait=True)
+            else:
+                self._abort()
+        finally:
+            if self._sigterm is not None:
+                self._sigterm.disarm()
 
     def _abort(self) -> None:
-        """Cancel waiting jobs, stop running ones, reap them all. A second interrupt while
-        waiting skips the grace periods (SIGKILL) but still reaps before propagating."""
-        self._reaper.close(cancel_pending=True)
-        self._reaper.stop_all(kill=False)
-        try:
-            self._reaper.join()
-        except BaseException:
-            self._reaper.stop_all(kill=True)
-            self._reaper.join()
-            raise
+        _abort(self._reaper)
 
     def _queue(
         self,
@@ -289,6 +310,30 @@ class ProcessExecutor(Executor):
         future._bind(job, self._reaper)
         self._reaper.enqueue(job)
         return future
+
+
+def _abort(reaper: Reaper) -> None:
+    """Cancel waiting jobs, stop running ones, reap them all. A second interrupt while
+    waiting skips the grace periods (SIGKILL) but still reaps before propagating."""
+    reaper.close(cancel_pending=True)
+    reaper.stop_all(kill=False)
+    try:
+        reaper.join()
+    except BaseException:
+        reaper.stop_all(kill=True)
+        reaper.join()
+        raise
+
+
+#: Reapers of executors made with ``at_exit="stop"``. Their threads are daemons, so the
+#: interpreter does not wait for them before running atexit handlers; this one stops them.
+_stop_at_exit: WeakSet[Reaper] = WeakSet()
+
+
+@atexit.register
+def _stop_jobs_at_exit() -> None:
+    for reaper in list(_stop_at_exit):
+        _abort(reaper)
 
 
 def _run_options(

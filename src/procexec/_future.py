@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeVar
 
@@ -81,6 +82,18 @@ class ProcessFuture(Future[T]):
             return self._reaper.progress.wait_for(
                 lambda: self.popen is not None or self.done(), timeout
             )
+
+    def _fail_after_fork(self, error: BaseException) -> None:
+        """In a child made by fork(), resolve this inherited future with ``error``.
+
+        A parent thread may have held the future's lock at the fork, and would never
+        release it here; and the parent's waiters do not exist here. Both are replaced
+        before the future is resolved (this runs with no other thread alive).
+        """
+        self._condition = threading.Condition()
+        self._waiters = []
+        if not self.done():
+            self.set_exception(error)
 
     def _stop(self, *, kill: bool) -> None:
         if self._job is not None and self._reaper is not None:

@@ -5,6 +5,7 @@ A Job is created by the caller's thread and, once queued, touched only by the re
 
 from __future__ import annotations
 
+import contextlib
 import locale
 import subprocess
 import sys
@@ -139,6 +140,15 @@ class Job:
             )
         if popen.stdin is not None:
             self.stdin = InputPipe(popen.stdin, options.input or b"")
+
+    def close_pipes(self) -> None:
+        """Close this process's ends of the child's pipes without reading or writing more
+        (in a child made by fork(); the pipe objects share these files)."""
+        if self.popen is not None:
+            for file in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+                if file is not None:
+                    with contextlib.suppress(OSError):  # nothing is buffered: we use os.write
+                        file.close()
 
     def output_pipes(self) -> list[OutputPipe]:
         """The output pipes still open."""

@@ -37,9 +37,11 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
+from weakref import WeakSet
 
 from procexec import _platform
 from procexec._job import Job
+from procexec._limits import explain, with_more_files
 from procexec._result import Rusage
 from procexec._streams import OutputPipe
 from procexec._validate import TermSequence
@@ -51,9 +53,12 @@ class Reaper:
     """Runs jobs under a limit on one thread; the methods without a leading underscore are
     safe to call from any thread."""
 
-    def __init__(self, max_jobs: int, term_sequence: TermSequence, name: str) -> None:
+    def __init__(
+        self, max_jobs: int, term_sequence: TermSequence, name: str, *, daemon: bool = False
+    ) -> None:
         self.term_sequence = term_sequence
         self._name = name
+        self._daemon = daemon  # a daemon thread does not hold up interpreter exit
         #: Notified whenever jobs were started or finished; see ProcessFuture.wait_started.
         self.progress = threading.Condition()
         # _lock guards the fields below it: the hand-over between callers and the thread.
@@ -66,11 +71,14 @@ class Reaper:
         self._wake_fd: int | None = None  # write end of the wake pipe, while the thread runs
         self._wake_sent = False
         self._closed = False
+        self._forked = False  # this is a copy inherited through fork(): refuse work
         # Owned by the reaper thread alone.
         self._running: dict[int, Job] = {}
         self._timed: set[Job] = set()
         self._selector: selectors.BaseSelector | None = None
         self._watcher: _platform.ExitWatcher | None = None
+        self._loop_fds: tuple[int, int] | None = None  # the wake pipe, while the loop runs
+        _live_reapers.add(self)
 
     # ----------------------------------------------------------- any thread
     @property
@@ -82,15 +90,27 @@ class Reaper:
         """Change the limit; waiting jobs start at once if it was raised."""
         with self._lock:
             self._max_jobs = value
-            self._wake_locked(start=False)
+            self._wake_locked()
 
     def enqueue(self, job: Job) -> None:
-        """Queue a job; raise RuntimeError after close()."""
+        """Queue a job, starting the thread if none runs.
+
+        Raises RuntimeError after close() or in a child process created by fork(), and
+        OSError or RuntimeError if the thread cannot be started; the job is then not queued.
+        """
         with self._lock:
+            if self._forked:
+                raise RuntimeError(
+                    "this ProcessExecutor was created before os.fork() in the parent process "
+                    "and cannot run jobs in the child: create a new ProcessExecutor here"
+                )
             if self._closed:
                 raise RuntimeError("cannot schedule new jobs after shutdown")
+            if self._thread is None:
+                self._start_thread_locked()
+            else:
+                self._wake_locked()
             self._pending.append(job)
-            self._wake_locked(start=True)
 
     def post(self, call: Callable[[], None]) -> None:
         """Run ``call`` on the reaper thread soon; dropped when no thread runs (no job runs)."""
@@ -98,7 +118,7 @@ class Reaper:
             if self._thread is None:
                 return
             self._posted.append(call)
-            self._wake_locked(start=False)
+            self._wake_locked()
 
     def close(self, *, cancel_pending: bool) -> None:
         """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started."""
@@ -130,40 +150,44 @@ class Reaper:
         """Start stopping every running job."""
         self.post(partial(self._stop_every_running, kill))
 
-    def _wake_locked(self, *, start: bool) -> None:
-        """Wake the thread, or start it if ``start`` and none runs. Caller holds ``_lock``."""
-        if self._thread is None:
-            if start:
-                self._start_thread_locked()
-        elif not self._wake_sent and self._wake_fd is not None:
+    def _wake_locked(self) -> None:
+        """Wake the thread if it runs and was not woken already. Caller holds ``_lock``."""
+        if self._thread is not None and not self._wake_sent and self._wake_fd is not None:
             self._wake_sent = True
             os.write(self._wake_fd, b"\0")
 
     def _start_thread_locked(self) -> None:
-        read_fd, self._wake_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        self._wake_sent = False
-        self._thread = threading.Thread(
-            target=self._main, args=(read_fd, self._wake_fd), name=self._name
+        """Start the thread; on failure leave nothing behind and raise. Caller holds ``_lock``."""
+        selector, wake_read, wake_write = with_more_files(_open_loop_fds)
+        thread = threading.Thread(
+            target=self._main,
+            args=(selector, wake_read, wake_write),
+            name=self._name,
+            daemon=self._daemon,
         )
-        self._thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            _close_loop_fds(selector, wake_read, wake_write)
+            raise
+        # The thread needs _lock before it looks at any of these, and the caller holds it.
+        self._thread, self._wake_fd, self._wake_sent = thread, wake_write, False
 
     # ------------------------------------------------------- reaper thread
-    def _main(self, wake_read: int, wake_write: int) -> None:
-        selector = selectors.DefaultSelector()
+    def _main(self, selector: selectors.BaseSelector, wake_read: int, wake_write: int) -> None:
         selector.register(wake_read, selectors.EVENT_READ, partial(self._on_wake, wake_read))
         self._selector = selector
-        self._watcher = _platform.make_exit_watcher(selector, self.post)
+        self._loop_fds = (wake_read, wake_write)
         try:
+            self._watcher = _platform.make_exit_watcher(selector, self.post)
             while self._step():
                 pass
         except BaseException as exc:  # a bug here must not leave children or futures behind
             logger.exception("procexec: the reaper loop failed; stopping its jobs")
             self._fail_everything(exc)
         finally:
-            selector.close()
-            os.close(wake_read)
-            os.close(wake_write)
+            self._loop_fds = None
+            _close_loop_fds(selector, wake_read, wake_write)
 
     def _step(self) -> bool:
         """One turn of the loop; False when the thread should end."""
@@ -227,21 +251,22 @@ class Reaper:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            popen: subprocess.Popen[bytes] = subprocess.Popen(job.argv, **job.popen_kwargs)
+            popen = with_more_files(partial(_popen, job))
         except Exception as exc:
-            job.future.set_exception(exc)
+            job.future.set_exception(explain(exc))
             return
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
             job.take_pipes()
             self._watch(job, popen.pid)
-        except OSError as exc:  # e.g. no fd left for a pidfd: do not keep an unwatched child
-            self._abandon(job, exc)
+        except Exception as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
+            self._abandon(job, explain(exc))
 
     def _watch(self, job: Job, pid: int) -> None:
         assert self._selector is not None and self._watcher is not None
-        self._watcher.watch(pid, partial(self._on_exit, job))
+        watcher = self._watcher
+        with_more_files(partial(watcher.watch, pid, partial(self._on_exit, job)))
         for pipe in job.output_pipes():
             self._selector.register(pipe.fd, selectors.EVENT_READ, partial(self._on_output, pipe))
         if job.stdin is not None:
@@ -410,6 +435,72 @@ class Reaper:
             if job.future.set_running_or_notify_cancel():
                 _fail(job, exc)
         self._notify_progress()
+
+    # --------------------------------------------------------------- fork()
+    def _forget_after_fork(self) -> None:
+        """In a child made by ``os.fork()``: the thread and the children are the parent's.
+
+        Runs in the child right after the fork, with no other thread alive there. Locks a
+        parent thread held at the fork would stay locked, so they are replaced. Inherited
+        fds are closed: a job's stdin pipe still open here would never reach its end.
+        Every job's future fails; the executor refuses new jobs.
+        """
+        self._lock = threading.Lock()
+        self.progress = threading.Condition()
+        self._forked = self._closed = True
+        self._thread = self._finishing = None
+        self._wake_fd = None
+        jobs = [*self._pending, *self._running.values()]
+        self._pending.clear()
+        self._posted.clear()
+        self._running.clear()
+        self._timed.clear()
+        if self._watcher is not None:
+            self._watcher.forget_after_fork()
+        if self._selector is not None and self._loop_fds is not None:
+            _close_loop_fds(self._selector, *self._loop_fds)
+        self._selector = self._watcher = self._loop_fds = None
+        error = RuntimeError(
+            "this job belongs to a ProcessExecutor of the parent process; it is not "
+            "tracked in the child made by os.fork()"
+        )
+        for job in jobs:
+            job.close_pipes()
+            job.future._fail_after_fork(error)
+
+
+#: Every reaper alive, so that a child made by fork() can disarm its copies.
+_live_reapers: WeakSet[Reaper] = WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for reaper in list(_live_reapers):
+        reaper._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _popen(job: Job) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(job.argv, **job.popen_kwargs)
+
+
+def _open_loop_fds() -> tuple[selectors.BaseSelector, int, int]:
+    """The selector and the wake pipe (read end non-blocking) for one run of the loop."""
+    selector = selectors.DefaultSelector()
+    try:
+        wake_read, wake_write = os.pipe()
+    except BaseException:
+        selector.close()
+        raise
+    os.set_blocking(wake_read, False)
+    return selector, wake_read, wake_write
+
+
+def _close_loop_fds(selector: selectors.BaseSelector, wake_read: int, wake_write: int) -> None:
+    selector.close()
+    os.close(wake_read)
+    os.close(wake_write)
 
 
 def _fail(job: Job, exc: BaseException) -> None:

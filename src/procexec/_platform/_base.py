@@ -17,3 +17,6 @@ class ExitWatcher(Protocol):
 
     def unwatch(self, pid: int) -> None:
         """Forget ``pid``; called by the reaper thread from ``on_exit`` before reaping."""
+
+    def forget_after_fork(self) -> None:
+        """In a child made by fork(): close what was inherited, watch nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -25,10 +26,16 @@ class WaiterThreadWatcher:
         thread = threading.Thread(
             target=self._wait, args=(pid, on_exit), name=f"procexec-wait-{pid}", daemon=True
         )
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the same limits as fork()
+            raise OSError(errno.EAGAIN, f"cannot start a waiter thread ({exc})") from exc
 
     def unwatch(self, pid: int) -> None:
         """Nothing to undo: the waiter thread has already returned."""
+
+    def forget_after_fork(self) -> None:
+        """Nothing to close: the waiter threads do not exist in the child."""
 
     def _wait(self, pid: int, on_exit: Callable[[], None]) -> None:
         # ChildProcessError: reaped by someone else (a caller's popen.wait()): exited too.

@@ -17,8 +17,12 @@ class PidfdWatcher:
     def watch(self, pid: int, on_exit: Callable[[], None]) -> None:
         """Open and register the child's pidfd; the selector calls ``on_exit``."""
         pidfd = os.pidfd_open(pid)
+        try:
+            self._selector.register(pidfd, selectors.EVENT_READ, on_exit)
+        except BaseException:
+            os.close(pidfd)
+            raise
         self._pidfds[pid] = pidfd
-        self._selector.register(pidfd, selectors.EVENT_READ, on_exit)
 
     def unwatch(self, pid: int) -> None:
         """Unregister and close the child's pidfd (if it was registered)."""
@@ -27,3 +31,9 @@ class PidfdWatcher:
             return
         self._selector.unregister(pidfd)
         os.close(pidfd)
+
+    def forget_after_fork(self) -> None:
+        """Close the inherited pidfds (the selector is closed by the reaper)."""
+        for pidfd in self._pidfds.values():
+            os.close(pidfd)
+        self._pidfds.clear()
