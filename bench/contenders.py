@@ -51,7 +51,10 @@ def _check(statuses: list[int]) -> None:
 def run_procexec(w: Workload) -> None:
     with ProcessExecutor(w.jobs) as ex:
         if w.capture:
-            results = [f.result() for f in [ex.run(list(w.argv), capture_output=True) for _ in range(w.count)]]
+            results = [
+                f.result()
+                for f in [ex.run(list(w.argv), capture_output=True) for _ in range(w.count)]
+            ]
             _check([r.returncode for r in results])
         else:
             _check([f.result() for f in [ex.submit(list(w.argv)) for _ in range(w.count)]])
@@ -59,7 +62,10 @@ def run_procexec(w: Workload) -> None:
 
 def run_threadpool(w: Workload) -> None:
     with ThreadPoolExecutor(w.jobs) as pool:
-        futures = [pool.submit(subprocess.run, list(w.argv), capture_output=w.capture) for _ in range(w.count)]
+        futures = [
+            pool.submit(subprocess.run, list(w.argv), capture_output=w.capture)
+            for _ in range(w.count)
+        ]
         _check([f.result().returncode for f in futures])
 
 
@@ -86,7 +92,12 @@ def run_loky(w: Workload) -> None:
     from loky import get_reusable_executor
 
     pool = get_reusable_executor(max_workers=w.jobs)
-    _check([f.result() for f in [pool.submit(_subprocess_run, w.argv, w.capture) for _ in range(w.count)]])
+    _check(
+        [
+            f.result()
+            for f in [pool.submit(_subprocess_run, w.argv, w.capture) for _ in range(w.count)]
+        ]
+    )
 
 
 def _manager_run(module: Any, w: Workload) -> None:
@@ -110,7 +121,17 @@ def load_original_pm() -> ModuleType | None:
     """anchorscad-utils' own process_manager, from its distribution unpacked in bench/.peers."""
     path = PEERS / "anchorscad_lib" / "utils" / "process_manager.py"
     if not path.exists():
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEERS), "anchorscad-utils"]
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(PEERS),
+            "anchorscad-utils",
+        ]
         if subprocess.run(pip, capture_output=True, check=False).returncode != 0:
             missing["anchorscad PM"] = "pip could not install anchorscad-utils into bench/.peers"
             return None
@@ -132,11 +153,26 @@ def run_xargs(w: Workload) -> None:
     # xargs appends one input word per command: feed the last argv word COUNT times.
     data = (w.argv[-1] + "\n") * w.count
     argv = ["xargs", "-P", str(w.jobs), "-n", "1", *w.argv[:-1]]
-    _check([subprocess.run(argv, input=data.encode(), stdout=subprocess.DEVNULL, check=False).returncode])
+    _check(
+        [
+            subprocess.run(
+                argv, input=data.encode(), stdout=subprocess.DEVNULL, check=False
+            ).returncode
+        ]
+    )
 
 
 def run_parallel(w: Workload) -> None:
-    argv = ["parallel", "--will-cite", "-j", str(w.jobs), "-N0", *w.argv, ":::", *map(str, range(w.count))]
+    argv = [
+        "parallel",
+        "--will-cite",
+        "-j",
+        str(w.jobs),
+        "-N0",
+        *w.argv,
+        ":::",
+        *map(str, range(w.count)),
+    ]
     out = subprocess.DEVNULL
     _check([subprocess.run(argv, stdout=out, check=False).returncode])
 

@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from bench.contenders import NO_CAPTURE, Workload, contenders, missing
+from bench.contenders import NO_CAPTURE, Runner, Workload, contenders, missing
 from procexec import ProcessExecutor
 
 MIB = 1024 * 1024
@@ -49,27 +51,36 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def measure(runners: dict, loads: list[Workload], rounds: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
+def measure(
+    runners: dict[str, Runner | None], loads: list[Workload], rounds: int
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(workload, contender) -> [(wall seconds, CPU seconds of the tree)] over the rounds."""
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    names = [n for n, r in runners.items() if r is not None]
+    active = {n: r for n, r in runners.items() if r is not None}
+    names = list(active)
     for round_number in range(rounds):
-        order = names[round_number % len(names):] + names[: round_number % len(names)]
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
         for load in loads:
             for name in order:
                 if load.capture and name in NO_CAPTURE:
                     continue
                 cpu, start = _cpu(), time.perf_counter()
-                runners[name](load)
+                active[name](load)
                 wall, used = time.perf_counter() - start, _cpu() - cpu
                 samples.setdefault((load.name, name), []).append((wall, used))
-                print(f"  round {round_number + 1} {load.name:6} {name:20} {wall:7.3f}s", file=sys.stderr)
+                print(
+                    f"  round {round_number + 1} {load.name:6} {name:20} {wall:7.3f}s",
+                    file=sys.stderr,
+                )
     return samples
 
 
 def table(samples: dict[tuple[str, str], list[tuple[float, float]]], loads: list[Workload]) -> str:
     """Markdown: median wall seconds, tree CPU seconds and the procexec ratio."""
-    lines = ["| workload | contender | median wall s | CPU s (tree) | procexec / contender |", "|---|---|---|---|---|"]
+    lines = [
+        "| workload | contender | median wall s | CPU s (tree) | procexec / contender |",
+        "|---|---|---|---|---|",
+    ]
     for load in loads:
         ours = statistics.median(w for w, _ in samples[(load.name, "procexec")])
         for (name_load, name), values in samples.items():
@@ -100,15 +111,16 @@ def queue_costs(count: int) -> str:
     release.set()
     pool.shutdown()
     return (
-        f"| queue ({count} pending) | submit µs/job | bytes/pending job (tracemalloc) |\n|---|---|---|\n"
+        f"| queue ({count} pending) | submit µs/job | bytes/pending job (tracemalloc) |\n"
+        "|---|---|---|\n"
         f"| procexec | {ours_time * 1e6:.2f} | {ours_mem:.0f} |\n"
         f"| ThreadPoolExecutor | {theirs_time * 1e6:.2f} | {theirs_mem:.0f} |\n"
         f"| ratio | {ours_time / theirs_time:.2f} | {ours_mem / theirs_mem:.2f} |"
     )
 
 
-def _submit_costs(submit, count: int) -> tuple[float, float]:
-    kept = []
+def _submit_costs(submit: Callable[[], Future[Any]], count: int) -> tuple[float, float]:
+    kept: list[Future[Any]] = []
     start = time.perf_counter()
     for _ in range(count):
         kept.append(submit())
@@ -133,7 +145,8 @@ import sys
 from procexec import ProcessExecutor
 size, count = int(sys.argv[1]), int(sys.argv[2])
 with ProcessExecutor(2) as ex:
-    futures = [ex.run(["head", "-c", str(size), "/dev/zero"], capture_output=True) for _ in range(count)]
+    command = ["head", "-c", str(size), "/dev/zero"]
+    futures = [ex.run(command, capture_output=True) for _ in range(count)]
     results = [f.result() for f in futures]
 captured = sum(len(r.stdout) for r in results)
 print(HWM, captured)
@@ -144,14 +157,23 @@ def out_peak_rss(load: Workload) -> str:
     """Peak RSS of a fresh interpreter that captures the ``out`` workload with procexec."""
     size = int(load.argv[2])
     baseline = subprocess.run(
-        [sys.executable, "-c", f"import procexec; print({_HWM})"], capture_output=True, text=True, check=True
+        [sys.executable, "-c", f"import procexec; print({_HWM})"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    result = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(size), str(load.count)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(size), str(load.count)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     peak, captured = map(int, result.stdout.split())
     base = int(baseline.stdout)
     return (
         f"out: peak RSS {peak / MIB:.0f} MiB for {captured / MIB:.0f} MiB captured "
-        f"(interpreter alone {base / MIB:.0f} MiB): {(peak - base) / captured:.2f} × the bytes captured"
+        f"(interpreter alone {base / MIB:.0f} MiB): "
+        f"{(peak - base) / captured:.2f} x the bytes captured"
     )
 
 
@@ -163,7 +185,10 @@ def many_children(count: int, seconds: float) -> str:
     wall = time.perf_counter() - start
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     ok = sum(s == 0 for s in statuses)
-    return f"many: {ok}/{count} × sleep {seconds} at j={count} completed in {wall:.2f}s (RLIMIT_NOFILE soft {soft}, hard {hard})"
+    return (
+        f"many: {ok}/{count} x sleep {seconds} at j={count} completed in {wall:.2f}s "
+        f"(RLIMIT_NOFILE soft {soft}, hard {hard})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     loads = workloads(args.quick)
     runners = contenders()
-    print(f"# procexec bench: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {rounds} round(s)\n")
+    print(
+        f"# procexec bench: {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {rounds} round(s)\n"
+    )
     samples = measure(runners, loads, rounds)
     print(table(samples, loads))
     print()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -104,10 +105,8 @@ def assert_dies(pid: int, timeout: float = 15.0) -> None:
         assert ready, f"process {pid} is still running after {timeout}s"
     finally:
         os.close(pidfd)
-    try:
+    with contextlib.suppress(ChildProcessError):  # not ours to reap: its parent does it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not ours to reap: its parent (or init) does it
 
 
 def _wait_proc_gone(pid: int, timeout: float) -> None:
@@ -132,10 +131,8 @@ def my_children() -> set[int]:
     """Pids whose parent is this process (zombies included)."""
     pids: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
-        try:
+        with contextlib.suppress(FileNotFoundError):  # that thread ended while we looked
             pids.update(int(p) for p in (task / "children").read_text().split())
-        except FileNotFoundError:
-            pass  # that thread ended while we looked
     return pids
 
 

@@ -22,17 +22,34 @@ needs_parallel = pytest.mark.skipif(
 )
 
 
-def run_cli(*args: str, input: str = "", cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str = "", cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m procexec`` as a real process."""
     return subprocess.run(
-        [sys.executable, "-m", "procexec", *args], input=input, capture_output=True, text=True,
-        cwd=cwd, timeout=timeout, check=False,
+        [sys.executable, "-m", "procexec", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
     )
 
 
 def log_rows(path: Path) -> list[list[str]]:
     lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal", "Command"]
+    assert lines[0].split("\t") == [
+        "Seq",
+        "Host",
+        "Starttime",
+        "JobRuntime",
+        "Send",
+        "Receive",
+        "Exitval",
+        "Signal",
+        "Command",
+    ]
     return [line.split("\t") for line in lines[1:]]
 
 
@@ -44,7 +61,9 @@ def test_commands_from_stdin_one_per_line() -> None:
 
 
 def test_template_with_replacement_strings(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["-k", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "dir/a.tar.gz", "b"])
+    status = main(
+        ["-k", "echo", "{}", "{.}", "{/}", "{//}", "{/.}", "{#}", ":::", "dir/a.tar.gz", "b"]
+    )
     out = capsys.readouterr().out.splitlines()
     assert status == 0
     assert out == ["dir/a.tar.gz dir/a.tar a.tar.gz dir a.tar 1", "b b b . b 2"]
@@ -78,7 +97,9 @@ def test_direct_exec_is_default_and_shell_quotes(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out.strip() == tricky
 
 
-@pytest.mark.parametrize(("text", "jobs"), [("3", 3), ("50%", 4), ("+1", 9), ("-2", 6), ("200%", 16)])
+@pytest.mark.parametrize(
+    ("text", "jobs"), [("3", 3), ("50%", 4), ("+1", 9), ("-2", 6), ("200%", 16)]
+)
 def test_jobs_forms(text: str, jobs: int) -> None:
     assert parse_jobs(text, cpus=8) == jobs
 
@@ -91,7 +112,10 @@ def test_term_seq_parses_gnu_parallel_format() -> None:
 # ------------------------------------------------------------------- job log
 def test_joblog_rows_in_gnu_parallel_format(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    code = "import os, sys; print('hi'); n = int(sys.argv[1]); n < 0 and os.kill(os.getpid(), -n); raise SystemExit(n)"
+    code = (
+        "import os, sys; print('hi'); n = int(sys.argv[1]); "
+        "n < 0 and os.kill(os.getpid(), -n); raise SystemExit(n)"
+    )
     status = main(["--joblog", str(log), *py(code), ":::", "0", "3", "-9"])
     assert status == 2
     rows = {int(row[0]): row for row in log_rows(log)}
@@ -108,7 +132,12 @@ def test_joblog_rows_in_gnu_parallel_format(tmp_path: Path) -> None:
 def test_resume_skips_logged_and_resume_failed_reruns_failures(tmp_path: Path) -> None:
     log = tmp_path / "log"
     marker = tmp_path / "ran"
-    command = ["sh", "-c", f'echo {{}} >> {marker}; test {{}} != 2 || test -e {tmp_path}/fixed', "--"]
+    command = [
+        "sh",
+        "-c",
+        f"echo {{}} >> {marker}; test {{}} != 2 || test -e {tmp_path}/fixed",
+        "--",
+    ]
     sources = [":::", "1", "2", "3"]
     assert main(["--joblog", str(log), *command, *sources]) == 1
     assert sorted(marker.read_text().split()) == ["1", "2", "3"]
@@ -130,15 +159,36 @@ def test_joblog_round_trip_with_gnu_parallel(tmp_path: Path) -> None:
     script = f"echo {{}} >> {ran}; exit $(( {{}} % 2 ))"
     # Our log, resumed by GNU parallel: it skips what we logged.
     assert main(["--shell", "--joblog", str(ours), script, ":::", "1", "2"]) == 1
-    subprocess.run([PARALLEL, "--will-cite", "--resume", "--joblog", str(ours), script, ":::", "1", "2", "3", "4"], check=False)
+    subprocess.run(
+        [
+            PARALLEL,
+            "--will-cite",
+            "--resume",
+            "--joblog",
+            str(ours),
+            script,
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+        ],
+        check=False,
+    )
     ours_ran, theirs_ran = ran.read_text().split()[:2], ran.read_text().split()[2:]
     assert sorted(ours_ran) == ["1", "2"] and sorted(theirs_ran) == ["3", "4"]
     assert sorted(int(row[0]) for row in log_rows(ours)) == [1, 2, 3, 4]
     # Their log, resumed by us (failed jobs rerun).
     ran.unlink()
-    subprocess.run([PARALLEL, "--will-cite", "--joblog", str(theirs), script, ":::", "1", "2", "3"], check=False)
+    subprocess.run(
+        [PARALLEL, "--will-cite", "--joblog", str(theirs), script, ":::", "1", "2", "3"],
+        check=False,
+    )
     ran.unlink()
-    assert main(["--shell", "--resume-failed", "--joblog", str(theirs), script, ":::", "1", "2", "3"]) == 2
+    assert (
+        main(["--shell", "--resume-failed", "--joblog", str(theirs), script, ":::", "1", "2", "3"])
+        == 2
+    )
     assert sorted(ran.read_text().split()) == ["1", "3"]
     rows = log_rows(theirs)
     assert [row[0] for row in rows][-2:] in (["1", "3"], ["3", "1"])
@@ -147,7 +197,7 @@ def test_joblog_round_trip_with_gnu_parallel(tmp_path: Path) -> None:
 # ------------------------------------------------------ running and stopping
 def test_retries(tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    script = f'echo x >> {counter}; test $(wc -l < {counter}) -ge 3'
+    script = f"echo x >> {counter}; test $(wc -l < {counter}) -ge 3"
     assert main(["--retries", "3", "sh", "-c", script, ":::", "1"]) == 0
     assert counter.read_text().count("x") == 3
     counter.unlink()
@@ -157,7 +207,20 @@ def test_retries(tmp_path: Path) -> None:
 
 def test_timeout_stops_the_job(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    status = main(["--timeout", "0.3", "--joblog", str(log), "sh", "-c", "test {} = quick || exec sleep 300", ":::", "quick", "slow"])
+    status = main(
+        [
+            "--timeout",
+            "0.3",
+            "--joblog",
+            str(log),
+            "sh",
+            "-c",
+            "test {} = quick || exec sleep 300",
+            ":::",
+            "quick",
+            "slow",
+        ]
+    )
     assert status == 1
     rows = {"quick" if "quick = quick" in row[8] else "slow": row for row in log_rows(log)}
     assert rows["quick"][6:8] == ["0", "0"]
@@ -166,27 +229,76 @@ def test_timeout_stops_the_job(tmp_path: Path) -> None:
 
 def test_halt_soon_on_first_failure_starts_nothing_more(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
-    status = main(["-j", "1", "--halt", "soon,fail=1", "sh", "-c", f"echo {{}} >> {ran}; exit {{}}", ":::", "0", "1", "0", "0"])
+    status = main(
+        [
+            "-j",
+            "1",
+            "--halt",
+            "soon,fail=1",
+            "sh",
+            "-c",
+            f"echo {{}} >> {ran}; exit {{}}",
+            ":::",
+            "0",
+            "1",
+            "0",
+            "0",
+        ]
+    )
     assert status == 1
     assert ran.read_text().split() == ["0", "1"]
 
 
 def test_halt_now_stops_running_jobs(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    status = main(["-j", "2", "--halt", "now,fail=1", "--joblog", str(log), "sh", "-c", "test {} = fail && exit 1; exec sleep 300", ":::", "sleep", "fail", "sleep2"])
+    status = main(
+        [
+            "-j",
+            "2",
+            "--halt",
+            "now,fail=1",
+            "--joblog",
+            str(log),
+            "sh",
+            "-c",
+            "test {} = fail && exit 1; exec sleep 300",
+            ":::",
+            "sleep",
+            "fail",
+            "sleep2",
+        ]
+    )
     assert status == 1
     assert [("fail = fail" in row[8]) for row in log_rows(log)] == [True]
 
 
 def test_halt_success_percent(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
-    status = main(["-j", "1", "--halt", "soon,success=50%", "sh", "-c", f"echo {{}} >> {ran}", ":::", "1", "2", "3", "4"])
+    status = main(
+        [
+            "-j",
+            "1",
+            "--halt",
+            "soon,success=50%",
+            "sh",
+            "-c",
+            f"echo {{}} >> {ran}",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+        ]
+    )
     assert status == 0
     assert ran.read_text().split() == ["1", "2"]
 
 
 def test_keep_order_and_tag(capsys: pytest.CaptureFixture[str]) -> None:
-    code = "import sys, time; time.sleep(0.1 * (3 - int(sys.argv[1]))); print('line1'); print('line2', file=sys.stderr)"
+    code = (
+        "import sys, time; time.sleep(0.1 * (3 - int(sys.argv[1]))); "
+        "print('line1'); print('line2', file=sys.stderr)"
+    )
     assert main(["-k", "--tag", "-j", "3", *py(code), ":::", "0", "1", "2"]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == ["0\tline1", "1\tline1", "2\tline1"]
@@ -206,9 +318,14 @@ def test_bar_reports_progress_on_stderr() -> None:
     assert result.returncode == 0 and "3/3" in result.stderr
 
 
-def test_dry_run_prints_and_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--dry-run", "touch", str(tmp_path / "{}"), ":::", "a b", "c"]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"touch '{tmp_path}/a b'", f"touch {tmp_path}/c"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"touch '{tmp_path}/a b'",
+        f"touch {tmp_path}/c",
+    ]
     assert not list(tmp_path.iterdir())
 
 
@@ -243,7 +360,9 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         ([":::", "a", ":::", "b"], "give a command"),
     ],
 )
-def test_bad_input_is_one_line_and_status_255(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_status_255(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(args) == 255
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("procexec: ") and message in err
@@ -251,7 +370,11 @@ def test_bad_input_is_one_line_and_status_255(args: list[str], message: str, cap
 
 def test_usage_error_through_a_real_process() -> None:
     result = run_cli("--no-such-option")
-    assert result.returncode == 255 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 255
+        and result.stderr.count("\n") == 1
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_help_through_python_m() -> None:
@@ -273,16 +396,39 @@ time.sleep(300)
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_stops_every_job_and_keeps_the_log(tmp_path: Path, signum: int, status: int) -> None:
+def test_interrupt_stops_every_job_and_keeps_the_log(
+    tmp_path: Path, signum: int, status: int
+) -> None:
     log, report = tmp_path / "log", tmp_path / "report"
     process = subprocess.Popen(
-        [sys.executable, "-m", "procexec", "-j", "5", "--joblog", str(log), *py(_LONG), "{}", str(report),
-         ":::", "quick1", "quick2", "long1", "long2", "long3"],
+        [
+            sys.executable,
+            "-m",
+            "procexec",
+            "-j",
+            "5",
+            "--joblog",
+            str(log),
+            *py(_LONG),
+            "{}",
+            str(report),
+            ":::",
+            "quick1",
+            "quick2",
+            "long1",
+            "long2",
+            "long3",
+        ],
     )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # bounded wait for files the children write
-            if report.exists() and report.read_text().count("\n") == 3 and log.exists() and len(log_rows(log)) == 2:
+            if (
+                report.exists()
+                and report.read_text().count("\n") == 3
+                and log.exists()
+                and len(log_rows(log)) == 2
+            ):
                 break
             time.sleep(0.02)
         process.send_signal(signum)
@@ -309,14 +455,20 @@ _SH = ["sh", "-c", "echo out-{}; exit $(( {} % 2 ))"]
         (["-j", "+1"], 1, ["out-1", "out-2"]),
         (["-k"], 1, ["out-1", "out-2"]),
         (["--keep-order", "--tag"], 1, ["1\tout-1", "2\tout-2"]),
-        (["--dry-run", "-k"], 0, ["sh -c 'echo out-1; exit $(( 1 % 2 ))'", "sh -c 'echo out-2; exit $(( 2 % 2 ))'"]),
+        (
+            ["--dry-run", "-k"],
+            0,
+            ["sh -c 'echo out-1; exit $(( 1 % 2 ))'", "sh -c 'echo out-2; exit $(( 2 % 2 ))'"],
+        ),
         (["--retries", "2", "-k"], 1, ["out-1", "out-2"]),
         (["--timeout", "30", "-k"], 1, ["out-1", "out-2"]),
         (["--halt", "soon,fail=1", "-j", "1"], 1, ["out-1"]),
         (["--term-seq", "TERM,100,KILL,0", "-k"], 1, ["out-1", "out-2"]),
     ],
 )
-def test_options_through_a_real_process(options: list[str], status: int, expected_out: list[str]) -> None:
+def test_options_through_a_real_process(
+    options: list[str], status: int, expected_out: list[str]
+) -> None:
     result = run_cli(*options, *_SH, ":::", "1", "2")
     assert result.returncode == status, result.stderr
     assert sorted(result.stdout.splitlines()) == sorted(expected_out)
@@ -326,11 +478,15 @@ def test_options_through_a_real_process(options: list[str], status: int, expecte
 
 def test_shell_and_joblog_resume_through_a_real_process(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    first = run_cli("--shell", "--joblog", str(log), "echo {} | tr a-z A-Z; test {} != b", ":::", "a", "b")
+    first = run_cli(
+        "--shell", "--joblog", str(log), "echo {} | tr a-z A-Z; test {} != b", ":::", "a", "b"
+    )
     assert first.returncode == 1 and sorted(first.stdout.split()) == ["A", "B"]
     resumed = run_cli("--resume", "--joblog", str(log), "--shell", "echo {}", ":::", "a", "b", "c")
     assert resumed.stdout.split() == ["c"]
-    rerun = run_cli("--resume-failed", "--joblog", str(log), "--shell", "echo again-{}", ":::", "a", "b", "c")
+    rerun = run_cli(
+        "--resume-failed", "--joblog", str(log), "--shell", "echo again-{}", ":::", "a", "b", "c"
+    )
     assert rerun.stdout.split() == ["again-b"] and rerun.returncode == 0
     seqs = [row[0] for row in log_rows(log)]
     assert sorted(seqs[:2]) == ["1", "2"] and seqs[2:] == ["3", "2"]
@@ -339,6 +495,10 @@ def test_shell_and_joblog_resume_through_a_real_process(tmp_path: Path) -> None:
 def test_console_script_when_installed() -> None:
     script = shutil.which("procexec")
     if script is None:
-        pytest.skip("the procexec console script is not on PATH (not installed in this environment)")
-    result = subprocess.run([script, "-k", "echo", ":::", "a", "b"], capture_output=True, text=True, check=False)
+        pytest.skip(
+            "the procexec console script is not on PATH (not installed in this environment)"
+        )
+    result = subprocess.run(
+        [script, "-k", "echo", ":::", "a", "b"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0 and result.stdout.split() == ["a", "b"]

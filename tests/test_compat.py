@@ -44,7 +44,9 @@ def test_documented_example_counts_order_and_threads() -> None:
     log: list[tuple[str, str, int]] = []
     manager = ProcessManager(max_jobs=2)
     for i in range(5):
-        manager.run_proc(RecordingEntry(str(i), log), ["echo", f"Process {i}"], stdout=subprocess.DEVNULL)
+        manager.run_proc(
+            RecordingEntry(str(i), log), ["echo", f"Process {i}"], stdout=subprocess.DEVNULL
+        )
     assert manager.finished_status() == (5, 0)
     assert {thread for _, _, thread in log} == {threading.get_ident()}
     starts = [name for event, name, _ in log if event == "started"]
@@ -84,7 +86,13 @@ def test_dataclass_subclass_with_defaulted_fields(tmp_path: Path) -> None:
     manager = ProcessManager(max_jobs=2)
     entries = [DataclassEntry(filename=str(tmp_path / f"f{i}"), runner=manager) for i in range(3)]
     for entry in entries:
-        manager.run_proc(entry, py(f"open({entry.filename!r}, 'w').write('x'); raise SystemExit({len(entry.filename) % 2})"))
+        manager.run_proc(
+            entry,
+            py(
+                f"open({entry.filename!r}, 'w').write('x'); "
+                f"raise SystemExit({len(entry.filename) % 2})"
+            ),
+        )
     manager.finished_status()
     assert all(Path(e.filename).read_text() == "x" for e in entries)
     assert [e.statuses for e in entries] == [[len(e.filename) % 2] for e in entries]
@@ -122,8 +130,12 @@ def test_failures_and_unstartable_commands(tmp_path: Path) -> None:
     manager.run_proc(fine, py("pass"))
     assert manager.finished_status() == (1, 3)
     assert failing.statuses == [4]
-    assert missing.statuses == [NOT_FOUND_STATUS] and isinstance(missing.start_error, FileNotFoundError)
-    assert no_exec.statuses == [CANNOT_EXECUTE_STATUS] and isinstance(no_exec.start_error, PermissionError)
+    assert missing.statuses == [NOT_FOUND_STATUS] and isinstance(
+        missing.start_error, FileNotFoundError
+    )
+    assert no_exec.statuses == [CANNOT_EXECUTE_STATUS] and isinstance(
+        no_exec.start_error, PermissionError
+    )
     assert missing.popen_obj is None and fine.start_error is None
 
 
@@ -144,11 +156,11 @@ def test_defaults_and_bad_max_jobs() -> None:
 
 
 def test_legacy_import_path_is_the_same_api() -> None:
-    from anchorscad_lib.utils import process_manager
+    from anchorscad_lib.utils import process_manager  # type: ignore[import-untyped]
 
     assert process_manager.ProcessManager is ProcessManager
     assert process_manager.ProcessManagerEntry is ProcessManagerEntry
-    assert process_manager.DEFAULT_MAX_JOBS == default_max_jobs()
+    assert default_max_jobs() == process_manager.DEFAULT_MAX_JOBS
     with pytest.raises(AttributeError):
         process_manager.NO_SUCH_NAME  # noqa: B018
     # Namespace packages, so anchorscad-utils' other modules can live beside ours.

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_map_yields_in_input_order() -> None:
 def test_map_buffersize_reads_input_lazily() -> None:
     taken: list[int] = []
 
-    def commands():  # type: ignore[no-untyped-def]
+    def commands() -> Iterator[list[str]]:
         for i in range(1_000_000):
             taken.append(i)
             yield py(f"raise SystemExit({i % 5})")
@@ -270,7 +271,10 @@ def test_keyboard_interrupt_in_with_block_stops_and_reaps_everything() -> None:
 
 
 def test_child_ignoring_sigterm_is_killed_after_grace() -> None:
-    code = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(300)"
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(flush=True); time.sleep(300)"
+    )
     with ProcessExecutor(1, term_sequence=[(signal.SIGTERM, 0.2)]) as ex:
         future = ex.run(py(code), on_stdout_line=lambda _: future.terminate())
         assert future.result(30).returncode == -signal.SIGKILL
@@ -474,7 +478,6 @@ def test_bad_map_buffersize() -> None:
             ex.map([["true"]], buffersize=1.5)  # type: ignore[arg-type]
 
 
-
 def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.MonkeyPatch) -> None:
     from procexec._job import Job
 
@@ -492,7 +495,9 @@ def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.M
         ex.submit(["true"])
 
 
-def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import errno
 
     from procexec._reaper import Reaper

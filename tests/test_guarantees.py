@@ -124,7 +124,7 @@ def _apply(
         argv, kwargs = COMMANDS[arg]
         call = ex.submit if op == "submit" else ex.run
         try:
-            future: ProcessFuture[Any] = call(argv, **kwargs)  # type: ignore[operator]
+            future: ProcessFuture[Any] = call(argv, **kwargs)
         except RuntimeError:  # after shutdown: refused at the call, nothing queued
             return False
         future.add_done_callback(lambda f: calls.update([id(f)]))
@@ -332,7 +332,10 @@ def test_too_many_open_files_fails_those_jobs_and_names_the_limit(reaper_path: s
     assert len(failed) < len(outcomes), "the jobs that could start should have run"
     for errno_, message in failed:
         assert errno_ == errno.EMFILE
-        assert f"at most {report['low']} open (RLIMIT_NOFILE soft limit, hard limit {report['low']})" in message, message
+        assert (
+            f"at most {report['low']} open (RLIMIT_NOFILE soft limit, hard limit {report['low']})"
+            in message
+        ), message
 
 
 def test_soft_open_file_limit_is_raised_to_the_hard_limit(reaper_path: str) -> None:

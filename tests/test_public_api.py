@@ -24,7 +24,12 @@ def test_all_is_a_tuple_of_existing_documented_names(module: object) -> None:
 
 
 def test_public_methods_have_docstrings() -> None:
-    for cls in (procexec.ProcessExecutor, procexec.ProcessFuture, procexec.compat.ProcessManager, procexec.compat.ProcessManagerEntry):
+    for cls in (
+        procexec.ProcessExecutor,
+        procexec.ProcessFuture,
+        procexec.compat.ProcessManager,
+        procexec.compat.ProcessManagerEntry,
+    ):
         for name, member in vars(cls).items():
             if not name.startswith("_") and callable(member):
                 assert member.__doc__, f"{cls.__name__}.{name} has no docstring"

@@ -43,16 +43,24 @@ def test_capture_several_mib_on_both_streams() -> None:
 
 def test_input_of_several_mib_echoed_back() -> None:
     data = os.urandom(6 * MIB)
-    code = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d); sys.stderr.buffer.write(d[::-1])"
+    code = (
+        "import sys; d = sys.stdin.buffer.read(); "
+        "sys.stdout.buffer.write(d); sys.stderr.buffer.write(d[::-1])"
+    )
     with ProcessExecutor(2) as ex:
         result = ex.run(py(code), input=data, capture_output=True).result()
     assert result.stdout == data and result.stderr == data[::-1]
 
 
 def test_text_mode_and_encoding() -> None:
-    code = "import sys; sys.stdout.buffer.write('h\\u00e9\\r\\nx'.encode()); sys.stdout.flush(); print(sys.stdin.read(), end='', file=sys.stderr)"
+    code = (
+        "import sys; sys.stdout.buffer.write('h\\u00e9\\r\\nx'.encode()); sys.stdout.flush(); "
+        "print(sys.stdin.read(), end='', file=sys.stderr)"
+    )
     with ProcessExecutor(1) as ex:
-        result = ex.run(py(code), input="entr\u00e9e", capture_output=True, encoding="utf-8").result()
+        result = ex.run(
+            py(code), input="entr\u00e9e", capture_output=True, encoding="utf-8"
+        ).result()
     assert result.stdout == "h\u00e9\nx" and result.stderr == "entr\u00e9e"
 
 
@@ -69,7 +77,9 @@ def test_separate_stdout_stderr_arguments(tmp_path: object) -> None:
 
 def test_check_raises_called_process_error_with_output() -> None:
     with ProcessExecutor(1) as ex:
-        future = ex.run(py("print('partial'); raise SystemExit(3)"), capture_output=True, check=True)
+        future = ex.run(
+            py("print('partial'); raise SystemExit(3)"), capture_output=True, check=True
+        )
         ok = ex.run(py("pass"), check=True)
     error = future.exception()
     assert isinstance(error, subprocess.CalledProcessError)
@@ -125,7 +135,10 @@ def test_rusage_reports_memory_and_cpu() -> None:
 
 
 def test_line_callbacks_see_every_line_in_order_including_last_unterminated() -> None:
-    code = "import sys\nfor i in range(2000): print(f'line {i}')\nsys.stdout.write('tail')\nprint('e1', file=sys.stderr)"
+    code = (
+        "import sys\nfor i in range(2000): print(f'line {i}')\n"
+        "sys.stdout.write('tail')\nprint('e1', file=sys.stderr)"
+    )
     out: list[bytes] = []
     err: list[str] = []
     with ProcessExecutor(1) as ex:
@@ -137,7 +150,9 @@ def test_line_callbacks_see_every_line_in_order_including_last_unterminated() ->
     assert err == ["e1\n"]
 
 
-def test_line_callback_that_raises_is_logged_and_job_result_kept(caplog: pytest.LogCaptureFixture) -> None:
+def test_line_callback_that_raises_is_logged_and_job_result_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def explode(line: bytes) -> None:
         raise RuntimeError(f"bad line {line!r}")
 
@@ -149,7 +164,9 @@ def test_line_callback_that_raises_is_logged_and_job_result_kept(caplog: pytest.
 
 def test_child_that_stops_reading_stdin_does_not_hang() -> None:
     with ProcessExecutor(1) as ex:
-        result = ex.run(py("import sys; sys.stdin.buffer.read(10)"), input=b"x" * (8 * MIB)).result()
+        result = ex.run(
+            py("import sys; sys.stdin.buffer.read(10)"), input=b"x" * (8 * MIB)
+        ).result()
     assert result.returncode == 0
 
 
@@ -159,7 +176,10 @@ def test_256_jobs_with_output_at_once_on_one_loop() -> None:
     before = threading.active_count()
     try:
         with ProcessExecutor(256) as ex:
-            futures = [ex.run(["sh", "-c", script], capture_output=True, stdin=release.read_fd) for _ in range(256)]
+            futures = [
+                ex.run(["sh", "-c", script], capture_output=True, stdin=release.read_fd)
+                for _ in range(256)
+            ]
             assert all(f.wait_started(60) for f in futures)  # all 256 running at once
             release.open()
             results = [f.result() for f in futures]
@@ -186,5 +206,10 @@ def test_bad_run_arguments(kwargs: dict[str, object], error: type[Exception], ma
 
 def test_stdin_pipe_without_input_sees_end_of_file() -> None:
     with ProcessExecutor(1) as ex:
-        result = ex.run(py("import sys; print(len(sys.stdin.read()))"), stdin=subprocess.PIPE, capture_output=True, universal_newlines=True)
+        result = ex.run(
+            py("import sys; print(len(sys.stdin.read()))"),
+            stdin=subprocess.PIPE,
+            capture_output=True,
+            universal_newlines=True,
+        )
     assert result.result().stdout == "0\n"
