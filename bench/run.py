@@ -1,14 +1,16 @@
 """procexec against its peers: ``python -m bench`` (``--quick`` for a run under a minute).
 
-Each workload runs with each contender in this one process tree, the contenders' order
-rotating from round to round; the table gives median wall seconds and the ratio
-procexec / contender (below 1.0: procexec is faster). Missing contenders are listed, not
-dropped. Wall times on a shared 2-core machine are noisy: compare ratios from one run.
+Each workload runs with each contender in this one process tree, each sample in a fresh
+interpreter (``bench.one``), the contenders' order rotating from round to round. The table
+gives median wall seconds and the ratio procexec / contender (below 1.0: procexec is
+faster). Missing contenders are listed, not dropped. Wall times on a shared 2-core machine
+are noisy: compare ratios from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from bench.contenders import NO_CAPTURE, Runner, Workload, contenders, missing
+from bench.contenders import NO_CAPTURE, Runner, Workload, bench_env, contenders, missing
 from procexec import ProcessExecutor
 
 MIB = 1024 * 1024
@@ -45,16 +47,13 @@ def workloads(quick: bool) -> list[Workload]:
     ]
 
 
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def measure(
-    runners: dict[str, Runner | None], loads: list[Workload], rounds: int
+    runners: dict[str, Runner | None], loads: list[Workload], rounds: int, quick: bool
 ) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    """(workload, contender) -> [(wall seconds, CPU seconds of the tree)] over the rounds."""
+    """(workload, contender) -> [(wall seconds, CPU seconds of the tree)] over the rounds.
+
+    Each sample runs in a fresh interpreter (``bench.one``), a child of this one.
+    """
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     active = {n: r for n, r in runners.items() if r is not None}
     names = list(active)
@@ -64,15 +63,22 @@ def measure(
             for name in order:
                 if load.capture and name in NO_CAPTURE:
                     continue
-                cpu, start = _cpu(), time.perf_counter()
-                active[name](load)
-                wall, used = time.perf_counter() - start, _cpu() - cpu
+                wall, used = _sample(name, load, quick)
                 samples.setdefault((load.name, name), []).append((wall, used))
                 print(
                     f"  round {round_number + 1} {load.name:6} {name:20} {wall:7.3f}s",
                     file=sys.stderr,
                 )
     return samples
+
+
+def _sample(name: str, load: Workload, quick: bool) -> tuple[float, float]:
+    argv = [sys.executable, "-m", "bench.one", name, load.name, *(["--quick"] if quick else [])]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} on {load.name} failed:\n{result.stderr}")
+    sample = json.loads(result.stdout)
+    return float(sample["wall"]), float(sample["cpu"])
 
 
 def table(samples: dict[tuple[str, str], list[tuple[float, float]]], loads: list[Workload]) -> str:
@@ -191,6 +197,30 @@ def many_children(count: int, seconds: float) -> str:
     )
 
 
+_LOW_LIMIT_CHILD = """
+import resource, sys
+from procexec import ProcessExecutor
+count, seconds = int(sys.argv[1]), sys.argv[2]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+with ProcessExecutor(count) as ex:
+    futures = [ex.submit(["sleep", seconds]) for _ in range(count)]
+    ok = sum(f.exception() is None and f.result() == 0 for f in futures)
+print(ok, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def many_children_low_limit(count: int, seconds: float) -> str:
+    """The same with the soft open-file limit lowered to 256: is it raised, or named?"""
+    argv = [sys.executable, "-c", _LOW_LIMIT_CHILD, str(count), str(seconds)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=True)
+    ok, soft = result.stdout.split()
+    return (
+        f"many, soft RLIMIT_NOFILE lowered to 256 first: {ok}/{count} completed; "
+        f"soft limit then {soft}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small workloads, one round")
@@ -203,13 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         f"# procexec bench: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {rounds} round(s)\n"
     )
-    samples = measure(runners, loads, rounds)
+    samples = measure(runners, loads, rounds, args.quick)
     print(table(samples, loads))
     print()
     print(queue_costs(10_000 if args.quick else 100_000))
     print()
     print(out_peak_rss(loads[-1]))
     print(many_children(100 if args.quick else 1000, 0.5 if args.quick else 2))
+    print(many_children_low_limit(300 if args.quick else 1000, 0.5 if args.quick else 2))
     for name, why in sorted(missing.items()):
         print(f"missing: {name}: {why}")
     return 0
