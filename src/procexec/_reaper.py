@@ -186,7 +186,8 @@ class Reaper:
             logger.exception("procexec: the reaper loop failed; stopping its jobs")
             self._fail_everything(exc)
         finally:
-            self._loop_fds = None
+            if self._loop_fds == (wake_read, wake_write):  # a new run may have begun already
+                self._loop_fds = None
             _close_loop_fds(selector, wake_read, wake_write)
 
     def _step(self) -> bool:
