@@ -478,19 +478,45 @@ def test_bad_map_buffersize() -> None:
             ex.map([["true"]], buffersize=1.5)  # type: ignore[arg-type]
 
 
-def test_internal_failure_fails_futures_and_reaps_children(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bug_setting_up_a_started_child_fails_that_job_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from procexec._job import Job
 
     def broken_take_pipes(self: Job) -> None:
         raise RuntimeError("injected reaper bug")
 
     with ProcessExecutor(2) as ex:
-        monkeypatch.setattr(Job, "take_pipes", broken_take_pipes)
-        future = ex.submit(["sleep", "300"])
-        error = future.exception(timeout=30)
+        with monkeypatch.context() as patch:
+            patch.setattr(Job, "take_pipes", broken_take_pipes)
+            future = ex.submit(["sleep", "300"])
+            error = future.exception(timeout=30)
+        assert ex.submit(["sh", "-c", "exit 4"]).result(timeout=30) == 4
     assert isinstance(error, RuntimeError) and "injected reaper bug" in str(error)
     assert future.pid is not None and future.pid not in my_children()
     assert future.popen is not None and future.popen.returncode == -signal.SIGKILL
+
+
+def test_bug_in_the_reaper_loop_fails_every_future_and_reaps_every_child(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from procexec._reaper import Reaper
+
+    def broken(self: Reaper) -> None:
+        raise RuntimeError("injected loop bug")
+
+    ex = ProcessExecutor(1)
+    running = ex.submit(["sleep", "300"])
+    assert running.wait_started(30)
+    waiting = ex.submit(["sleep", "300"])
+    monkeypatch.setattr(Reaper, "_pass_deadlines", broken)
+    ex.max_jobs = 1  # wakes the loop, which now fails
+    for future in (running, waiting):
+        error = future.exception(timeout=30)
+        assert isinstance(error, RuntimeError) and "injected loop bug" in str(error)
+    assert running.popen is not None and running.popen.returncode == -signal.SIGKILL
+    assert not my_children()
+    assert "the reaper loop failed" in caplog.text
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(["true"])
 
