@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 import procexec.compat
-from procexec import ProcessExecutor, default_max_jobs
+from procexec import default_max_jobs
 from procexec.compat import (
     CANNOT_EXECUTE_STATUS,
     NOT_FOUND_STATUS,
     ProcessManager,
     ProcessManagerEntry,
 )
-from tests._helpers import Gate, my_children, py
+from tests._helpers import Gate, py
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -166,46 +166,3 @@ def test_legacy_import_path_is_the_same_api() -> None:
     # Namespace packages, so anchorscad-utils' other modules can live beside ours.
     assert not (SRC / "anchorscad_lib" / "__init__.py").exists()
     assert not (SRC / "anchorscad_lib" / "utils" / "__init__.py").exists()
-
-
-# ------------------------------------------ the executor path compat uses: started here
-def test_child_started_in_the_callers_thread_at_once_and_reaped_by_the_executor(
-    gate: Gate,
-) -> None:
-    with ProcessExecutor(1) as ex:
-        busy = ex.submit(["sh", "-c", "read x || true"], stdin=gate.read_fd)
-        here = ex._run_here(["echo", "hi"], stdout=subprocess.PIPE)
-        assert here.popen is not None, "started before run_here returned, limit or not"
-        assert here.result(timeout=30).stdout == b"hi\n"
-        gate.open()
-        assert busy.result(timeout=30) == 0
-    assert here.popen.pid not in my_children()
-
-
-def test_started_here_refused_after_shutdown_starts_nothing() -> None:
-    ex = ProcessExecutor(1)
-    ex.shutdown()
-    with pytest.raises(RuntimeError, match="shutdown"):
-        ex._run_here(["sh", "-c", "exit 1"])
-    assert not my_children()
-
-
-def test_started_here_that_cannot_start_fails_its_future() -> None:
-    with ProcessExecutor(1) as ex:
-        future = ex._run_here(["/nonexistent/procexec-test"])
-    assert isinstance(future.exception(), FileNotFoundError)
-
-
-def test_started_here_without_a_reaper_thread_is_killed_and_reaped(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def refuse(self: threading.Thread) -> None:
-        raise RuntimeError("can't start new thread")
-
-    ex = ProcessExecutor(1)
-    monkeypatch.setattr(threading.Thread, "start", refuse)
-    with pytest.raises(RuntimeError, match="can't start new thread"):
-        ex._run_here(["sleep", "300"])
-    monkeypatch.undo()
-    assert not my_children()
-    ex.shutdown()

@@ -290,31 +290,6 @@ class ProcessExecutor(Executor):
     def _abort(self) -> None:
         _abort(self._reaper)
 
-    def _run_here(
-        self, argv: Sequence[Any], /, *, new_process_group: bool | None = None, **popen_kwargs: Any
-    ) -> ProcessFuture[JobResult]:
-        """Like :meth:`run` with Popen's own keywords, but the child is started in the
-        calling thread, at once, whatever ``max_jobs`` says; the executor then watches,
-        drains and reaps it like its own jobs.
-
-        For :mod:`procexec.compat`, which keeps its own limit and hands the ``Popen`` back
-        from ``run_proc()``: no round trip to the reaper thread before it exists.
-        """
-        options = _run_options(
-            popen_kwargs,
-            input=None,
-            capture_output=False,
-            check=False,
-            text=bool(popen_kwargs.pop("text", False)),
-            encoding=popen_kwargs.pop("encoding", None),
-            errors=popen_kwargs.pop("errors", None),
-            on_stdout_line=None,
-            on_stderr_line=None,
-        )
-        future, job = self._job(argv, popen_kwargs, None, new_process_group, options)
-        self._reaper.start_here(job)
-        return future
-
     def _queue(
         self,
         argv: object,
@@ -323,19 +298,6 @@ class ProcessExecutor(Executor):
         new_process_group: bool | None,
         options: RunOptions | None,
     ) -> ProcessFuture[Any]:
-        future, job = self._job(argv, popen_kwargs, timeout, new_process_group, options)
-        self._reaper.enqueue(job)
-        return future
-
-    def _job(
-        self,
-        argv: object,
-        popen_kwargs: dict[str, Any],
-        timeout: object,
-        new_process_group: bool | None,
-        options: RunOptions | None,
-    ) -> tuple[ProcessFuture[Any], Job]:
-        """Check a command and make its future and job (not yet queued)."""
         check_popen_kwargs(popen_kwargs)
         command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
         seconds = check_timeout(timeout)
@@ -346,7 +308,8 @@ class ProcessExecutor(Executor):
             command, popen_kwargs, future, timeout=seconds, own_group=own_group, options=options
         )
         future._bind(job, self._reaper)
-        return future, job
+        self._reaper.enqueue(job)
+        return future
 
 
 def _abort(reaper: Reaper) -> None:

@@ -65,7 +65,6 @@ class Reaper:
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
-        self._adopted: deque[Job] = deque()  # started by a caller, for the thread to watch
         self._posted: deque[Callable[[], None]] = deque()
         self._thread: threading.Thread | None = None
         self._finishing: threading.Thread | None = None  # ended its loop, closing its fds
@@ -100,40 +99,18 @@ class Reaper:
         OSError or RuntimeError if the thread cannot be started; the job is then not queued.
         """
         with self._lock:
-            self._check_open_locked()
+            if self._forked:
+                raise RuntimeError(
+                    "this ProcessExecutor was created before os.fork() in the parent process "
+                    "and cannot run jobs in the child: create a new ProcessExecutor here"
+                )
+            if self._closed:
+                raise RuntimeError("cannot schedule new jobs after shutdown")
             if self._thread is None:
                 self._start_thread_locked()
             else:
                 self._wake_locked()
             self._pending.append(job)
-
-    def start_here(self, job: Job) -> None:
-        """Start the job's child in the calling thread, now, whatever the limit; then hand
-        it to the reaper thread, which watches, drains and reaps it like the others.
-
-        Raises like :meth:`enqueue`, before anything was started. A child that cannot be
-        started fails the job's future instead.
-        """
-        with self._lock:
-            self._check_open_locked()
-        job.future.set_running_or_notify_cancel()
-        try:
-            child = popen(job)
-        except Exception as exc:
-            job.future.set_exception(explain(exc))
-            return
-        job.started(child)
-        with self._lock:
-            try:
-                if self._thread is None:
-                    self._start_thread_locked()
-                else:
-                    self._wake_locked()
-            except BaseException as exc:
-                _kill_unwatched(job)
-                job.future.set_exception(exc)
-                raise
-            self._adopted.append(job)
 
     def post(self, call: Callable[[], None]) -> None:
         """Run ``call`` on the reaper thread soon; dropped when no thread runs (no job runs)."""
@@ -172,15 +149,6 @@ class Reaper:
     def stop_all(self, *, kill: bool) -> None:
         """Start stopping every running job."""
         self.post(partial(self._stop_every_running, kill))
-
-    def _check_open_locked(self) -> None:
-        if self._forked:
-            raise RuntimeError(
-                "this ProcessExecutor was created before os.fork() in the parent process "
-                "and cannot run jobs in the child: create a new ProcessExecutor here"
-            )
-        if self._closed:
-            raise RuntimeError("cannot schedule new jobs after shutdown")
 
     def _wake_locked(self) -> None:
         """Wake the thread if it runs and was not woken already. Caller holds ``_lock``."""
@@ -226,7 +194,6 @@ class Reaper:
         """One turn of the loop; False when the thread should end."""
         for call in self._take_posted():
             call()
-        self._register_adopted()
         self._start_jobs()
         if self._end_if_idle():
             return False
@@ -242,7 +209,7 @@ class Reaper:
 
     def _end_if_idle(self) -> bool:
         with self._lock:
-            if self._running or self._pending or self._posted or self._adopted:
+            if self._running or self._pending or self._posted:
                 return False
             self._finishing, self._thread = self._thread, None
             self._wake_fd = None
@@ -285,29 +252,17 @@ class Reaper:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            child = popen(job)
+            popen = with_more_files(partial(_popen, job))
         except Exception as exc:
             job.future.set_exception(explain(exc))
             return
-        job.started(child)
-        self._register(job)
-
-    def _register(self, job: Job) -> None:
-        """Watch a started child and serve its pipes."""
-        assert job.popen is not None
-        self._running[job.popen.pid] = job  # from here on, a failure still reaps this child
+        job.started(popen)
+        self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
             job.take_pipes()
-            self._watch(job, job.popen.pid)
+            self._watch(job, popen.pid)
         except Exception as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
             self._abandon(job, explain(exc))
-
-    def _register_adopted(self) -> None:
-        with self._lock:
-            jobs = list(self._adopted)
-            self._adopted.clear()
-        for job in jobs:
-            self._register(job)
 
     def _watch(self, job: Job, pid: int) -> None:
         assert self._selector is not None and self._watcher is not None
@@ -470,11 +425,6 @@ class Reaper:
             self._wake_fd = None
             waiting = list(self._pending)
             self._pending.clear()
-            adopted = list(self._adopted)
-            self._adopted.clear()
-        for job in adopted:
-            _kill_unwatched(job)
-            _fail(job, exc)
         for job in list(self._running.values()):
             assert job.popen is not None and self._watcher is not None
             self._watcher.unwatch(job.popen.pid)
@@ -501,9 +451,8 @@ class Reaper:
         self._forked = self._closed = True
         self._thread = self._finishing = None
         self._wake_fd = None
-        jobs = [*self._pending, *self._adopted, *self._running.values()]
+        jobs = [*self._pending, *self._running.values()]
         self._pending.clear()
-        self._adopted.clear()
         self._posted.clear()
         self._running.clear()
         self._timed.clear()
@@ -533,25 +482,8 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def popen(job: Job) -> subprocess.Popen[bytes]:
-    """Start the job's child, raising the open-file limit once if it ran out of fds."""
-    return with_more_files(partial(_popen, job))
-
-
 def _popen(job: Job) -> subprocess.Popen[bytes]:
     return subprocess.Popen(job.argv, **job.popen_kwargs)
-
-
-def _kill_unwatched(job: Job) -> None:
-    """Kill, reap and close the pipes of a started child no reaper watches."""
-    assert job.popen is not None
-    with contextlib.suppress(ProcessLookupError):
-        if job.own_group:
-            os.killpg(job.popen.pid, signal.SIGKILL)
-        else:
-            os.kill(job.popen.pid, signal.SIGKILL)
-    job.popen.wait()
-    job.close_pipes()
 
 
 def _open_loop_fds() -> tuple[selectors.BaseSelector, int, int]:

@@ -116,8 +116,9 @@ class ProcessManager:
         argv = bound.pop("args")
         self.wait_for_completions()
         proc_entry.started()
-        future = executor._run_here(argv, new_process_group=False, **bound)
+        future = executor.run(argv, new_process_group=False, **bound)
         proc_entry._procexec_future = future  # type: ignore[attr-defined]
+        future.wait_started()
         popen = future.popen
         if popen is None:
             self._start_failed(proc_entry, future)
