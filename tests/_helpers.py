@@ -18,6 +18,13 @@ def py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def py_on_path(code: str, reaper_path: str) -> list[str]:
+    """argv that runs ``code`` in a fresh Python whose executors use the given reaper path
+    ("pidfd" or "fallback"); fork()'s DeprecationWarning in a threaded process is muted."""
+    prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
+    return [sys.executable, "-W", "ignore::DeprecationWarning", "-c", prelude + code]
+
+
 #: Records how many jobs run at once. It creates run-<pid>; waits (bounded) until argv[2]
 #: jobs have created theirs; writes how many run-* files it then sees into seen-<pid>; waits
 #: until argv[2] jobs have counted; optionally reads stdin to its end (a gate the test

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 from collections import Counter
@@ -26,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from procexec import JobResult, ProcessExecutor, ProcessFuture
-from tests._helpers import assert_dies, is_running, my_children
+from tests._helpers import assert_dies, is_running, my_children, py_on_path
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -35,14 +34,7 @@ def run_script(
     code: str, reaper_path: str, *args: str, timeout: float = 60, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with ``args`` in a fresh interpreter on the given reaper path."""
-    prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
-    argv = [
-        sys.executable,
-        "-W",
-        "ignore::DeprecationWarning",
-        "-c",
-        prelude + textwrap.dedent(code),
-    ]
+    argv = py_on_path(textwrap.dedent(code), reaper_path)
     return subprocess.run(
         [*argv, *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
     )
@@ -99,7 +91,7 @@ def test_property_every_future_resolves_exactly_once(ops: list[tuple[str, Any]])
     ex = ProcessExecutor(2, term_sequence=[(signal.SIGTERM, 0.1)])
     try:
         for op, arg in ops:
-            shut = _apply(ex, op, arg, futures, calls) or shut
+            shut = _apply(ex, op, arg, futures, calls, shut=shut)
     finally:
         ex.shutdown(wait=True)
         logging.getLogger("procexec").removeHandler(errors)
@@ -118,15 +110,18 @@ def _apply(
     arg: Any,
     futures: list[ProcessFuture[Any]],
     calls: Counter[int],
+    *,
+    shut: bool,
 ) -> bool:
-    """Apply one operation; True if it shut the executor down."""
+    """Apply one operation; return whether the executor is now shut down."""
     if op in ("submit", "run"):
         argv, kwargs = COMMANDS[arg]
         call = ex.submit if op == "submit" else ex.run
         try:
             future: ProcessFuture[Any] = call(argv, **kwargs)
-        except RuntimeError:  # after shutdown: refused at the call, nothing queued
-            return False
+        except RuntimeError:
+            assert shut, "a submit was refused before shutdown"
+            return shut
         future.add_done_callback(lambda f: calls.update([id(f)]))
         futures.append(future)
     elif op in ("cancel", "terminate", "kill") and futures:
@@ -138,7 +133,7 @@ def _apply(
     elif op == "shutdown":
         ex.shutdown(wait=False, cancel_futures=arg)
         return True
-    return False
+    return shut
 
 
 def _check_outcome(future: ProcessFuture[Any]) -> None:
@@ -157,7 +152,8 @@ def _check_outcome(future: ProcessFuture[Any]) -> None:
 def test_executor_dropped_without_shutdown_finishes_its_jobs_and_its_thread() -> None:
     ex = ProcessExecutor(2)
     futures = [ex.submit(["sh", "-c", "exit 7"]) for _ in range(6)]
-    thread = next(t for t in threading.enumerate() if t.name.startswith("procexec-reaper"))
+    name = ex._reaper._name
+    thread = next(t for t in threading.enumerate() if t.name == name)
     del ex
     gc.collect()
     assert [f.result(timeout=30) for f in futures] == [7] * 6
@@ -224,9 +220,8 @@ with ProcessExecutor(2, term_sequence=[(15, 0.2)]) as ex:
 def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
     reaper_path: str, signum: int, status: int
 ) -> None:
-    prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
     with subprocess.Popen(
-        [sys.executable, "-c", prelude + textwrap.dedent(SIGNALLED_PARENT)],
+        py_on_path(textwrap.dedent(SIGNALLED_PARENT), reaper_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from procexec import ProcessExecutor, ProcessFuture
+from tests._helpers import py_on_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("reaper_path")]
 
@@ -125,9 +125,8 @@ def test_soak_20000_jobs_memory_and_fds_stay_flat(reaper_path: str) -> None:
     """In a fresh interpreter that coverage does not trace: a tracer per thread (the
     portable path starts a waiter thread per job) would be the tracer's memory, not ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
-    prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
     proc = subprocess.run(
-        [sys.executable, "-c", prelude + SOAK, str(SOAK_JOBS), str(WARM_UP_JOBS)],
+        [*py_on_path(SOAK, reaper_path), str(SOAK_JOBS), str(WARM_UP_JOBS)],
         capture_output=True,
         text=True,
         timeout=600,
