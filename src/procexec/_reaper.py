@@ -426,15 +426,10 @@ class Reaper:
             waiting = list(self._pending)
             self._pending.clear()
         for job in list(self._running.values()):
-            assert job.popen is not None and self._watcher is not None
-            self._watcher.unwatch(job.popen.pid)
-            self._signal(job, signal.SIGKILL)
-            self._reap(job)
-            self._release(job)
-            _fail(job, exc)
+            self._abandon(job, _failure(exc))
         for job in waiting:
             if job.future.set_running_or_notify_cancel():
-                _fail(job, exc)
+                job.future.set_exception(_failure(exc))
         self._notify_progress()
 
     # --------------------------------------------------------------- fork()
@@ -504,7 +499,8 @@ def _close_loop_fds(selector: selectors.BaseSelector, wake_read: int, wake_write
     os.close(wake_write)
 
 
-def _fail(job: Job, exc: BaseException) -> None:
+def _failure(exc: BaseException) -> RuntimeError:
+    """The error every future gets when the reaper loop itself failed with ``exc``."""
     error = RuntimeError(f"procexec's reaper failed: {exc!r}")
     error.__cause__ = exc
-    job.future.set_exception(error)
+    return error
