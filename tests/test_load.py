@@ -110,9 +110,11 @@ def run_all(ex, count):  # keeps no future
 soak, warm_up = int(sys.argv[1]), int(sys.argv[2])
 with ProcessExecutor(2) as ex:
     ok = run_all(ex, warm_up)
+    ex._reaper.join()  # idle: its loop has closed its fds (it reopens them on the next job)
     gc.collect()
     rss_before, fds_before = rss(), sorted(os.listdir("/proc/self/fd"))
     ok += run_all(ex, soak)
+    ex._reaper.join()
     gc.collect()
     rss_after, fds_after = rss(), sorted(os.listdir("/proc/self/fd"))
 print(json.dumps([ok, rss_after - rss_before, fds_before == fds_after]))
