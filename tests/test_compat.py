@@ -71,6 +71,29 @@ def test_ended_runs_in_the_callers_thread_from_every_method(gate: Gate) -> None:
     assert {thread for _, _, thread in log} == {threading.get_ident()}
 
 
+class Untouchable:
+    """An entry the manager must not look at: reading its future fails the test."""
+
+    @property
+    def _procexec_future(self) -> None:
+        raise AssertionError("count_procs() looked at the entries while none had ended")
+
+
+def test_count_procs_looks_at_the_entries_only_after_a_process_ended(gate: Gate) -> None:
+    # With hundreds of running entries, a scan on every run_proc() made starting them
+    # quadratic; the manager now learns of each end from the future's done-callback.
+    log: list[tuple[str, str, int]] = []
+    manager = ProcessManager(max_jobs=4)
+    manager.run_proc(RecordingEntry("gated", log), ["cat"], stdin=gate.read_fd)
+    manager.current_entries.append(Untouchable())
+    assert manager.count_procs() == 2
+    assert manager.wait_for_completions(2) == 2
+    manager.current_entries.pop()
+    gate.open()
+    assert manager.finished_status() == (1, 0)
+    assert [event for event, _, _ in log] == ["started", "ended 0"]
+
+
 @dataclass
 class DataclassEntry(ProcessManagerEntry):
     filename: str = ""

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import inspect
 import subprocess
-from concurrent.futures import FIRST_COMPLETED, wait
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,33 @@ class ProcessManagerEntry:
         return (result.stdout, result.stderr)
 
 
+class _Finished:
+    """The futures that have finished since the manager last looked, filled by their
+    done-callbacks on the reaper thread: the manager checks its entries only when one has
+    finished, and waits on this one condition instead of on every running future."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._futures: set[Future[JobResult]] = set()
+
+    def add(self, future: Future[JobResult]) -> None:
+        """Done-callback: record ``future`` and wake a waiting manager."""
+        with self._changed:
+            self._futures.add(future)
+            self._changed.notify()
+
+    def take(self) -> set[Future[JobResult]]:
+        """The futures recorded since the last call."""
+        with self._changed:
+            futures, self._futures = self._futures, set()
+        return futures
+
+    def wait(self) -> None:
+        """Wait until a future has been recorded that was not taken yet."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._futures))
+
+
 @dataclass
 class ProcessManager:
     """Runs processes in the background, at most ``max_jobs`` at once.
@@ -103,6 +131,7 @@ class ProcessManager:
     max_jobs: int = field(default_factory=default_max_jobs)
     poll_time: float = 0.2
     _executor: ProcessExecutor | None = field(default=None, init=False, repr=False, compare=False)
+    _finished: _Finished = field(default_factory=_Finished, init=False, repr=False, compare=False)
 
     def run_proc(self, proc_entry: ProcessManagerEntry, *args: Any, **kwargs: Any) -> None:
         """Start a process once fewer than ``max_jobs`` run; ``args``/``kwargs`` go to Popen.
@@ -118,6 +147,7 @@ class ProcessManager:
         proc_entry.started()
         future = executor.run(argv, new_process_group=False, **bound)
         proc_entry._procexec_future = future  # type: ignore[attr-defined]
+        future.add_done_callback(self._finished.add)
         future.wait_started()
         popen = future.popen
         if popen is None:
@@ -128,10 +158,13 @@ class ProcessManager:
 
     def count_procs(self) -> int:
         """Call ``ended()`` for every process that has ended; return how many still run."""
+        finished = self._finished.take()
+        if not finished:
+            return len(self.current_entries)
         still_running = []
         for entry in self.current_entries:
             future = _future_of(entry)
-            if future is None or not future.done():
+            if future is None or future not in finished:
                 still_running.append(entry)
                 continue
             self.finished_entries.append(entry)
@@ -150,8 +183,7 @@ class ProcessManager:
             count = self.count_procs()
             if count <= max_count:
                 return count
-            futures = [f for f in map(_future_of, self.current_entries) if f is not None]
-            wait(futures, return_when=FIRST_COMPLETED)
+            self._finished.wait()
 
     def finished_status(self) -> tuple[int, int]:
         """Wait for every process; return ``(succeeded, failed)`` over all finished entries."""
