@@ -1,7 +1,8 @@
 """One sample in a fresh interpreter: ``python -m bench.one CONTENDER WORKLOAD [--quick]``.
 
-Prints ``{"wall": seconds, "cpu": seconds}`` as JSON. The CPU time is this interpreter's
-and its reaped children's during the run only (start-up and imports are not counted).
+Prints ``{"wall": seconds, "cpu": seconds, "own_cpu": seconds}`` as JSON. ``cpu`` is the
+CPU time of this interpreter and its reaped children during the run only (start-up and
+imports are not counted); ``own_cpu`` is this interpreter's part of it.
 Running every sample in its own interpreter keeps one contender's heap, threads and
 warm caches from weighing on the next.
 """
@@ -16,10 +17,11 @@ import time
 from bench.contenders import contenders, warm_up
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
+    """CPU seconds of this interpreter, and of its reaped children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def main(argv: list[str]) -> int:
@@ -31,10 +33,12 @@ def main(argv: list[str]) -> int:
     if runner is None:
         raise SystemExit(f"contender {name!r} is missing here")
     warm_up(name, load)
-    cpu, start = _cpu(), time.perf_counter()
+    (own, kids), start = _cpu(), time.perf_counter()
     runner(load)
-    wall, used = time.perf_counter() - start, _cpu() - cpu
-    print(json.dumps({"wall": wall, "cpu": used}))
+    wall = time.perf_counter() - start
+    own_after, kids_after = _cpu()
+    used_own, used_kids = own_after - own, kids_after - kids
+    print(json.dumps({"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}))
     return 0
 
 
