@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -176,6 +178,14 @@ def test_defaults_and_bad_max_jobs() -> None:
         procexec.compat.NO_SUCH_NAME  # noqa: B018
     with pytest.raises(ValueError, match="max_jobs"):
         ProcessManager(max_jobs=0).run_proc(ProcessManagerEntry(), ["true"])
+
+
+def test_a_fresh_manager_is_a_plain_dataclass_that_copies() -> None:
+    # As with the original: nothing holding a lock exists before the first run_proc().
+    manager = ProcessManager(max_jobs=2)
+    copied = copy.deepcopy(manager)
+    assert copied == manager
+    assert dataclasses.asdict(copied)["max_jobs"] == 2
 
 
 def test_legacy_import_path_is_the_same_api() -> None:

@@ -131,7 +131,9 @@ class ProcessManager:
     max_jobs: int = field(default_factory=default_max_jobs)
     poll_time: float = 0.2
     _executor: ProcessExecutor | None = field(default=None, init=False, repr=False, compare=False)
-    _finished: _Finished = field(default_factory=_Finished, init=False, repr=False, compare=False)
+    # Made with the executor on first use, so that a fresh manager holds no locks (it can
+    # still be deep-copied, as the original can).
+    _finished: _Finished | None = field(default=None, init=False, repr=False, compare=False)
 
     def run_proc(self, proc_entry: ProcessManagerEntry, *args: Any, **kwargs: Any) -> None:
         """Start a process once fewer than ``max_jobs`` run; ``args``/``kwargs`` go to Popen.
@@ -147,7 +149,7 @@ class ProcessManager:
         proc_entry.started()
         future = executor.run(argv, new_process_group=False, **bound)
         proc_entry._procexec_future = future  # type: ignore[attr-defined]
-        future.add_done_callback(self._finished.add)
+        future.add_done_callback(self._finished_for_run().add)
         future.wait_started()
         popen = future.popen
         if popen is None:
@@ -158,7 +160,7 @@ class ProcessManager:
 
     def count_procs(self) -> int:
         """Call ``ended()`` for every process that has ended; return how many still run."""
-        finished = self._finished.take()
+        finished = self._finished.take() if self._finished is not None else set()
         if not finished:
             return len(self.current_entries)
         still_running = []
@@ -183,7 +185,7 @@ class ProcessManager:
             count = self.count_procs()
             if count <= max_count:
                 return count
-            self._finished.wait()
+            self._finished_for_run().wait()
 
     def finished_status(self) -> tuple[int, int]:
         """Wait for every process; return ``(succeeded, failed)`` over all finished entries."""
@@ -197,6 +199,11 @@ class ProcessManager:
         else:
             self._executor.max_jobs = self.max_jobs
         return self._executor
+
+    def _finished_for_run(self) -> _Finished:
+        if self._finished is None:
+            self._finished = _Finished()
+        return self._finished
 
     def _start_failed(self, entry: ProcessManagerEntry, future: ProcessFuture[JobResult]) -> None:
         error = future.exception()
