@@ -40,6 +40,47 @@ def test_limit_reached_and_never_exceeded(tmp_path: Path, max_jobs: int) -> None
     assert max(seen_counts(tmp_path)) == max_jobs
 
 
+@pytest.mark.parametrize("max_jobs", [2, 3])
+def test_no_more_futures_running_than_max_jobs(max_jobs: int) -> None:
+    # The lanes start children side by side, each under its share of max_jobs and all of
+    # them under max_jobs; seen from the futures, the limit holds across lanes.
+    futures: list[concurrent.futures.Future[int]] = []
+    seen: list[int] = []
+
+    def count_the_others(done: concurrent.futures.Future[int]) -> None:
+        if on_a_lane():  # at resolution (not later, in this thread, for one already done)
+            seen.append(sum(f.running() for f in futures if f is not done))
+
+    with ProcessExecutor(max_jobs) as ex:
+        for _ in range(300):
+            future = ex.submit(["true"])
+            future.add_done_callback(count_the_others)
+            futures.append(future)
+    assert [f.result() for f in futures] == [0] * 300
+    assert seen and max(seen) <= max_jobs - 1
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one lane per core: needs 2 cores")
+def test_children_are_started_by_more_than_one_lane() -> None:
+    lanes: set[str] = set()
+
+    def note_the_lane(_: object) -> None:
+        if on_a_lane():
+            lanes.add(threading.current_thread().name)
+
+    with ProcessExecutor(2) as ex:
+        futures = [ex.submit(["true"]) for _ in range(100)]
+        for future in futures:
+            future.add_done_callback(note_the_lane)
+    assert [f.result() for f in futures] == [0] * 100
+    assert len(lanes) == 2, lanes
+
+
+def on_a_lane() -> bool:
+    """Whether this runs on one of procexec's lane threads."""
+    return threading.current_thread().name.startswith("procexec-reaper")
+
+
 _SH_JOB = (
     'echo x > "$0/run.$$"; n=$(ls "$0" | grep -c "^run\\."); echo $n > "$0/seen.$$"; '
     'rm "$0/run.$$"; case $1 in kill) kill -9 $$;; *) exit $1;; esac'
@@ -164,6 +205,24 @@ def test_shutdown_cancel_futures_and_submit_after_shutdown(gate: Gate) -> None:
     gate.open()
     ex.shutdown(wait=True)
     assert running.result() == 0
+
+
+def test_shutdown_from_a_done_callback_returns_and_the_jobs_finish(gate: Gate) -> None:
+    # The callback runs on a lane; waiting there for the lanes to end would wait forever.
+    ex = ProcessExecutor(2)
+    first = ex.submit(["cat"], stdin=gate.read_fd)
+    others = [ex.submit(py("raise SystemExit(3)")) for _ in range(6)]
+    returned: list[str] = []
+
+    def shut_down(_: object) -> None:
+        ex.shutdown(wait=True)
+        returned.append("returned")
+
+    first.add_done_callback(shut_down)
+    gate.open()
+    assert [f.result(timeout=60) for f in [first, *others]] == [0] + [3] * 6
+    ex.shutdown(wait=True)
+    assert returned == ["returned"]
 
 
 def test_asyncio_wrap_future() -> None:
@@ -392,15 +451,12 @@ def test_eight_threads_submitting_concurrently() -> None:
     assert all(future.result() == expected for expected, future in pairs)
 
 
-def test_reaper_thread_ends_when_idle() -> None:
-    ex = ProcessExecutor(1)
-    assert ex.submit(py("pass")).result() == 0
+def test_reaper_threads_end_when_idle() -> None:
+    ex = ProcessExecutor(4)
+    assert [f.result() for f in [ex.submit(py("pass")) for _ in range(8)]] == [0] * 8
     ex.shutdown()
-    assert not [
-        t
-        for t in threading.enumerate()
-        if t.name.startswith("procexec-reaper") and t.is_alive() and t.name == ex._reaper._name
-    ]
+    name = ex._reaper._name
+    assert not [t for t in threading.enumerate() if t.name.split("-lane")[0] == name]
 
 
 # ---------------------------------------------------------------- bad input
@@ -500,17 +556,19 @@ def test_bug_setting_up_a_started_child_fails_that_job_only(
 def test_bug_in_the_reaper_loop_fails_every_future_and_reaps_every_child(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from procexec._reaper import Reaper
+    from procexec._lane import Lane
 
-    def broken(self: Reaper) -> None:
+    def broken(self: Lane) -> None:
         raise RuntimeError("injected loop bug")
 
     ex = ProcessExecutor(1)
     running = ex.submit(["sleep", "300"])
     assert running.wait_started(30)
     waiting = ex.submit(["sleep", "300"])
-    monkeypatch.setattr(Reaper, "_pass_deadlines", broken)
-    ex.max_jobs = 1  # wakes the loop, which now fails
+    monkeypatch.setattr(Lane, "_pass_deadlines", broken)
+    lane = ex._reaper._lanes[0]
+    with ex._reaper._lock:
+        lane.post_locked(lambda: None)  # wakes the loop, which now fails
     for future in (running, waiting):
         error = future.exception(timeout=30)
         assert isinstance(error, RuntimeError) and "injected loop bug" in str(error)
@@ -526,18 +584,18 @@ def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(
 ) -> None:
     import errno
 
-    from procexec._reaper import Reaper
+    from procexec._lane import Lane
 
-    real_watch = Reaper._watch
+    real_watch = Lane._watch
     calls: list[int] = []
 
-    def watch_fails_once(self: Reaper, job: object, pid: int) -> None:
+    def watch_fails_once(self: Lane, job: object, pid: int) -> None:
         calls.append(pid)
         if len(calls) == 1:
             raise OSError(errno.EMFILE, "Too many open files")
         real_watch(self, job, pid)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Reaper, "_watch", watch_fails_once)
+    monkeypatch.setattr(Lane, "_watch", watch_fails_once)
     with ProcessExecutor(1) as ex:
         failed = ex.run(["sleep", "300"], capture_output=True, input=b"x")
         after = ex.submit(py("raise SystemExit(3)"))

@@ -170,7 +170,7 @@ def test_child_that_stops_reading_stdin_does_not_hang() -> None:
     assert result.returncode == 0
 
 
-def test_256_jobs_with_output_at_once_on_one_loop() -> None:
+def test_256_jobs_with_output_at_once_without_a_thread_per_pipe() -> None:
     script = "head -c 100000 /dev/zero; echo err >&2; read line"
     release = Gate()
     before = threading.active_count()

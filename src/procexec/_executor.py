@@ -167,11 +167,11 @@ class ProcessExecutor(Executor):
           job's process group gets the termination sequence, the child is reaped, and
           ``result()`` raises ``subprocess.TimeoutExpired`` with the output so far.
         - ``on_stdout_line`` / ``on_stderr_line`` are called with each complete line (and a
-          last line without newline) as it arrives, on the executor's reaper thread; bytes,
+          last line without newline) as it arrives, on one of the executor's reaper threads; bytes,
           or str in text mode. An exception they raise is logged and the job goes on.
           Giving one pipes that stream; its output is kept only if it is also captured.
 
-        Output is read by the executor's one reaper thread, never a thread per pipe. When
+        Output is read by the executor's reaper threads, never a thread per pipe. When
         the child exits, what it wrote is collected and the pipes are closed, even if a
         grandchild still holds them open.
         """

@@ -1,6 +1,7 @@
 """One job: what to run, how to stop it, what it produced, and how its future resolves.
 
-A Job is created by the caller's thread and, once queued, touched only by the reaper thread.
+A Job is created by the caller's thread and, once taken from the queue, touched only by the
+thread of the lane that took it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec._result import JobResult, Rusage
 from procexec._streams import InputPipe, LineCallback, OutputPipe
+
+if TYPE_CHECKING:
+    from procexec._lane import Lane
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Job:
         "argv",
         "deadline",
         "future",
+        "lane",
         "options",
         "own_group",
         "popen",
@@ -109,6 +114,8 @@ class Job:
         #: Termination steps still to take; None while the job is not being stopped.
         self.stop_steps: deque[tuple[int, float]] | None = None
         self.timed_out = False
+        #: The lane that took this job from the queue; None while it waits.
+        self.lane: Lane | None = None
 
     def started(self, popen: subprocess.Popen[bytes]) -> None:
         """Record the started child, its start time and its timeout deadline (cannot fail)."""

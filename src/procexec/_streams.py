@@ -1,9 +1,10 @@
 """Non-blocking pipe ends that the reaper loop drains and feeds.
 
-Only the reaper thread touches these objects. Output is appended to a BytesIO: it grows by
-realloc (mremap for large buffers, so no copy) and ``getvalue()`` hands over its buffer
-without copying, so capturing N bytes costs about N bytes (a list of chunks joined at the
-end costs 2N at the join). Input is written from a memoryview as fast as the pipe accepts it.
+Only the thread of the job's lane touches these objects. Output is appended to a BytesIO:
+it grows by realloc (mremap for large buffers, so no copy) and ``getvalue()`` hands over
+its buffer without copying, so capturing N bytes costs about N bytes (a list of chunks
+joined at the end costs 2N at the join). Input is written from a memoryview as fast as the
+pipe accepts it.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class ProcessManagerEntry:
 
 class _Finished:
     """The futures that have finished since the manager last looked, filled by their
-    done-callbacks on the reaper thread: the manager checks its entries only when one has
+    done-callbacks on the reaper's threads: the manager checks its entries only when one has
     finished, and waits on this one condition instead of on every running future."""
 
     def __init__(self) -> None:
