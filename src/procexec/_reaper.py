@@ -144,9 +144,8 @@ class Reaper:
             index = len(self._lanes)
             name = self._name if index == 0 else f"{self._name}-lane{index}"
             self._lanes.append(Lane(self, name))
-        active = self._lanes[:wanted]
+        base, extra = divmod(self._max_jobs, wanted)
         for index, lane in enumerate(self._lanes):
-            base, extra = divmod(self._max_jobs, len(active))
             lane.share = base + (index < extra) if index < wanted else 0
 
     def _wake_takers_locked(self) -> None:
