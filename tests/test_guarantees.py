@@ -362,7 +362,10 @@ if os.getuid() == 0:  # root ignores RLIMIT_NPROC: become nobody first
     os.setuid(65534)
 from procexec._reaper import MAX_LANES, _cores
 lanes = min(_cores(), MAX_LANES, 6)  # the reaper's threads for max_jobs=6
-limit = tasks_of(os.getuid()) + lanes + 2  # and room for one or two children (and waiters)
+# Room for a few children (and their waiter threads on the fallback path), but not six.
+# Three, not two: two lanes may start children at once, and on the fallback path the
+# second child could take the room of the first one's waiter thread, failing both.
+limit = tasks_of(os.getuid()) + lanes + 3
 resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
 gate_r, gate_w = os.pipe()
 with ProcessExecutor(6) as ex:
