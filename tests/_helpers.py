@@ -7,8 +7,10 @@ import ctypes
 import os
 import select
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -141,6 +143,12 @@ def my_children() -> set[int]:
         with contextlib.suppress(FileNotFoundError):  # that thread ended while we looked
             pids.update(int(p) for p in (task / "children").read_text().split())
     return pids
+
+
+def lane_threads(executor: Any) -> list[threading.Thread]:
+    """The threads alive of an executor's lanes (named after its reaper, "-laneN" added)."""
+    name = executor._reaper._name
+    return [t for t in threading.enumerate() if t.name.split("-lane")[0] == name]
 
 
 class Gate:

@@ -20,6 +20,7 @@ from procexec import JobResult, ProcessExecutor, ProcessFuture, default_max_jobs
 from tests._helpers import (
     Gate,
     assert_dies,
+    lane_threads,
     my_children,
     py,
     read_pid_lines,
@@ -455,8 +456,7 @@ def test_reaper_threads_end_when_idle() -> None:
     ex = ProcessExecutor(4)
     assert [f.result() for f in [ex.submit(py("pass")) for _ in range(8)]] == [0] * 8
     ex.shutdown()
-    name = ex._reaper._name
-    assert not [t for t in threading.enumerate() if t.name.split("-lane")[0] == name]
+    assert not lane_threads(ex)
 
 
 # ---------------------------------------------------------------- bad input

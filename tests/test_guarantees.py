@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from procexec import JobResult, ProcessExecutor, ProcessFuture
-from tests._helpers import assert_dies, is_running, my_children, py_on_path
+from tests._helpers import assert_dies, is_running, lane_threads, my_children, py_on_path
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -152,8 +152,7 @@ def _check_outcome(future: ProcessFuture[Any]) -> None:
 def test_executor_dropped_without_shutdown_finishes_its_jobs_and_its_thread() -> None:
     ex = ProcessExecutor(2)
     futures = [ex.submit(["sh", "-c", "exit 7"]) for _ in range(6)]
-    name = ex._reaper._name
-    lanes = [t for t in threading.enumerate() if t.name.split("-lane")[0] == name]
+    lanes = lane_threads(ex)
     del ex
     gc.collect()
     assert [f.result(timeout=30) for f in futures] == [7] * 6

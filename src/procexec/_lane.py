@@ -18,7 +18,8 @@
                                                 stdin       → write the next slice
                                               deadlines passed → next step of the
                                                 termination sequence (timeouts start one)
-                                              nothing running, posted or takeable → end
+                                              nothing running or posted here, and no
+                                                job waiting or running in any lane → end
 ```
 
 A lane alone mutates its running set, signals or reaps its children, or touches their
@@ -60,8 +61,8 @@ logger = logging.getLogger("procexec")
 
 
 class Lane:
-    """A loop and its children. The fields up to ``_forked`` are guarded by the reaper's
-    lock; the rest belong to the lane's thread."""
+    """A loop and its children. The fields under "Guarded by reaper._lock" are shared with
+    other threads; the rest belong to the lane's thread."""
 
     def __init__(self, reaper: Reaper, name: str) -> None:
         self._reaper = reaper
@@ -108,6 +109,12 @@ class Lane:
             return
         self._posted.append(call)
         self.wake_locked()
+
+    def forget_thread_locked(self) -> None:
+        """The thread is ending: posts are dropped from now on, and the next wake-up
+        starts a new thread."""
+        self._thread = None
+        self._wake_fd = None
 
     def threads_locked(self) -> list[threading.Thread]:
         """This lane's threads still to be joined."""
@@ -174,8 +181,8 @@ class Lane:
         with self._reaper._lock:
             if self._running or self._posted or self._reaper._busy_locked():
                 return False
-            self._finishing, self._thread = self._thread, None
-            self._wake_fd = None
+            self._finishing = self._thread
+            self.forget_thread_locked()
             return True
 
     def _on_wake(self, wake_read: int) -> None:

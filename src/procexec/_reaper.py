@@ -198,8 +198,7 @@ class Reaper:
         """A lane's loop failed: refuse new jobs and hand back the waiting ones to fail."""
         with self._lock:
             self._closed = True
-            failed._thread = None
-            failed._wake_fd = None
+            failed.forget_thread_locked()
             waiting = list(self._pending)
             self._pending.clear()
         return waiting
