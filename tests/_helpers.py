@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -165,3 +167,16 @@ class Gate:
     def close(self) -> None:
         self.open()
         os.close(self.read_fd)
+
+
+def signal_other_thread(pid: int, signum: int) -> None:
+    """Send ``signum`` to one thread of process ``pid`` other than its main thread (tgkill),
+    as the kernel may do with a signal sent to the process."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    tgkill = getattr(libc, "tgkill", None)
+    if tgkill is None:
+        pytest.skip("this C library has no tgkill() (glibc 2.30 added it)")
+    for name in sorted(os.listdir(f"/proc/{pid}/task")):
+        if int(name) != pid and tgkill(pid, int(name), signum) == 0:
+            return  # a thread may have ended since the listing: then try the next one
+    raise AssertionError(f"process {pid} has no thread but its main one to signal")

@@ -14,7 +14,7 @@ import pytest
 
 from procexec._cli_args import parse_jobs, parse_term_seq
 from procexec.cli import main
-from tests._helpers import assert_dies, py
+from tests._helpers import assert_dies, py, signal_other_thread
 
 PARALLEL = shutil.which("parallel")
 needs_parallel = pytest.mark.skipif(
@@ -395,10 +395,13 @@ time.sleep(300)
 """
 
 
+@pytest.mark.parametrize("to_thread", [False, True], ids=["to-process", "to-a-thread"])
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_stops_every_job_and_keeps_the_log(
-    tmp_path: Path, signum: int, status: int
+    tmp_path: Path, signum: int, status: int, to_thread: bool
 ) -> None:
+    """to-a-thread: taken by a thread other than the main one, the signal does not end the
+    main thread's wait; the signal watch does, or procexec would wait for ``sleep 300``."""
     log, report = tmp_path / "log", tmp_path / "report"
     process = subprocess.Popen(
         [
@@ -431,7 +434,10 @@ def test_interrupt_stops_every_job_and_keeps_the_log(
             ):
                 break
             time.sleep(0.02)
-        process.send_signal(signum)
+        if to_thread:
+            signal_other_thread(process.pid, signum)
+        else:
+            process.send_signal(signum)
         assert process.wait(timeout=60) == status
     finally:
         process.kill()

@@ -6,11 +6,13 @@ parent, interpreter exit, rlimits, fork(). Each prints one JSON line the test ch
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import textwrap
@@ -24,8 +26,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procexec import JobResult, ProcessExecutor, ProcessFuture
-from tests._helpers import assert_dies, is_running, lane_threads, my_children, py_on_path
+from procexec import JobResult, ProcessExecutor, ProcessFuture, _limits
+from tests._helpers import (
+    assert_dies,
+    is_running,
+    lane_threads,
+    my_children,
+    py_on_path,
+    signal_other_thread,
+)
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -202,7 +211,7 @@ def test_bad_at_exit_is_refused() -> None:
 
 # ------------------------------------------------------------- signals to the parent
 SIGNALLED_PARENT = """
-import json, os, sys
+import concurrent.futures, json, os, sys
 from procexec import ProcessExecutor
 r, w = os.pipe()
 job = f"trap '' TERM; sleep 300 & echo $! >&{w}; wait"
@@ -211,18 +220,43 @@ with ProcessExecutor(2, term_sequence=[(15, 0.2)]) as ex:
     futures.append(ex.submit(["sleep", "300"]))  # waits for a slot: cancelled
     report = os.fdopen(r)
     grandchildren = [int(report.readline()) for _ in range(2)]
+    assert all(f.wait_started(30) for f in futures[:2])  # their pids are set
     print(json.dumps([f.pid for f in futures[:2]] + grandchildren), flush=True)
-    for f in futures:
-        f.result()
+    if sys.argv[1] == "block":
+        for f in futures:
+            f.result()
+    else:
+        while not all(f.done() for f in futures):
+            concurrent.futures.wait(futures, timeout=0.5)
 """
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, -2)])
+def _stderr_once_ended(parent: subprocess.Popen[str], pids: list[int]) -> str:
+    """The signalled parent's stderr once it has ended; if it has not within a minute, kill
+    it and ``pids`` and fail."""
+    try:
+        return parent.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        for pid in [parent.pid, *pids]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.communicate()
+        pytest.fail("the parent was still running a minute after the signal")
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "wait"), [(signal.SIGTERM, 143, "block"), (signal.SIGINT, -2, "bounded")]
+)
 def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
-    reaper_path: str, signum: int, status: int
+    reaper_path: str, signum: int, status: int, wait: str
 ) -> None:
+    """The parent is signalled as soon as it reports, so the signal may land just before its
+    main thread blocks in a lock wait; CPython then runs the Python handler only when that
+    wait ends. procexec covers SIGTERM (its watch thread stops the jobs, the wait ends, the
+    handler raises), so the SIGTERM case waits without a timeout. SIGINT is Python's own
+    KeyboardInterrupt and has no such cover, so that case waits in bounded steps."""
     with subprocess.Popen(
-        py_on_path(textwrap.dedent(SIGNALLED_PARENT), reaper_path),
+        [*py_on_path(textwrap.dedent(SIGNALLED_PARENT), reaper_path), wait],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -230,12 +264,43 @@ def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
         assert parent.stdout is not None
         pids = json.loads(parent.stdout.readline())
         parent.send_signal(signum)
-        _, err = parent.communicate(timeout=60)
+        err = _stderr_once_ended(parent, pids)
     assert parent.returncode == status, err
     jobs, grandchildren = pids[:2], pids[2:]
     assert [pid for pid in jobs if Path(f"/proc/{pid}").exists()] == [], "jobs not reaped"
     for pid in grandchildren:  # they ignore SIGTERM: only the SIGKILL after grace ends them
         assert_dies(pid)
+
+
+#: Two executors' blocks, one inside the other; the main thread then blocks on the inner
+#: one's job with no timeout.
+SIGTERM_ON_ANOTHER_THREAD = """
+import json
+from procexec import ProcessExecutor
+with ProcessExecutor(1) as outer, ProcessExecutor(1) as inner:
+    futures = [outer.submit(["sleep", "300"]), inner.submit(["sleep", "300"])]
+    assert all(f.wait_started(30) for f in futures)
+    print(json.dumps([f.pid for f in futures]), flush=True)
+    futures[1].result()
+"""
+
+
+def test_sigterm_taken_by_another_thread_still_stops_every_block(reaper_path: str) -> None:
+    """The kernel may hand a process-directed signal to any thread. Taken on a thread other
+    than the main one, it does not interrupt the main thread's lock wait; without the watch
+    thread the parent would wait for ``sleep 300``."""
+    with subprocess.Popen(
+        py_on_path(textwrap.dedent(SIGTERM_ON_ANOTHER_THREAD), reaper_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        jobs = json.loads(parent.stdout.readline())
+        signal_other_thread(parent.pid, signal.SIGTERM)
+        err = _stderr_once_ended(parent, jobs)
+    assert parent.returncode == 143, err
+    assert [pid for pid in jobs if Path(f"/proc/{pid}").exists()] == [], "jobs not reaped"
 
 
 # ------------------------------------------------------------------ jobs that misbehave
@@ -302,7 +367,7 @@ import errno, json, os, resource, sys
 from procexec import ProcessExecutor
 gate_r, gate_w = os.pipe()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-low = len(os.listdir("/proc/self/fd")) + 16
+low = len(os.listdir("/proc/self/fd")) + 24  # lanes, signal watch, a few jobs
 resource.setrlimit(resource.RLIMIT_NOFILE, (low, low if sys.argv[1] == "fixed" else hard))
 with ProcessExecutor(8) as ex:
     futures = [ex.run(["sh", "-c", "read x; echo ok"], stdin=gate_r, capture_output=True)
@@ -338,6 +403,27 @@ def test_soft_open_file_limit_is_raised_to_the_hard_limit(reaper_path: str) -> N
     report = last_json(run_script(OPEN_FILE_LIMIT, reaper_path, "raisable"))
     assert report["outcomes"] == ["ok\n"] * 8
     assert report["soft"] > report["low"]
+
+
+def test_a_start_failing_while_another_lane_raised_the_limit_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two lanes hit EMFILE at once; the first raises the soft limit to the hard one, so the
+    second cannot raise it again but must still retry (seen once as a lost job in CI)."""
+    limits = {"soft": 100, "hard": 200}
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(resource, "setrlimit", lambda _which, new: limits.update(soft=new[0]))
+    attempts: list[int] = []
+
+    def start() -> str:
+        attempts.append(limits["soft"])
+        if len(attempts) == 1:
+            assert _limits.raise_open_file_limit()  # the other lane, meanwhile
+            raise OSError(errno.EMFILE, "Too many open files")
+        return "started"
+
+    assert _limits.with_more_files(start) == "started"
+    assert attempts == [100, 200]
 
 
 PROCESS_LIMIT = """

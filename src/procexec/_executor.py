@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 from weakref import WeakSet
@@ -65,7 +66,9 @@ class ProcessExecutor(Executor):
             stops and reaps the running ones.
         sigterm: while a ``with`` block of the main thread runs, turn SIGTERM into
             ``SystemExit(143)`` so the block stops and reaps the jobs (True, the default;
-            only done when SIGTERM has its default action). False leaves SIGTERM alone.
+            only done when SIGTERM has its default action, or an outer block armed it).
+            A watch thread also starts stopping the jobs when SIGTERM arrives, so that a
+            main thread blocked in a wait is released. False leaves SIGTERM alone.
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
     exception (KeyboardInterrupt, or SystemExit from SIGTERM, too) cancels the jobs not
@@ -97,7 +100,7 @@ class ProcessExecutor(Executor):
         )
         if at_exit == "stop":
             _stop_at_exit.add(self._reaper)
-        self._sigterm = SigtermAsExit() if sigterm else None
+        self._sigterm = SigtermAsExit(partial(_start_stopping, self._reaper)) if sigterm else None
 
     @property
     def max_jobs(self) -> int:
@@ -312,11 +315,16 @@ class ProcessExecutor(Executor):
         return future
 
 
+def _start_stopping(reaper: Reaper) -> None:
+    """Refuse new jobs, cancel waiting ones and start stopping running ones; no wait."""
+    reaper.close(cancel_pending=True)
+    reaper.stop_all(kill=False)
+
+
 def _abort(reaper: Reaper) -> None:
     """Cancel waiting jobs, stop running ones, reap them all. A second interrupt while
     waiting skips the grace periods (SIGKILL) but still reaps before propagating."""
-    reaper.close(cancel_pending=True)
-    reaper.stop_all(kill=False)
+    _start_stopping(reaper)
     try:
         reaper.join()
     except BaseException:

@@ -1,9 +1,10 @@
 """Running out of open files or processes at spawn: raise the soft limit, or say which limit.
 
 When a start fails with EMFILE, the reaper raises the soft ``RLIMIT_NOFILE`` to the hard
-limit once and tries again (as the Go runtime does at start-up). When that is not possible,
-or when process creation fails (EAGAIN), the job's future gets an OSError with the same
-errno and a message naming the limit and what to do about it.
+limit once and tries again (as the Go runtime does at start-up); a start that failed while
+another lane raised the limit tries again too. When that is not possible, or when process
+creation fails (EAGAIN), the job's future gets an OSError with the same errno and a
+message naming the limit and what to do about it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class _Raised:
+    """How many times raise_open_file_limit() has raised the limit (read without a syscall)."""
+
+    times = 0
+
+
 def raise_open_file_limit() -> bool:
     """Raise the soft RLIMIT_NOFILE to the hard limit; True if it went up."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -26,15 +33,23 @@ def raise_open_file_limit() -> bool:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError):
         return False
+    _Raised.times += 1
     return True
 
 
 def with_more_files(action: Callable[[], T]) -> T:
-    """Run ``action``; if it fails for want of file descriptors, raise the limit and retry once."""
+    """Run ``action``; if it fails for want of file descriptors, raise the limit and retry once.
+
+    It also retries if another thread raised the limit while ``action`` ran: the limit is
+    then already at the hard limit, so raising it again fails, but the retry may not.
+    """
+    raised_before = _Raised.times
     try:
         return action()
     except OSError as exc:
-        if exc.errno != errno.EMFILE or not raise_open_file_limit():
+        if exc.errno != errno.EMFILE:
+            raise
+        if _Raised.times == raised_before and not raise_open_file_limit():
             raise
     return action()
 

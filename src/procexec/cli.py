@@ -16,9 +16,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, wait
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_m
 from procexec._future import ProcessFuture
 from procexec._joblog import JobLog, Row, read_outcomes
 from procexec._result import start_error_status
+from procexec._signals import SignalWatch
 from procexec._template import Template, TemplateError, read_lines, split_sources
 
 INTERRUPTED = 130
@@ -94,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for job in plan.jobs:
             print(_text(plan.command(job, 1)))
         return 0
+    runner = _Runner(plan, log)
     try:
-        with _sigterm_raises():
-            return _Runner(plan, log).run()
+        with _signals_interrupt(runner.wake):
+            return runner.run()
     except KeyboardInterrupt:
         return INTERRUPTED
     except _Terminated:
@@ -179,8 +181,10 @@ def _text(command: list[str] | str) -> str:
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """In the main thread, turn SIGTERM into an exception so jobs are stopped and reaped."""
+def _signals_interrupt(wake: Callable[[], None]) -> Iterator[None]:
+    """In the main thread, turn SIGTERM into an exception so jobs are stopped and reaped,
+    and call ``wake`` from a watch thread on SIGINT or SIGTERM: the handler then runs even
+    if the signal landed just before the main thread blocked (see procexec._signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -188,10 +192,17 @@ def _sigterm_raises() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise _Terminated
 
+    def react(signum: int) -> None:
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            wake()
+
     previous = signal.signal(signal.SIGTERM, handler)
+    watch = SignalWatch.start(react)
     try:
         yield
     finally:
+        if watch is not None:
+            watch.stop()
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -217,6 +228,7 @@ class _Runner:
         self.failed = self.succeeded = 0
         self.halting = False
         self.bar = _progress_bar(len(plan.jobs)) if plan.bar else None
+        self.woken: Future[None] = Future()  # resolved by wake(): ends the current wait
 
     def run(self) -> int:
         """Run every job; return the exit status (failed jobs, capped at 101)."""
@@ -225,7 +237,7 @@ class _Runner:
             try:
                 while self.running or (self.todo and not self.halting):
                     self._start_more(ex, shell)
-                    wait(self.running, return_when=FIRST_COMPLETED)
+                    self._wait_for_an_end()
                     done = [f for f in self.running if f.done()]  # in submission order
                     for future in done:
                         self._finish(ex, future)
@@ -239,6 +251,19 @@ class _Runner:
                 if self.bar is not None:
                     self.bar.close()
         return min(self.failed, MAX_FAILED_STATUS)
+
+    def wake(self) -> None:
+        """End the main thread's current wait (called from the signal watch thread)."""
+        with suppress(InvalidStateError):  # already woken
+            self.woken.set_result(None)
+
+    def _wait_for_an_end(self) -> None:
+        """Wait until a job ends or wake() is called."""
+        if not self.running:
+            return
+        wait([*self.running, self.woken], return_when=FIRST_COMPLETED)
+        if self.woken.done():
+            self.woken = Future()
 
     def _start_more(self, ex: ProcessExecutor, shell: bool) -> None:
         while self.todo and self.free_slots and not self.halting:
