@@ -450,10 +450,10 @@ lanes = min(_cores(), MAX_LANES, 6)  # the reaper's threads for max_jobs=6
 # Room for a few children (and their waiter threads on the fallback path), but not six.
 # Three, not two: two lanes may start children at once, and on the fallback path the
 # second child could take the room of the first one's waiter thread, failing both.
-limit = tasks_of(os.getuid()) + lanes + 3
-resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
 gate_r, gate_w = os.pipe()
-with ProcessExecutor(6) as ex:
+with ProcessExecutor(6) as ex:  # its signal watch thread runs from here on: counted below
+    limit = tasks_of(os.getuid()) + lanes + 3
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
     futures = [ex.submit(["sh", "-c", "read x; exit 4"], stdin=gate_r) for _ in range(6)]
     for f in futures:
         f.wait_started()
