@@ -164,3 +164,25 @@ def test_a_failing_reaction_is_logged_and_the_watch_goes_on(
     assert [r.getMessage() for r in caplog.records] == [
         f"procexec: reacting to signal {int(signal.SIGUSR1)} failed"
     ]
+
+
+def _no_fd() -> tuple[int, int]:
+    raise OSError(24, "Too many open files")
+
+
+def _no_thread(self: threading.Thread) -> None:
+    raise RuntimeError("can't start new thread")
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "refusal"), [(os, "pipe", _no_fd), (threading.Thread, "start", _no_thread)]
+)
+def test_without_a_pipe_or_a_thread_no_watch_starts_and_nothing_is_left(
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, refusal: object
+) -> None:
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, refusal)
+        assert SignalWatch.start(lambda signum: None) is None
+    assert signal.set_wakeup_fd(-1) == -1
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before

@@ -51,8 +51,12 @@ class SignalWatch:
     @classmethod
     def start(cls, react: Callable[[int], None]) -> SignalWatch | None:
         """Take the wakeup fd and start the thread; None if the fd is already taken (by
-        asyncio, say, whose loop then wakes on signals by itself) or no thread can start."""
-        read, write = os.pipe()
+        asyncio, say, whose loop then wakes on signals by itself) or no pipe or thread can
+        be had; the with-block then runs as it would without the watch."""
+        try:
+            read, write = os.pipe()
+        except OSError:  # no fd left (EMFILE): not a reason to refuse the with-block
+            return None
         os.set_blocking(write, False)  # the C handler must never block on a full pipe
         previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         if previous != -1:  # not ours to take: put theirs back

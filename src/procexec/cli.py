@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for job in plan.jobs:
             print(_text(plan.command(job, 1)))
         return 0
-    runner = _Runner(plan, log)
     try:
+        runner = _Runner(plan, log)
         with _signals_interrupt(runner.wake):
             return runner.run()
     except KeyboardInterrupt:
