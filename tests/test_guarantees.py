@@ -409,7 +409,8 @@ def test_a_start_failing_while_another_lane_raised_the_limit_is_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two lanes hit EMFILE at once; the first raises the soft limit to the hard one, so the
-    second cannot raise it again but must still retry (seen once as a lost job in CI)."""
+    second cannot raise it again but must still retry (a full test run once failed a job
+    this way)."""
     limits = {"soft": 100, "hard": 200}
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (limits["soft"], limits["hard"]))
     monkeypatch.setattr(resource, "setrlimit", lambda _which, new: limits.update(soft=new[0]))
