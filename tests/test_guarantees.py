@@ -18,6 +18,7 @@ import subprocess
 import textwrap
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -231,17 +232,25 @@ with ProcessExecutor(2, term_sequence=[(15, 0.2)]) as ex:
 """
 
 
-def _stderr_once_ended(parent: subprocess.Popen[str], pids: list[int]) -> str:
-    """The signalled parent's stderr once it has ended; if it has not within a minute, kill
-    it and ``pids`` and fail."""
-    try:
-        return parent.communicate(timeout=60)[1]
-    except subprocess.TimeoutExpired:
-        for pid in [parent.pid, *pids]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        parent.communicate()
-        pytest.fail("the parent was still running a minute after the signal")
+def _signal_parent(argv: list[str], send: Callable[[int], None]) -> tuple[int, str, list[int]]:
+    """Start ``argv``, read the pids it reports on its first line, call ``send`` with its
+    pid, and return its exit status, its stderr and those pids once it has ended. If it has
+    not ended within a minute, kill it and the pids and fail."""
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        pids: list[int] = json.loads(parent.stdout.readline())
+        send(parent.pid)
+        try:
+            _, err = parent.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            for pid in [parent.pid, *pids]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            parent.communicate()
+            pytest.fail("the parent was still running a minute after the signal")
+    return parent.returncode, err, pids
 
 
 @pytest.mark.parametrize(
@@ -255,17 +264,11 @@ def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
     wait ends. procexec covers SIGTERM (its watch thread stops the jobs, the wait ends, the
     handler raises), so the SIGTERM case waits without a timeout. SIGINT is Python's own
     KeyboardInterrupt and has no such cover, so that case waits in bounded steps."""
-    with subprocess.Popen(
+    returncode, err, pids = _signal_parent(
         [*py_on_path(textwrap.dedent(SIGNALLED_PARENT), reaper_path), wait],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as parent:
-        assert parent.stdout is not None
-        pids = json.loads(parent.stdout.readline())
-        parent.send_signal(signum)
-        err = _stderr_once_ended(parent, pids)
-    assert parent.returncode == status, err
+        lambda pid: os.kill(pid, signum),
+    )
+    assert returncode == status, err
     jobs, grandchildren = pids[:2], pids[2:]
     assert [pid for pid in jobs if Path(f"/proc/{pid}").exists()] == [], "jobs not reaped"
     for pid in grandchildren:  # they ignore SIGTERM: only the SIGKILL after grace ends them
@@ -289,17 +292,11 @@ def test_sigterm_taken_by_another_thread_still_stops_every_block(reaper_path: st
     """The kernel may hand a process-directed signal to any thread. Taken on a thread other
     than the main one, it does not interrupt the main thread's lock wait; without the watch
     thread the parent would wait for ``sleep 300``."""
-    with subprocess.Popen(
+    returncode, err, jobs = _signal_parent(
         py_on_path(textwrap.dedent(SIGTERM_ON_ANOTHER_THREAD), reaper_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as parent:
-        assert parent.stdout is not None
-        jobs = json.loads(parent.stdout.readline())
-        signal_other_thread(parent.pid, signal.SIGTERM)
-        err = _stderr_once_ended(parent, jobs)
-    assert parent.returncode == 143, err
+        lambda pid: signal_other_thread(pid, signal.SIGTERM),
+    )
+    assert returncode == 143, err
     assert [pid for pid in jobs if Path(f"/proc/{pid}").exists()] == [], "jobs not reaped"
 
 
