@@ -172,6 +172,26 @@ def test_positional_popen_arguments_and_poll_time_accepted() -> None:
     assert entry.popen_obj is not None and entry.popen_obj.returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((["true"],), {"no_such_option": 1}),  # the usual call: argv, then keywords
+        ((["true"],), {"timeout": 5}),  # run()'s own keyword, which Popen does not take
+        ((["true"], -1), {"no_such_option": 1}),  # with a positional Popen argument too
+        ((), {}),  # no command at all
+    ],
+)
+def test_bad_popen_arguments_raise_before_anything_starts(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    log: list[tuple[str, str, int]] = []
+    manager = ProcessManager(max_jobs=1)
+    with pytest.raises(TypeError):
+        manager.run_proc(RecordingEntry("bad", log), *args, **kwargs)
+    assert log == [] and manager.current_entries == manager.finished_entries == []
+    assert manager.finished_status() == (0, 0)
+
+
 def test_defaults_and_bad_max_jobs() -> None:
     assert ProcessManager().max_jobs == default_max_jobs() == procexec.compat.DEFAULT_MAX_JOBS
     with pytest.raises(AttributeError):
