@@ -73,6 +73,19 @@ def test_ended_runs_in_the_callers_thread_from_every_method(gate: Gate) -> None:
     assert {thread for _, _, thread in log} == {threading.get_ident()}
 
 
+def test_max_jobs_changed_between_run_procs_applies_to_the_next(gate: Gate) -> None:
+    log: list[tuple[str, str, int]] = []
+    manager = ProcessManager(max_jobs=1)
+    manager.run_proc(RecordingEntry("first", log), py("pass"))
+    manager.max_jobs = 3  # a dataclass field, set between calls as the original allows
+    for name in ("a", "b", "c"):  # with the old limit of 1, the second would never start
+        manager.run_proc(RecordingEntry(name, log), ["cat"], stdin=gate.read_fd)
+    assert all(entry.popen_obj is not None for entry in manager.current_entries)
+    assert len(manager.current_entries) == 3
+    gate.open()
+    assert manager.finished_status() == (4, 0)
+
+
 class Untouchable:
     """An entry the manager must not look at: reading its future fails the test."""
 

@@ -196,7 +196,7 @@ class ProcessManager:
     def _executor_for_limit(self) -> ProcessExecutor:
         if self._executor is None:
             self._executor = ProcessExecutor(self.max_jobs)
-        else:
+        elif self._executor.max_jobs != self.max_jobs:  # changed since the last run_proc()
             self._executor.max_jobs = self.max_jobs
         return self._executor
 
