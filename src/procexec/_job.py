@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import locale
+import resource
 import subprocess
 import sys
 import time
@@ -129,7 +130,9 @@ class Job:
         """Take over the pipes Popen opened for the started child."""
         popen = self.popen
         assert popen is not None
-        options = self.options or RunOptions()
+        options = self.options
+        if options is None:  # submit(): it refuses PIPE, so there is no pipe to take
+            return
         decode = options.decode if options.text else None
         if popen.stdout is not None:
             self.stdout = OutputPipe(
@@ -162,7 +165,7 @@ class Job:
         return [pipe for pipe in (self.stdout, self.stderr) if pipe is not None and not pipe.closed]
 
     def outcome(
-        self, returncode: int, rusage: Rusage | None, ended_mono: float
+        self, returncode: int, usage: resource.struct_rusage | None, ended_mono: float
     ) -> tuple[Any, BaseException | None]:
         """The future's value or exception, once the child is reaped and its pipes closed."""
         if self.options is None:
@@ -184,6 +187,6 @@ class Job:
             started_at=self.started_wall,
             ended_at=time.time(),
             duration=ended_mono - self.started_mono,
-            rusage=rusage,
+            rusage=Rusage.from_struct(usage) if usage is not None else None,
         )
         return result, None

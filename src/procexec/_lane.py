@@ -9,7 +9,7 @@
                                          └──  take pending jobs one at a time while this
                                                 lane is under its share and the reaper
                                                 under max_jobs; start each
-                                              wait on the selector (timeout = nearest
+                                              wait on the poller (timeout = nearest
                                                 deadline):
                                                 wake pipe   → drain it
                                                 pidfd       → reap the child, resolve
@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
+import resource
 import signal
 import subprocess
 import threading
@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 from procexec import _platform
 from procexec._job import Job
 from procexec._limits import explain, with_more_files
-from procexec._result import Rusage
+from procexec._poller import Poller
 from procexec._streams import OutputPipe
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Lane:
         # Owned by the lane's thread.
         self._running: dict[int, Job] = {}
         self._timed: set[Job] = set()
-        self._selector: selectors.BaseSelector | None = None
+        self._poller: Poller | None = None
         self._watcher: _platform.ExitWatcher | None = None
         self._loop_fds: tuple[int, int] | None = None  # the wake pipe, while the loop runs
 
@@ -121,17 +121,17 @@ class Lane:
         return [t for t in (self._thread, self._finishing) if t is not None]
 
     def _start_thread_locked(self) -> None:
-        selector, wake_read, wake_write = with_more_files(_open_loop_fds)
+        poller, wake_read, wake_write = with_more_files(_open_loop_fds)
         thread = threading.Thread(
             target=self._main,
-            args=(selector, wake_read, wake_write),
+            args=(poller, wake_read, wake_write),
             name=self._name,
             daemon=self._reaper._daemon,
         )
         try:
             thread.start()
         except BaseException:
-            _close_loop_fds(selector, wake_read, wake_write)
+            _close_loop_fds(poller, wake_read, wake_write)
             raise
         # The thread needs the lock before it looks at any of these, and the caller holds it.
         self._thread, self._wake_fd, self._wake_sent = thread, wake_write, False
@@ -142,12 +142,12 @@ class Lane:
         with self._reaper._lock:
             self.post_locked(call)
 
-    def _main(self, selector: selectors.BaseSelector, wake_read: int, wake_write: int) -> None:
-        selector.register(wake_read, selectors.EVENT_READ, partial(self._on_wake, wake_read))
-        self._selector = selector
+    def _main(self, poller: Poller, wake_read: int, wake_write: int) -> None:
+        poller.register(wake_read, "read", partial(self._on_wake, wake_read))
+        self._poller = poller
         self._loop_fds = (wake_read, wake_write)
         try:
-            self._watcher = _platform.make_exit_watcher(selector, self.post)
+            self._watcher = _platform.make_exit_watcher(poller, self.post)
             while self._step():
                 pass
         except BaseException as exc:  # a bug here must not leave children or futures behind
@@ -156,7 +156,7 @@ class Lane:
         finally:
             if self._loop_fds == (wake_read, wake_write):  # a new run may have begun already
                 self._loop_fds = None
-            _close_loop_fds(selector, wake_read, wake_write)
+            _close_loop_fds(poller, wake_read, wake_write)
 
     def _step(self) -> bool:
         """One turn of the loop; False when the thread should end."""
@@ -194,13 +194,13 @@ class Lane:
             self._wake_sent = False
 
     def _wait_for_events(self) -> None:
-        assert self._selector is not None
+        assert self._poller is not None
         timeout = None
         if self._timed:
             nearest = min(job.deadline for job in self._timed if job.deadline is not None)
             timeout = max(0.0, nearest - time.monotonic())
-        for key, _ in self._selector.select(timeout):
-            key.data()
+        for callback in self._poller.wait(timeout):
+            callback()
 
     # ------------------------------------------------------------ starting
     def _start_jobs(self) -> None:
@@ -234,15 +234,13 @@ class Lane:
             self._abandon(job, explain(exc))
 
     def _watch(self, job: Job, pid: int) -> None:
-        assert self._selector is not None and self._watcher is not None
+        assert self._poller is not None and self._watcher is not None
         watcher = self._watcher
         with_more_files(partial(watcher.watch, pid, partial(self._on_exit, job)))
         for pipe in job.output_pipes():
-            self._selector.register(pipe.fd, selectors.EVENT_READ, partial(self._on_output, pipe))
+            self._poller.register(pipe.fd, "read", partial(self._on_output, pipe))
         if job.stdin is not None:
-            self._selector.register(
-                job.stdin.fd, selectors.EVENT_WRITE, partial(self._on_input, job)
-            )
+            self._poller.register(job.stdin.fd, "write", partial(self._on_input, job))
         if job.deadline is not None:
             self._timed.add(job)
 
@@ -264,9 +262,9 @@ class Lane:
             self._close_output(pipe)
 
     def _unregister(self, fd: int) -> None:
-        assert self._selector is not None
+        assert self._poller is not None
         with contextlib.suppress(KeyError):  # not registered: setting the job up failed
-            self._selector.unregister(fd)
+            self._poller.unregister(fd)
 
     def _close_output(self, pipe: OutputPipe) -> None:
         self._unregister(pipe.fd)
@@ -306,14 +304,14 @@ class Lane:
         self._reaper._give_back(self)
         self._reaper._notify_progress()
 
-    def _reap(self, job: Job) -> tuple[int, Rusage | None]:
+    def _reap(self, job: Job) -> tuple[int, resource.struct_rusage | None]:
         """Reap the exited child, keeping its Popen consistent for a caller who holds it."""
         popen = job.popen
         assert popen is not None
         # Popen serialises its own waitpid calls with this private lock; holding it keeps a
         # caller's concurrent popen.poll()/wait() from reaping the pid between our check
         # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
-        with getattr(popen, "_waitpid_lock", nullcontext()):
+        with getattr(popen, "_waitpid_lock", _NO_LOCK):
             if popen.returncode is not None:  # the caller's poll()/wait() got there first
                 return popen.returncode, None
             try:
@@ -322,7 +320,7 @@ class Lane:
                 popen.returncode = 0
                 return 0, None
             popen.returncode = os.waitstatus_to_exitcode(status)
-        return popen.returncode, Rusage.from_struct(usage)
+        return popen.returncode, usage
 
     def _release(self, job: Job) -> None:
         """Forget a reaped job: its deadline and its pipes (drained first). Its slot is given
@@ -413,30 +411,29 @@ class Lane:
         self._timed.clear()
         if self._watcher is not None:
             self._watcher.forget_after_fork()
-        if self._selector is not None and self._loop_fds is not None:
-            _close_loop_fds(self._selector, *self._loop_fds)
-        self._selector = self._watcher = self._loop_fds = None
+        if self._poller is not None and self._loop_fds is not None:
+            _close_loop_fds(self._poller, *self._loop_fds)
+        self._poller = self._watcher = self._loop_fds = None
         return jobs
+
+
+#: Stands in for Popen's own lock where a Popen has none (it is reusable).
+_NO_LOCK = nullcontext()
 
 
 def _popen(job: Job) -> subprocess.Popen[bytes]:
     return subprocess.Popen(job.argv, **job.popen_kwargs)
 
 
-def _open_loop_fds() -> tuple[selectors.BaseSelector, int, int]:
-    """The selector and the wake pipe (read end non-blocking) for one run of the loop."""
-    selector = selectors.DefaultSelector()
-    try:
-        wake_read, wake_write = os.pipe()
-    except BaseException:
-        selector.close()
-        raise
+def _open_loop_fds() -> tuple[Poller, int, int]:
+    """The poller and the wake pipe (read end non-blocking) for one run of the loop."""
+    wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
-    return selector, wake_read, wake_write
+    return Poller(), wake_read, wake_write
 
 
-def _close_loop_fds(selector: selectors.BaseSelector, wake_read: int, wake_write: int) -> None:
-    selector.close()
+def _close_loop_fds(poller: Poller, wake_read: int, wake_write: int) -> None:
+    poller.close()
     os.close(wake_read)
     os.close(wake_write)
 

@@ -1,6 +1,6 @@
 """How the reaper learns that a child has exited: the one place the platform is chosen.
 
-- Linux 5.3+: a pidfd per child (``os.pidfd_open``), registered in the reaper's selector.
+- Linux 5.3+: a pidfd per child (``os.pidfd_open``), registered in the lane's poller.
   No extra threads; a child's exit wakes the loop directly.
 - Elsewhere, or where pidfd is refused (old kernels, seccomp sandboxes): a small waiter
   thread per running child blocks in ``os.waitid(..., WNOWAIT)`` — it only observes the
@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import functools
 import os
-import selectors
+from typing import TYPE_CHECKING
 
 from procexec._platform._base import ExitWatcher, Post
 from procexec._platform._fallback import WaiterThreadWatcher
 from procexec._platform._pidfd import PidfdWatcher
+
+if TYPE_CHECKING:
+    from procexec._poller import Poller
 
 __all__ = ("ExitWatcher", "Post", "make_exit_watcher", "pidfd_usable")
 
@@ -40,8 +43,8 @@ def pidfd_usable() -> bool:
     return True
 
 
-def make_exit_watcher(selector: selectors.BaseSelector, post: Post) -> ExitWatcher:
+def make_exit_watcher(poller: Poller, post: Post) -> ExitWatcher:
     """Return the exit watcher for this platform, for one run of a reaper loop."""
     if pidfd_usable() and not _force_fallback:
-        return PidfdWatcher(selector)
+        return PidfdWatcher(poller)
     return WaiterThreadWatcher(post)
