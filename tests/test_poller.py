@@ -22,7 +22,8 @@ def pipe() -> Iterator[tuple[int, int]]:
 
 
 def _fired(poller: Poller, timeout: float | None) -> list[str]:
-    return [callback() for callback in poller.wait(timeout)]
+    """What the callbacks of the ready fds return (each test's callbacks return a name)."""
+    return [str(callback()) for callback in poller.wait(timeout)]
 
 
 def test_a_readable_fd_gives_its_callback_and_a_quiet_one_does_not(
