@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
 
@@ -328,6 +328,59 @@ def test_keyboard_interrupt_in_with_block_stops_and_reaps_everything() -> None:
     finally:
         os.close(report_r)
         os.close(report_w)
+
+
+def _in_a_thread(body: Callable[[], None]) -> None:
+    """Run ``body`` on a helper thread; fail (instead of hanging the suite) if it has not
+    returned within a minute."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            body()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "leaving the with block hung"
+    if errors:
+        raise errors[0]
+
+
+def test_interrupted_wait_leaving_a_running_futures_lock_held_does_not_hang_the_exit() -> None:
+    # A KeyboardInterrupt that lands inside concurrent.futures.wait() or as_completed(), while
+    # they take every future's lock one by one, leaves some of those locks held by the
+    # interrupted thread. The lane resolving such a future used to block on it for ever, and
+    # the with block's exit with it (seen as a parent that never exited after SIGINT).
+    futures: list[ProcessFuture[int]] = []
+
+    def body() -> None:
+        with pytest.raises(KeyboardInterrupt), ProcessExecutor(1) as ex:
+            futures.append(ex.submit(["sleep", "300"]))
+            assert futures[0].wait_started(30)
+            futures[0]._condition.acquire()  # what the interrupted wait() leaves behind
+            raise KeyboardInterrupt
+
+    _in_a_thread(body)
+    assert futures[0].result(0) == -signal.SIGTERM
+
+
+def test_interrupted_wait_leaving_a_queued_futures_lock_held_does_not_hang_shutdown() -> None:
+    # The same, caught inside the block: the block ends normally and waits for every job,
+    # including one that was still queued when its lock was left held.
+    futures: list[ProcessFuture[int]] = []
+
+    def body() -> None:
+        with ProcessExecutor(1) as ex:
+            futures.extend([ex.submit(["sleep", "300"]), ex.submit(["true"])])
+            assert futures[0].wait_started(30)
+            futures[1]._condition.acquire()  # left held by an interrupted wait()
+            futures[0].kill()
+
+    _in_a_thread(body)
+    assert [f.result(0) for f in futures] == [-signal.SIGKILL, 0]
 
 
 def test_child_ignoring_sigterm_is_killed_after_grace() -> None:

@@ -83,6 +83,11 @@ class ProcessFuture(Future[T]):
                 lambda: self.popen is not None or self.done(), timeout
             )
 
+    def _release_if_held_here(self) -> None:
+        """Give back this future's lock if the calling thread holds it (see Reaper.join)."""
+        while self._condition._is_owned():  # type: ignore[attr-defined]
+            self._condition.release()
+
     def _fail_after_fork(self, error: BaseException) -> None:
         """In a child made by fork(), resolve this inherited future with ``error``.
 

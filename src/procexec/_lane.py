@@ -92,7 +92,7 @@ class Lane:
         reaper = self._reaper
         if not reaper._pending:
             return 0
-        return min(self.share - self.taken, reaper._max_jobs - reaper._taken)
+        return min(self.share - self.taken, reaper._max_jobs - len(reaper._taken))
 
     def wake_locked(self) -> None:
         """Start the thread if it does not run, else wake it once; may raise OSError or
@@ -217,13 +217,13 @@ class Lane:
 
     def _start(self, job: Job) -> None:
         if not job.future.set_running_or_notify_cancel():
-            self._reaper._give_back(self)
+            self._reaper._give_back(self, job)
             return
         try:
             popen = with_more_files(partial(_popen, job))
         except Exception as exc:
             job.future.set_exception(explain(exc))
-            self._reaper._give_back(self)
+            self._reaper._give_back(self, job)
             return
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
@@ -252,7 +252,7 @@ class Lane:
         self._reap(job)
         self._release(job)
         job.future.set_exception(exc)
-        self._reaper._give_back(self)
+        self._reaper._give_back(self, job)
 
     # ---------------------------------------------------------------- pipes
     def _on_output(self, pipe: OutputPipe) -> None:
@@ -301,7 +301,7 @@ class Lane:
             job.future.set_result(value)
         # Only now may another lane start a job in this slot: a caller never sees more
         # than max_jobs futures started and not done.
-        self._reaper._give_back(self)
+        self._reaper._give_back(self, job)
         self._reaper._notify_progress()
 
     def _reap(self, job: Job) -> tuple[int, resource.struct_rusage | None]:

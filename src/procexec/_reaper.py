@@ -50,7 +50,7 @@ class Reaper:
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
-        self._taken = 0  # jobs the lanes took from the queue and have not given back
+        self._taken: set[Job] = set()  # jobs the lanes took from the queue, not given back
         self._lanes: list[Lane] = []
         self._closed = False
         self._forked = False  # this is a copy inherited through fork(): refuse work
@@ -109,6 +109,7 @@ class Reaper:
         A no-op on a lane's own thread (a done-callback calling ``shutdown()``): that lane
         cannot end while it waits, nor can the others while its job holds a slot.
         """
+        self._release_futures_held_here()
         while True:
             with self._lock:
                 threads = [t for lane in self._lanes for t in lane.threads_locked()]
@@ -120,6 +121,20 @@ class Reaper:
                 return
             for thread in threads:
                 thread.join()
+
+    def _release_futures_held_here(self) -> None:
+        """Give back the locks of this executor's unfinished futures that this thread holds.
+
+        A KeyboardInterrupt that lands inside ``concurrent.futures.wait()`` or
+        ``as_completed()`` while they take every future's lock one by one, rather than while
+        they block, leaves some of those locks held by the interrupted thread. A lane would
+        then block for ever resolving such a future, and this join with it. Nothing else
+        makes the joining thread hold a future's lock (the lanes need it to resolve it).
+        """
+        with self._lock:
+            jobs = [*self._pending, *self._taken]
+        for job in jobs:
+            job.future._release_if_held_here()
 
     def stop_job(self, job: Job, *, kill: bool) -> None:
         """Start stopping ``job`` if it is running."""
@@ -168,18 +183,18 @@ class Reaper:
             job = self._pending.popleft()
             job.lane = lane
             lane.taken += 1
-            self._taken += 1
+            self._taken.add(job)
             return job
 
     def _busy_locked(self) -> bool:
         """Whether any job waits or runs: the lanes' threads stay until neither does."""
-        return bool(self._pending) or self._taken > 0
+        return bool(self._pending) or bool(self._taken)
 
-    def _give_back(self, lane: Lane) -> None:
-        """A job of ``lane`` no longer runs: its slot is free for any lane."""
+    def _give_back(self, lane: Lane, job: Job) -> None:
+        """``job`` of ``lane`` no longer runs: its slot is free for any lane."""
         with self._lock:
             lane.taken -= 1
-            self._taken -= 1
+            self._taken.discard(job)
             if not self._busy_locked():  # the last job: let the idle lanes end
                 for other in self._lanes:
                     if other is not lane:
@@ -217,7 +232,7 @@ class Reaper:
         self._forked = self._closed = True
         jobs = list(self._pending)
         self._pending.clear()
-        self._taken = 0
+        self._taken.clear()
         for lane in self._lanes:
             jobs.extend(lane.forget_after_fork())
         error = RuntimeError(
