@@ -86,21 +86,16 @@ def test_a_pidfd_becomes_ready_when_its_child_exits() -> None:
         os.close(pidfd)
 
 
-def test_a_timeout_shorter_than_a_millisecond_still_waits() -> None:
+def test_a_timeout_shorter_than_a_millisecond_still_waits(pipe: tuple[int, int]) -> None:
     # poll() counts whole milliseconds: rounding 0.2 ms down to 0 would make a lane waiting
     # for a deadline spin until it passes.
-    read_end, write_end = os.pipe()
-    try:
-        poller = Poller()
-        poller.register(read_end, "read", lambda: "readable")
-        assert Poller.milliseconds(0.0002) == 1
-        assert Poller.milliseconds(0) == 0
-        assert Poller.milliseconds(None) is None
-        assert Poller.milliseconds(1.5) == 1500
-        assert _fired(poller, 0.0002) == []
-    finally:
-        os.close(read_end)
-        os.close(write_end)
+    poller = Poller()
+    poller.register(pipe[0], "read", lambda: "readable")
+    assert Poller.milliseconds(0.0002) == 1
+    assert Poller.milliseconds(0) == 0
+    assert Poller.milliseconds(None) is None
+    assert Poller.milliseconds(1.5) == 1500
+    assert _fired(poller, 0.0002) == []
 
 
 def test_a_closed_fd_still_registered_is_dropped_not_reported_forever(
