@@ -13,8 +13,9 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 
-from bench.contenders import contenders, warm_up
+from bench.contenders import Workload, contenders, warm_up
 
 
 def _cpu() -> tuple[float, float]:
@@ -24,21 +25,31 @@ def _cpu() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def main(argv: list[str]) -> int:
-    from bench.run import workloads
-
-    name, load_name = argv[0], argv[1]
-    load = next(w for w in workloads("--quick" in argv) if w.name == load_name)
-    runner = contenders()[name]
-    if runner is None:
-        raise SystemExit(f"contender {name!r} is missing here")
-    warm_up(name, load)
+def measure(runner: Callable[[Workload], None], load: Workload) -> dict[str, float]:
+    """Run ``load`` once with ``runner``: wall seconds, CPU seconds of this interpreter and
+    its reaped children (``cpu``), and of this interpreter alone (``own_cpu``)."""
     (own, kids), start = _cpu(), time.perf_counter()
     runner(load)
     wall = time.perf_counter() - start
     own_after, kids_after = _cpu()
     used_own, used_kids = own_after - own, kids_after - kids
-    print(json.dumps({"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}))
+    return {"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}
+
+
+def load_named(name: str, quick: bool) -> Workload:
+    """The workload called ``name`` (its small version with ``quick``)."""
+    from bench.run import workloads
+
+    return next(w for w in workloads(quick) if w.name == name)
+
+
+def main(argv: list[str]) -> int:
+    name, load = argv[0], load_named(argv[1], "--quick" in argv)
+    runner = contenders()[name]
+    if runner is None:
+        raise SystemExit(f"contender {name!r} is missing here")
+    warm_up(name, load)
+    print(json.dumps(measure(runner, load)))
     return 0
 
 

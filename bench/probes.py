@@ -34,9 +34,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from typing import Any
 
-from bench.contenders import bench_env, build_floor
+from bench.contenders import Workload, bench_env, build_floor
+from bench.one import load_named, measure
 from procexec import ProcessExecutor
 
 FLOOR = "C floor"
@@ -112,14 +114,11 @@ LATENCY_VARIANTS: dict[str, Callable[[list[str], int], None]] = {
 }
 
 
-STORM_ARGV = ("/bin/true", "x")
-STORM_JOBS = 2
-
-
-def _threads_popen_wait(count: int, with_futures: bool) -> None:
-    """``STORM_JOBS`` threads take jobs from one counter and run ``Popen`` + ``wait()``;
-    with futures, each job's Future is resolved and the caller waits on them in order."""
-    futures: list[Future[int]] = [Future() for _ in range(count)]
+def _threads_popen_wait(w: Workload, with_futures: bool) -> None:
+    """``w.jobs`` threads take ``w.argv`` jobs from one counter and run ``Popen`` +
+    ``wait()``; with futures, each job's Future is resolved and the caller waits on them
+    in order."""
+    futures: list[Future[int]] = [Future() for _ in range(w.count)]
     jobs = iter(futures)
     lock = threading.Lock()
 
@@ -129,11 +128,11 @@ def _threads_popen_wait(count: int, with_futures: bool) -> None:
                 future = next(jobs, None)
             if future is None:
                 return
-            status = subprocess.Popen(STORM_ARGV).wait()
+            status = subprocess.Popen(w.argv).wait()
             if with_futures:
                 future.set_result(status)
 
-    threads = [threading.Thread(target=work) for _ in range(STORM_JOBS)]
+    threads = [threading.Thread(target=work) for _ in range(w.jobs)]
     for thread in threads:
         thread.start()
     if with_futures:
@@ -143,39 +142,12 @@ def _threads_popen_wait(count: int, with_futures: bool) -> None:
         thread.join()
 
 
-def _threadpool_storm(count: int) -> None:
-    with ThreadPoolExecutor(STORM_JOBS) as pool:
-        for future in [pool.submit(subprocess.run, STORM_ARGV) for _ in range(count)]:
-            future.result()
-
-
-def _procexec_storm(count: int) -> None:
-    with ProcessExecutor(STORM_JOBS) as ex:
-        for future in [ex.submit(STORM_ARGV) for _ in range(count)]:
-            future.result()
-
-
-def _floor_storm(count: int) -> None:
-    binary = build_floor()
-    assert binary is not None
-    subprocess.run([binary, str(STORM_JOBS), str(count), *STORM_ARGV], check=True)
-
-
-HANDOFF_VARIANTS: dict[str, Callable[[int], None]] = {
-    FLOOR: _floor_storm,
-    "2 threads: Popen + wait(), nothing handed back": lambda n: _threads_popen_wait(n, False),
-    "... + a Future per job the caller waits on": lambda n: _threads_popen_wait(n, True),
-    "ThreadPool+run": _threadpool_storm,
-    "procexec": _procexec_storm,
+#: The hand-off ladder's rungs that are not bench contenders (those run through bench.one).
+BARE_THREADS: dict[str, Callable[[Workload], None]] = {
+    "2 threads: Popen + wait(), nothing handed back": lambda w: _threads_popen_wait(w, False),
+    "... + a Future per job the caller waits on": lambda w: _threads_popen_wait(w, True),
 }
-
-
-def handoff_sample(variant: str, count: int) -> dict[str, float]:
-    """Wall and own CPU seconds of one run of ``variant``, in this interpreter."""
-    HANDOFF_VARIANTS[variant](count // 10)  # warm up: imports, first thread starts
-    cpu, start = time.process_time(), time.perf_counter()
-    HANDOFF_VARIANTS[variant](count)
-    return {"wall": time.perf_counter() - start, "own_cpu": time.process_time() - cpu}
+HANDOFF_LADDER = (FLOOR, *BARE_THREADS, "ThreadPool+run", "procexec")
 
 
 def latency_sample(variant: str, count: int) -> float:
@@ -194,15 +166,24 @@ def _run_self(args: list[str]) -> str:
     return result.stdout
 
 
-def cpu_probe(rounds: int, quick: bool, has_floor: bool) -> str:
-    """The storm workload's CPU split per contender, medians over ``rounds``."""
-    names = [n for n in CPU_CONTENDERS if has_floor or n != FLOOR]
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+def _samples(
+    names: list[str], rounds: int, command: Callable[[str], list[str]]
+) -> dict[str, list[Any]]:
+    """Each name's JSON output of ``python -m COMMAND(name)`` over ``rounds``, every sample
+    in a fresh interpreter, the names' order rotating by round."""
+    samples: dict[str, list[Any]] = {name: [] for name in names}
     for round_number in range(rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            extra = ["--quick"] if quick else []
-            samples[name].append(json.loads(_run_self(["bench.one", name, "storm", *extra])))
+            samples[name].append(json.loads(_run_self(command(name))))
+    return samples
+
+
+def cpu_probe(rounds: int, quick: bool, has_floor: bool) -> str:
+    """The storm workload's CPU split per contender, medians over ``rounds``."""
+    names = [n for n in CPU_CONTENDERS if has_floor or n != FLOOR]
+    extra = ["--quick"] if quick else []
+    samples = _samples(names, rounds, lambda name: ["bench.one", name, "storm", *extra])
     cpus = os.cpu_count() or 1
     lines = [
         "| storm | wall s | own CPU s | children's CPU s | cores kept busy |",
@@ -219,16 +200,18 @@ def cpu_probe(rounds: int, quick: bool, has_floor: bool) -> str:
 
 def handoff_probe(rounds: int, quick: bool, has_floor: bool) -> str:
     """Storm for each rung of the hand-off ladder: wall and own CPU, medians over ``rounds``."""
-    count = 200 if quick else 1000
-    names = [n for n in HANDOFF_VARIANTS if has_floor or n != FLOOR]
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for round_number in range(rounds):
-        shift = round_number % len(names)
-        for name in names[shift:] + names[:shift]:
-            out = _run_self(["bench.probes", "--handoff-sample", name, str(count)])
-            samples[name].append(json.loads(out))
+    names = [n for n in HANDOFF_LADDER if has_floor or n != FLOOR]
+    extra = ["--quick"] if quick else []
+
+    def command(name: str) -> list[str]:
+        if name in BARE_THREADS:
+            return ["bench.probes", "--handoff-sample", name, *extra]
+        return ["bench.one", name, "storm", *extra]
+
+    samples = _samples(names, rounds, command)
+    storm = load_named("storm", quick)
     lines = [
-        f"| {count} x /bin/true, j={STORM_JOBS} | wall s | own CPU s |",
+        f"| {storm.count} x /bin/true, j={storm.jobs} | wall s | own CPU s |",
         "|---|---|---|",
     ]
     for name, runs in samples.items():
@@ -242,12 +225,7 @@ def latency_probe(rounds: int, quick: bool, has_floor: bool) -> str:
     """Milliseconds per job for each rung of the ladder, medians over ``rounds``."""
     count = 50 if quick else LATENCY_JOBS
     names = [n for n in LATENCY_VARIANTS if has_floor or n != LATENCY_FLOOR]
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_number in range(rounds):
-        shift = round_number % len(names)
-        for name in names[shift:] + names[:shift]:
-            out = _run_self(["bench.probes", "--sample", name, str(count)])
-            samples[name].append(float(out))
+    samples = _samples(names, rounds, lambda name: ["bench.probes", "--sample", name, str(count)])
     lines = [
         f"| {count} x sleep 0.01, j=1 | ms per job | added by this step |",
         "|---|---|---|",
@@ -269,13 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
     parser.add_argument("--quick", action="store_true", help="small workloads, one round")
     parser.add_argument("--sample", nargs=2, metavar=("VARIANT", "COUNT"), help=argparse.SUPPRESS)
-    parser.add_argument("--handoff-sample", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--handoff-sample", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sample:
         print(latency_sample(args.sample[0], int(args.sample[1])))
         return 0
     if args.handoff_sample:
-        print(json.dumps(handoff_sample(args.handoff_sample[0], int(args.handoff_sample[1]))))
+        storm = load_named("storm", args.quick)
+        print(json.dumps(measure(BARE_THREADS[args.handoff_sample], storm)))
         return 0
     rounds = args.rounds or (1 if args.quick else 5)
     has_floor = build_floor() is not None
