@@ -178,6 +178,7 @@ def run_parallel(w: Workload) -> None:
 
 
 _floor_binary: list[str] = []
+_floor_dir: list[tempfile.TemporaryDirectory[str]] = []  # removed when this process exits
 
 
 #: Set by the parent bench process so that its sample interpreters reuse the one build.
@@ -185,7 +186,8 @@ FLOOR_ENV = "PROCEXEC_BENCH_FLOOR"
 
 
 def build_floor() -> str | None:
-    """Compile floor.c once into a temporary directory; None (reported) without cc."""
+    """Compile floor.c once into a temporary directory, removed when this process exits;
+    None (reported) without cc."""
     if _floor_binary:
         return _floor_binary[0]
     if os.environ.get(FLOOR_ENV):
@@ -195,7 +197,8 @@ def build_floor() -> str | None:
     if cc is None:
         missing["C floor"] = "no C compiler (cc) to build bench/floor.c"
         return None
-    binary = os.path.join(tempfile.mkdtemp(prefix="procexec-bench-"), "floor")
+    _floor_dir.append(tempfile.TemporaryDirectory(prefix="procexec-bench-"))
+    binary = os.path.join(_floor_dir[0].name, "floor")
     subprocess.run([cc, "-O2", "-o", binary, str(HERE / "floor.c")], check=True)
     _floor_binary.append(binary)
     return binary
