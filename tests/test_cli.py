@@ -113,7 +113,7 @@ def test_term_seq_parses_gnu_parallel_format() -> None:
 def test_joblog_rows_in_gnu_parallel_format(tmp_path: Path) -> None:
     log = tmp_path / "log"
     code = (
-        "import os, sys; print('hi'); n = int(sys.argv[1]); "
+        "import os, sys; print('hi', flush=True); n = int(sys.argv[1]); "
         "n < 0 and os.kill(os.getpid(), -n); raise SystemExit(n)"
     )
     status = main(["--joblog", str(log), *py(code), ":::", "0", "3", "-9"])

@@ -65,7 +65,8 @@ def test_text_mode_and_encoding() -> None:
 
 
 def test_separate_stdout_stderr_arguments(tmp_path: object) -> None:
-    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    # Flushed in order: merged output must not depend on PYTHONUNBUFFERED being set.
+    code = "import sys; print('out', flush=True); print('err', file=sys.stderr, flush=True)"
     with ProcessExecutor(2) as ex:
         merged = ex.run(py(code), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         only_err = ex.run(py(code), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
