@@ -18,7 +18,7 @@ def test_the_c_floor_is_built_in_a_temporary_directory_removed_at_exit(tmp_path:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     env.pop("PROCEXEC_BENCH_FLOOR", None)
     code = (
-        "import os, sys\n"
+        "import os\n"
         "from bench.contenders import build_floor\n"
         "binary = build_floor()\n"
         "assert binary is not None and os.access(binary, os.X_OK), binary\n"
