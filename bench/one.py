@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from bench.contenders import Workload, contenders, warm_up
+from bench.contenders import Workload, bench_env, contenders, warm_up
 
 
 def _cpu() -> tuple[float, float]:
@@ -34,6 +35,16 @@ def measure(runner: Callable[[Workload], None], load: Workload) -> dict[str, flo
     own_after, kids_after = _cpu()
     used_own, used_kids = own_after - own, kids_after - kids
     return {"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}
+
+
+def in_fresh_interpreter(args: list[str]) -> str:
+    """The standard output of ``python -m ARGS...`` run in a fresh interpreter with the
+    bench's environment; RuntimeError with its standard error if it failed."""
+    argv = [sys.executable, "-m", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
 
 
 def load_named(name: str, quick: bool) -> Workload:

@@ -30,15 +30,14 @@ import select
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from bench.contenders import Workload, bench_env, build_floor
-from bench.one import load_named, measure
+from bench.contenders import Workload, build_floor
+from bench.one import in_fresh_interpreter, load_named, measure
 from procexec import ProcessExecutor
 
 FLOOR = "C floor"
@@ -158,14 +157,6 @@ def latency_sample(variant: str, count: int) -> float:
     return (time.perf_counter() - start) / count * 1e3
 
 
-def _run_self(args: list[str]) -> str:
-    argv = [sys.executable, "-m", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
 def _samples(
     names: list[str], rounds: int, command: Callable[[str], list[str]]
 ) -> dict[str, list[Any]]:
@@ -175,7 +166,7 @@ def _samples(
     for round_number in range(rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(json.loads(_run_self(command(name))))
+            samples[name].append(json.loads(in_fresh_interpreter(command(name))))
     return samples
 
 

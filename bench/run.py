@@ -24,7 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from bench.contenders import NO_CAPTURE, Runner, Workload, bench_env, contenders, missing
+from bench.contenders import NO_CAPTURE, Runner, Workload, contenders, missing
+from bench.one import in_fresh_interpreter
 from procexec import ProcessExecutor
 
 MIB = 1024 * 1024
@@ -73,11 +74,8 @@ def measure(
 
 
 def _sample(name: str, load: Workload, quick: bool) -> tuple[float, float]:
-    argv = [sys.executable, "-m", "bench.one", name, load.name, *(["--quick"] if quick else [])]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} on {load.name} failed:\n{result.stderr}")
-    sample = json.loads(result.stdout)
+    args = ["bench.one", name, load.name, *(["--quick"] if quick else [])]
+    sample = json.loads(in_fresh_interpreter(args))
     return float(sample["wall"]), float(sample["cpu"])
 
 
