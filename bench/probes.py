@@ -1,6 +1,6 @@
 """The measurements behind "What is in the way" in docs/benchmarks.md.
 
-``python -m bench.probes [cpu|latency|handoff|all] [--rounds N] [--quick]``
+``python -m bench.probes [cpu|latency|handoff|bytecodes|all] [--rounds N] [--quick]``
 
 - ``cpu``: the storm workload (1000 x ``/bin/true``, j=2) with procexec, ThreadPool+run
   and the C floor, through ``bench.one``: wall seconds, the contender interpreter's own CPU,
@@ -17,6 +17,9 @@
   ``wait()`` with nothing handed back; the same resolving a ``Future`` per job that the
   caller waits on, in order; ThreadPool+run; procexec. Wall seconds and the interpreter's
   own CPU seconds.
+- ``bytecodes``: the storm workload with procexec and ThreadPool+run, counting the Python
+  bytecode instructions executed per job (``bench/bytecodes.py``), by the code that owns
+  them and in the caller's thread. The counts barely move from run to run, so one round.
 
 Every sample runs in a fresh interpreter, the variants' order alternating by round.
 """
@@ -36,7 +39,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from bench.contenders import Workload, build_floor
+from bench.bytecodes import OTHER, OWNERS, count_bytecodes
+from bench.contenders import Workload, build_floor, contenders
 from bench.one import in_fresh_interpreter, load_named, measure
 from procexec import ProcessExecutor
 
@@ -147,6 +151,7 @@ BARE_THREADS: dict[str, Callable[[Workload], None]] = {
     "... + a Future per job the caller waits on": lambda w: _threads_popen_wait(w, True),
 }
 HANDOFF_LADDER = (FLOOR, *BARE_THREADS, "ThreadPool+run", "procexec")
+BYTECODE_CONTENDERS = ("ThreadPool+run", "procexec")
 
 
 def latency_sample(variant: str, count: int) -> float:
@@ -155,6 +160,20 @@ def latency_sample(variant: str, count: int) -> float:
     start = time.perf_counter()
     LATENCY_VARIANTS[variant](argv, count)
     return (time.perf_counter() - start) / count * 1e3
+
+
+def bytecodes_sample(name: str, quick: bool) -> dict[str, float]:
+    """Bytecode instructions per storm job for one contender, in this interpreter: per
+    owner, ``total``, and ``caller`` (those run in the calling thread)."""
+    storm = load_named("storm", quick)
+    runner = contenders()[name]
+    assert runner is not None
+    total, caller = count_bytecodes(lambda: runner(storm))
+    per_job = {owner: total[owner] / storm.count for _, owner in OWNERS}
+    per_job[OTHER] = total[OTHER] / storm.count
+    per_job["total"] = sum(total.values()) / storm.count
+    per_job["caller"] = sum(caller.values()) / storm.count
+    return per_job
 
 
 def _samples(
@@ -230,15 +249,39 @@ def latency_probe(rounds: int, quick: bool, has_floor: bool) -> str:
     return "\n".join(lines)
 
 
+def bytecodes_probe(quick: bool) -> str:
+    """Bytecode instructions per storm job, by owner, one sample per contender."""
+    names = list(BYTECODE_CONTENDERS)
+    extra = ["--quick"] if quick else []
+    samples = _samples(names, 1, lambda name: ["bench.probes", "--bytecodes-sample", name, *extra])
+    storm = load_named("storm", quick)
+    owners = [owner for _, owner in OWNERS] + [OTHER]
+    lines = [
+        f"| {storm.count} x /bin/true, j={storm.jobs}: per job | "
+        + " | ".join(owners)
+        + " | total | of it in the caller's thread |",
+        "|---" * (len(owners) + 3) + "|",
+    ]
+    for name in names:
+        counts = samples[name][0]
+        cells = [f"{counts[key]:.0f}" for key in [*owners, "total", "caller"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.probes", description=__doc__)
     parser.add_argument(
-        "probe", nargs="?", default="all", choices=("cpu", "latency", "handoff", "all")
+        "probe",
+        nargs="?",
+        default="all",
+        choices=("cpu", "latency", "handoff", "bytecodes", "all"),
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
     parser.add_argument("--quick", action="store_true", help="small workloads, one round")
     parser.add_argument("--sample", nargs=2, metavar=("VARIANT", "COUNT"), help=argparse.SUPPRESS)
     parser.add_argument("--handoff-sample", help=argparse.SUPPRESS)
+    parser.add_argument("--bytecodes-sample", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sample:
         print(latency_sample(args.sample[0], int(args.sample[1])))
@@ -247,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         storm = load_named("storm", args.quick)
         print(json.dumps(measure(BARE_THREADS[args.handoff_sample], storm)))
         return 0
+    if args.bytecodes_sample:
+        print(json.dumps(bytecodes_sample(args.bytecodes_sample, args.quick)))
+        return 0
     rounds = args.rounds or (1 if args.quick else 5)
     has_floor = build_floor() is not None
     if args.probe in ("cpu", "all"):
@@ -254,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe in ("latency", "all"):
         print(latency_probe(rounds, args.quick, has_floor), end="\n\n")
     if args.probe in ("handoff", "all"):
-        print(handoff_probe(rounds, args.quick, has_floor))
+        print(handoff_probe(rounds, args.quick, has_floor), end="\n\n")
+    if args.probe in ("bytecodes", "all"):
+        print(bytecodes_probe(args.quick))
     if not has_floor:
         print("missing: C floor: no C compiler (cc) to build bench/floor.c")
     return 0

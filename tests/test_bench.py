@@ -30,3 +30,31 @@ def test_the_c_floor_is_built_in_a_temporary_directory_removed_at_exit(tmp_path:
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bytecodes_are_charged_to_the_code_that_owns_them_and_to_their_thread() -> None:
+    code = (
+        "import threading\n"
+        "from concurrent.futures import Future\n"
+        "from bench.bytecodes import count_bytecodes\n"
+        "from procexec._validate import check_argv\n"
+        "def run():\n"
+        "    check_argv(['true'], shell=False)\n"
+        "    worker = threading.Thread(target=lambda: Future().set_result(1))\n"
+        "    worker.start()\n"
+        "    worker.join()\n"
+        "total, caller = count_bytecodes(run)\n"
+        "print(total['procexec'], caller['procexec'])\n"
+        "print(total['concurrent.futures'], caller['concurrent.futures'])\n"
+        "print(total['subprocess'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    (ours, ours_in_caller), (futures, futures_in_caller), (popen,) = [
+        [int(n) for n in line.split()] for line in result.stdout.splitlines()
+    ]
+    assert ours > 0 and ours_in_caller == ours  # check_argv ran in the calling thread
+    assert futures > 0 and futures_in_caller == 0  # set_result ran in the worker
+    assert popen == 0
