@@ -297,6 +297,19 @@ def test_pid_is_none_before_start(gate: Gate) -> None:
         gate.open()
 
 
+def test_wait_started_wakes_when_the_job_starts(gate: Gate) -> None:
+    with ProcessExecutor(1) as ex:
+        first = ex.submit(["cat"], stdin=gate.read_fd)
+        second = ex.submit(py("pass"))
+        assert first.wait_started(30)
+        started: list[bool] = []
+        waiter = threading.Thread(target=lambda: started.append(second.wait_started()), daemon=True)
+        waiter.start()
+        gate.open()  # first ends, second starts: the waiter, with no timeout, must wake
+        waiter.join(60)
+        assert not waiter.is_alive() and started == [True]
+
+
 # ----------------------------------------------------------------- stopping
 def test_terminate_one_job_reaches_its_grandchild() -> None:
     report_r, report_w = os.pipe()

@@ -78,10 +78,9 @@ class ProcessFuture(Future[T]):
         """
         if self._reaper is None:
             return self.done()
-        with self._reaper.progress:
-            return self._reaper.progress.wait_for(
-                lambda: self.popen is not None or self.done(), timeout
-            )
+        return self._reaper.wait_for_progress(
+            lambda: self.popen is not None or self.done(), timeout
+        )
 
     def _release_if_held_here(self) -> None:
         """Give back this future's lock if the calling thread holds it (see Reaper.join)."""

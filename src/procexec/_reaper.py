@@ -45,8 +45,10 @@ class Reaper:
         self.term_sequence = term_sequence
         self._name = name
         self._daemon = daemon  # a daemon thread does not hold up interpreter exit
-        #: Notified whenever jobs were started or finished; see ProcessFuture.wait_started.
-        self.progress = threading.Condition()
+        #: Notified whenever jobs were started or finished, while someone waits on it in
+        #: wait_for_progress (ProcessFuture.wait_started).
+        self._progress = threading.Condition()
+        self._progress_waiters = 0
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
@@ -70,6 +72,15 @@ class Reaper:
             self._max_jobs = value
             self._share_locked()
             self._wake_takers_locked()
+
+    def wait_for_progress(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``predicate()`` is true, testing it whenever jobs start or finish."""
+        with self._progress:
+            self._progress_waiters += 1
+            try:
+                return self._progress.wait_for(predicate, timeout)
+            finally:
+                self._progress_waiters -= 1
 
     def enqueue(self, job: Job) -> None:
         """Queue a job, starting a lane's thread if needed.
@@ -206,8 +217,12 @@ class Reaper:
                     self._wake_takers_locked()
 
     def _notify_progress(self) -> None:
-        with self.progress:
-            self.progress.notify_all()
+        # Read without the lock, so that a job costs nothing here while nobody waits. A
+        # waiter counts itself before it tests its predicate, and the progress was made
+        # before this read: either this read sees the waiter or the waiter sees the progress.
+        if self._progress_waiters:
+            with self._progress:
+                self._progress.notify_all()
 
     def _close_after_failure(self, failed: Lane) -> list[Job]:
         """A lane's loop failed: refuse new jobs and hand back the waiting ones to fail."""
@@ -228,7 +243,8 @@ class Reaper:
         Every job's future fails; the executor refuses new jobs.
         """
         self._lock = threading.Lock()
-        self.progress = threading.Condition()
+        self._progress = threading.Condition()
+        self._progress_waiters = 0
         self._forked = self._closed = True
         jobs = list(self._pending)
         self._pending.clear()
