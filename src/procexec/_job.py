@@ -162,6 +162,8 @@ class Job:
 
     def output_pipes(self) -> list[OutputPipe]:
         """The output pipes still open."""
+        if self.stdout is None and self.stderr is None:
+            return []
         return [pipe for pipe in (self.stdout, self.stderr) if pipe is not None and not pipe.closed]
 
     def outcome(

@@ -170,6 +170,8 @@ class Lane:
         return True
 
     def _take_posted(self) -> list[Callable[[], None]]:
+        if not self._posted:  # a post after this check comes with a wake-up byte
+            return []
         with self._reaper._lock:
             calls = list(self._posted)
             self._posted.clear()
@@ -178,8 +180,10 @@ class Lane:
     def _end_if_idle(self) -> bool:
         """End when this lane has nothing to do and neither have the others: a lane that
         ended between two jobs would be started again for the next (a thread and its fds)."""
+        if self._running:
+            return False
         with self._reaper._lock:
-            if self._running or self._posted or self._reaper._busy_locked():
+            if self._posted or self._reaper._busy_locked():
                 return False
             self._finishing = self._thread
             self.forget_thread_locked()
@@ -366,6 +370,8 @@ class Lane:
             self._timed.discard(job)
 
     def _pass_deadlines(self) -> None:
+        if not self._timed:
+            return
         now = time.monotonic()
         for job in [job for job in self._timed if job.deadline is not None and job.deadline <= now]:
             if job.stop_steps is None:
