@@ -194,6 +194,21 @@ def test_cancel_pending_job(gate: Gate) -> None:
     assert running.result() == 0 and waiting.cancelled()
 
 
+def test_jobs_after_cancelled_and_unstartable_ones_still_start(gate: Gate) -> None:
+    # When a slot frees, the lane takes the next job; if that one gives the slot straight
+    # back (cancelled, or it cannot start), the lane must go on to the job after it.
+    with ProcessExecutor(1) as ex:
+        running = ex.submit(["cat"], stdin=gate.read_fd)
+        assert running.wait_started(30)
+        cancelled = ex.submit(py("pass"))
+        missing = ex.submit(["/no/such/program"])
+        last = ex.submit(py("raise SystemExit(4)"))
+        assert cancelled.cancel()
+        gate.open()
+        assert last.result(timeout=60) == 4
+    assert isinstance(missing.exception(), FileNotFoundError)
+
+
 def test_shutdown_cancel_futures_and_submit_after_shutdown(gate: Gate) -> None:
     ex = ProcessExecutor(1)
     running = ex.submit(["cat"], stdin=gate.read_fd)

@@ -213,22 +213,26 @@ class Lane:
         One at a time: another lane may take the next job while this one waits in Popen.
         """
         started_any = False
-        while (job := self._reaper._take(self)) is not None:
-            self._start(job)
+        while (taken := self._reaper._take(self)) is not None:
+            job, more = taken
+            holds_slot = self._start(job)
             started_any = True
+            if not more and holds_slot:
+                break  # no room left: asking again would only cost the lock
         if started_any:
             self._reaper._notify_progress()
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job) -> bool:
+        """Start ``job``; False if it gave its slot back (cancelled, or it failed)."""
         if not job.future.set_running_or_notify_cancel():
             self._reaper._give_back(self, job)
-            return
+            return False
         try:
             popen = with_more_files(partial(_popen, job))
         except Exception as exc:
             job.future.set_exception(explain(exc))
             self._reaper._give_back(self, job)
-            return
+            return False
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
@@ -236,6 +240,8 @@ class Lane:
             self._watch(job, popen.pid)
         except Exception as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
             self._abandon(job, explain(exc))
+            return False
+        return True
 
     def _watch(self, job: Job, pid: int) -> None:
         assert self._poller is not None and self._watcher is not None

@@ -176,6 +176,8 @@ class Reaper:
 
     def _wake_takers_locked(self) -> None:
         """Wake as many lanes as the waiting jobs can keep busy."""
+        if len(self._taken) >= self._max_jobs:
+            return  # no lane may take a job; the next to give one back takes or wakes
         waiting = len(self._pending)
         for lane in self._lanes:
             if waiting <= 0:
@@ -186,16 +188,18 @@ class Reaper:
                 waiting -= free
 
     # ------------------------------------------------------- lanes' threads
-    def _take(self, lane: Lane) -> Job | None:
-        """The next waiting job for ``lane``, if it may take one now."""
+    def _take(self, lane: Lane) -> tuple[Job, bool] | None:
+        """The next waiting job for ``lane`` if it may take one now, and whether it may
+        take another after it (if not, a later enqueue or give-back wakes it)."""
         with self._lock:
-            if not lane.can_take_locked():
+            free = lane.free_locked()
+            if free <= 0:
                 return None
             job = self._pending.popleft()
             job.lane = lane
             lane.taken += 1
             self._taken.add(job)
-            return job
+            return job, free > 1 and bool(self._pending)
 
     def _busy_locked(self) -> bool:
         """Whether any job waits or runs: the lanes' threads stay until neither does."""
