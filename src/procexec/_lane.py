@@ -83,10 +83,6 @@ class Lane:
         self._loop_fds: tuple[int, int] | None = None  # the wake pipe, while the loop runs
 
     # ------------------------------------------- any thread, reaper lock held
-    def can_take_locked(self) -> bool:
-        """Whether this lane may take a job now (one waits, and there is room for it)."""
-        return self.free_locked() > 0
-
     def free_locked(self) -> int:
         """How many more jobs this lane may take now."""
         reaper = self._reaper

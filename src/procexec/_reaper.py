@@ -214,7 +214,7 @@ class Reaper:
                 for other in self._lanes:
                     if other is not lane:
                         other.post_locked(_nothing)
-            if self._pending and not lane.can_take_locked():
+            if self._pending and lane.taken >= lane.share:
                 # This lane is over its share (the limit was re-split): let another take.
                 # A lane whose thread cannot start now is started by the next enqueue.
                 with contextlib.suppress(OSError, RuntimeError):
