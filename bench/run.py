@@ -223,22 +223,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small workloads, one round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=[w.name for w in workloads(quick=False)],
+        help="only these workloads, and none of the queue, RSS and 1,000-children checks",
+    )
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        metavar="NAME",
+        help="only these contenders (procexec always runs: the ratios are against it)",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    loads = workloads(args.quick)
+    loads = [w for w in workloads(args.quick) if not args.workloads or w.name in args.workloads]
     runners = contenders()
+    if args.contenders:
+        unknown = [name for name in args.contenders if name not in runners]
+        if unknown:
+            parser.error(f"unknown contender {unknown[0]!r}; choose from: {', '.join(runners)}")
+        runners = {n: r for n, r in runners.items() if n in ("procexec", *args.contenders)}
     print(
         f"# procexec bench: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {rounds} round(s)\n"
     )
     samples = measure(runners, loads, rounds, args.quick)
     print(table(samples, loads))
-    print()
-    print(queue_costs(10_000 if args.quick else 100_000))
-    print()
-    print(out_peak_rss(loads[-1]))
-    print(many_children(100 if args.quick else 1000, 0.5 if args.quick else 2))
-    print(many_children_low_limit(300 if args.quick else 1000, 0.5 if args.quick else 2))
+    if not args.workloads:
+        print()
+        print(queue_costs(10_000 if args.quick else 100_000))
+        print()
+        print(out_peak_rss(loads[-1]))
+        print(many_children(100 if args.quick else 1000, 0.5 if args.quick else 2))
+        print(many_children_low_limit(300 if args.quick else 1000, 0.5 if args.quick else 2))
     for name, why in sorted(missing.items()):
-        print(f"missing: {name}: {why}")
+        if name in runners:
+            print(f"missing: {name}: {why}")
     return 0

@@ -58,3 +58,28 @@ def test_bytecodes_are_charged_to_the_code_that_owns_them_and_to_their_thread() 
     assert ours > 0 and ours_in_caller == ours  # check_argv ran in the calling thread
     assert futures > 0 and futures_in_caller == 0  # set_result ran in the worker
     assert popen == 0
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_bench_runs_only_the_workloads_and_contenders_asked_for() -> None:
+    result = _bench("--quick", "--workloads", "storm", "--contenders", "ThreadPool+run")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:] == [["| storm", "procexec"], ["| storm", "ThreadPool+run"]]
+    assert "queue" not in result.stdout and "many:" not in result.stdout
+
+
+def test_bench_names_an_unknown_contender_and_the_known_ones() -> None:
+    result = _bench("--quick", "--contenders", "threadpool")
+    assert result.returncode == 2
+    assert "unknown contender 'threadpool'" in result.stderr
+    assert "ThreadPool+run" in result.stderr
