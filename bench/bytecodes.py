@@ -11,6 +11,9 @@ concurrent.futures, those that procexec's lanes run directly count as procexec.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -18,11 +21,18 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-#: (a part of the file name, the owner it stands for), tested in this order.
+import procexec
+
+
+def _package_dir(module_file: str) -> str:
+    return os.path.dirname(module_file) + os.sep
+
+
+#: (the start of a code file's path, the owner it stands for), tested in this order.
 OWNERS = (
-    ("/subprocess.py", "subprocess"),
-    ("/concurrent/futures/", "concurrent.futures"),
-    ("/procexec/", "procexec"),
+    (subprocess.__file__, "subprocess"),
+    (_package_dir(concurrent.futures.__file__), "concurrent.futures"),
+    (_package_dir(procexec.__file__), "procexec"),
 )
 OTHER = "other"
 
@@ -32,9 +42,9 @@ Tracer = Callable[[FrameType, str, Any], Any]
 def owner_of(frame: FrameType | None) -> str:
     """The owner of the innermost frame, from ``frame`` outwards, that has one."""
     while frame is not None:
-        name = frame.f_code.co_filename
-        for part, owner in OWNERS:
-            if part in name:
+        path = frame.f_code.co_filename
+        for start, owner in OWNERS:
+            if path.startswith(start):
                 return owner
         frame = frame.f_back
     return OTHER

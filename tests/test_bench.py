@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,12 @@ def test_bench_names_an_unknown_contender_and_the_known_ones() -> None:
     assert result.returncode == 2
     assert "unknown contender 'threadpool'" in result.stderr
     assert "ThreadPool+run" in result.stderr
+
+
+def test_code_outside_the_package_is_not_procexecs_even_under_a_procexec_directory() -> None:
+    from bench.bytecodes import OTHER, owner_of
+
+    namespace: dict[str, Any] = {}
+    code = compile("import sys\nframe = sys._getframe()", "/home/u/procexec/bench/x.py", "exec")
+    exec(code, namespace)
+    assert owner_of(namespace["frame"]) == OTHER
