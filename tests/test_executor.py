@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
@@ -320,6 +321,10 @@ def test_wait_started_wakes_when_the_job_starts(gate: Gate) -> None:
         started: list[bool] = []
         waiter = threading.Thread(target=lambda: started.append(second.wait_started()), daemon=True)
         waiter.start()
+        deadline = time.monotonic() + 30
+        while ex._reaper._progress_waiters == 0:  # not yet waiting: opening now proves nothing
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
         gate.open()  # first ends, second starts: the waiter, with no timeout, must wake
         waiter.join(60)
         assert not waiter.is_alive() and started == [True]
