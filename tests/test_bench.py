@@ -14,6 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args`` in the repository's root, where ``bench`` imports."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build bench/floor.c")
 def test_the_c_floor_is_built_in_a_temporary_directory_removed_at_exit(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
@@ -25,9 +32,7 @@ def test_the_c_floor_is_built_in_a_temporary_directory_removed_at_exit(tmp_path:
         "assert binary is not None and os.access(binary, os.X_OK), binary\n"
         "print(binary)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
+    result = _python("-c", code, env=env)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -49,9 +54,7 @@ def test_bytecodes_are_charged_to_the_code_that_owns_them_and_to_their_thread() 
         "print(total['concurrent.futures'], caller['concurrent.futures'])\n"
         "print(total['subprocess'])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    result = _python("-c", code)
     assert result.returncode == 0, result.stderr
     (ours, ours_in_caller), (futures, futures_in_caller), (popen,) = [
         [int(n) for n in line.split()] for line in result.stdout.splitlines()
@@ -61,18 +64,10 @@ def test_bytecodes_are_charged_to_the_code_that_owns_them_and_to_their_thread() 
     assert popen == 0
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def test_bench_runs_only_the_workloads_and_contenders_asked_for() -> None:
-    result = _bench("--quick", "--workloads", "storm", "--contenders", "ThreadPool+run")
+    result = _python(
+        "-m", "bench", "--quick", "--workloads", "storm", "--contenders", "ThreadPool+run"
+    )
     assert result.returncode == 0, result.stderr
     rows = [line.split(" | ")[:2] for line in result.stdout.splitlines() if line.startswith("| ")]
     assert rows[1:] == [["| storm", "procexec"], ["| storm", "ThreadPool+run"]]
@@ -80,7 +75,7 @@ def test_bench_runs_only_the_workloads_and_contenders_asked_for() -> None:
 
 
 def test_bench_names_an_unknown_contender_and_the_known_ones() -> None:
-    result = _bench("--quick", "--contenders", "threadpool")
+    result = _python("-m", "bench", "--quick", "--contenders", "threadpool")
     assert result.returncode == 2
     assert "unknown contender 'threadpool'" in result.stderr
     assert "ThreadPool+run" in result.stderr
