@@ -35,6 +35,8 @@ OWNERS = (
     (_package_dir(procexec.__file__), "procexec"),
 )
 OTHER = "other"
+#: Every owner an instruction can be charged to, in the order tables show them.
+OWNER_NAMES = (*(owner for _, owner in OWNERS), OTHER)
 
 Tracer = Callable[[FrameType, str, Any], Any]
 

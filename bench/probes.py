@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from bench.bytecodes import OTHER, OWNERS, count_bytecodes
+from bench.bytecodes import OWNER_NAMES, count_bytecodes
 from bench.contenders import Workload, build_floor, contenders
 from bench.one import in_fresh_interpreter, load_named, measure
 from procexec import ProcessExecutor
@@ -169,8 +169,7 @@ def bytecodes_sample(name: str, quick: bool) -> dict[str, float]:
     runner = contenders()[name]
     assert runner is not None
     total, caller = count_bytecodes(lambda: runner(storm))
-    per_job = {owner: total[owner] / storm.count for _, owner in OWNERS}
-    per_job[OTHER] = total[OTHER] / storm.count
+    per_job = {owner: total[owner] / storm.count for owner in OWNER_NAMES}
     per_job["total"] = sum(total.values()) / storm.count
     per_job["caller"] = sum(caller.values()) / storm.count
     return per_job
@@ -255,16 +254,15 @@ def bytecodes_probe(quick: bool) -> str:
     extra = ["--quick"] if quick else []
     samples = _samples(names, 1, lambda name: ["bench.probes", "--bytecodes-sample", name, *extra])
     storm = load_named("storm", quick)
-    owners = [owner for _, owner in OWNERS] + [OTHER]
     lines = [
         f"| {storm.count} x /bin/true, j={storm.jobs}: per job | "
-        + " | ".join(owners)
+        + " | ".join(OWNER_NAMES)
         + " | total | of it in the caller's thread |",
-        "|---" * (len(owners) + 3) + "|",
+        "|---" * (len(OWNER_NAMES) + 3) + "|",
     ]
     for name in names:
         counts = samples[name][0]
-        cells = [f"{counts[key]:.0f}" for key in [*owners, "total", "caller"]]
+        cells = [f"{counts[key]:.0f}" for key in [*OWNER_NAMES, "total", "caller"]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
