@@ -13,9 +13,11 @@
   on a second thread; with a ``Future`` per job that the first thread waits on; procexec.
   A job's 10 ms sleep is the same in every row: the differences are the cost of each step.
 - ``handoff``: the storm workload (1000 x ``/bin/true``, j=2) for what any futures executor
-  must do beyond starting and reaping: the C floor; two threads running ``Popen`` +
-  ``wait()`` with nothing handed back; the same resolving a ``Future`` per job that the
-  caller waits on, in order; ThreadPool+run; procexec. Wall seconds and the interpreter's
+  must do beyond starting and reaping: the C floor; one event loop (``Popen``, pidfds in
+  ``poll()``) in the caller's own thread, nothing handed back; that loop on a second
+  thread resolving a ``Future`` per job that the caller waits on, in order; two threads
+  running ``Popen`` + ``wait()`` with nothing handed back; the same with a ``Future`` per
+  job; ThreadPool+run; procexec. Wall seconds and the interpreter's
   own CPU seconds.
 - ``bytecodes``: the storm workload with procexec and ThreadPool+run, counting the Python
   bytecode instructions executed per job (``bench/bytecodes.py``), by the code that owns
@@ -145,8 +147,50 @@ def _threads_popen_wait(w: Workload, with_futures: bool) -> None:
         thread.join()
 
 
+def _one_loop(w: Workload, on_thread: bool) -> None:
+    """One loop keeps ``w.jobs`` children running: ``Popen``, each child's pidfd in
+    ``poll()``, then the reap. In the caller's own thread nothing is handed back; on a
+    second thread each job's Future is resolved and the caller waits on them in order."""
+    futures: list[Future[int]] = [Future() for _ in range(w.count)]
+
+    def loop() -> None:
+        poller = select.poll()
+        running: dict[int, tuple[subprocess.Popen[bytes], Future[int]]] = {}
+        waiting = iter(futures)
+        while True:
+            while len(running) < w.jobs and (future := next(waiting, None)) is not None:
+                child = subprocess.Popen(w.argv)
+                pidfd = os.pidfd_open(child.pid)
+                running[pidfd] = (child, future)
+                poller.register(pidfd, select.POLLIN)
+            if not running:
+                return
+            for pidfd, _ in poller.poll():
+                child, future = running.pop(pidfd)
+                poller.unregister(pidfd)
+                os.close(pidfd)
+                status = child.wait()
+                if on_thread:
+                    future.set_result(status)
+
+    if not on_thread:
+        loop()
+        return
+    thread = threading.Thread(target=loop)
+    thread.start()
+    for future in futures:
+        future.result()
+    thread.join()
+
+
 #: The hand-off ladder's rungs that are not bench contenders (those run through bench.one).
 BARE_THREADS: dict[str, Callable[[Workload], None]] = {
+    "the caller's thread: one loop of Popen + pidfds in poll(), nothing handed back": (
+        lambda w: _one_loop(w, on_thread=False)
+    ),
+    "... that loop on a second thread + a Future per job the caller waits on": (
+        lambda w: _one_loop(w, on_thread=True)
+    ),
     "2 threads: Popen + wait(), nothing handed back": lambda w: _threads_popen_wait(w, False),
     "... + a Future per job the caller waits on": lambda w: _threads_popen_wait(w, True),
 }

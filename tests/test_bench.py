@@ -88,3 +88,27 @@ def test_code_outside_the_package_is_not_procexecs_even_under_a_procexec_directo
     code = compile("import sys\nframe = sys._getframe()", "/home/u/procexec/bench/x.py", "exec")
     exec(code, namespace)
     assert owner_of(namespace["frame"]) == OTHER
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the one-loop rungs wait on pidfds")
+def test_every_bare_handoff_rung_runs_each_job_once_and_reaps_them_all(tmp_path: Path) -> None:
+    log = tmp_path / "ran"
+    code = (
+        "import os, sys\n"
+        "from bench.contenders import Workload\n"
+        "from bench.probes import BARE_THREADS\n"
+        "for name, rung in BARE_THREADS.items():\n"
+        "    argv = ('/bin/sh', '-c', 'echo \"$0\" >> \"$1\"', name, sys.argv[1])\n"
+        "    rung(Workload('storm', argv, 7, 2))\n"
+        "try:\n"
+        "    os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)\n"
+        "except ChildProcessError:\n"
+        "    print('no children left')\n"
+    )
+    result = _python("-c", code, str(log))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no children left\n"
+    from bench.probes import BARE_THREADS
+
+    ran = log.read_text().splitlines()
+    assert sorted(ran) == sorted(name for name in BARE_THREADS for _ in range(7))
