@@ -14,10 +14,11 @@
   A job's 10 ms sleep is the same in every row: the differences are the cost of each step.
 - ``handoff``: the storm workload (1000 x ``/bin/true``, j=2) for what any futures executor
   must do beyond starting and reaping: the C floor; one event loop (``Popen``, pidfds in
-  ``poll()``) in the caller's own thread, nothing handed back; that loop on a second
-  thread resolving a ``Future`` per job that the caller waits on, in order; two threads
-  running ``Popen`` + ``wait()`` with nothing handed back; the same with a ``Future`` per
-  job; ThreadPool+run; procexec. Wall seconds and the interpreter's
+  ``poll()``) on a new thread, nothing handed back; the same loop in the caller's own
+  thread, busy with the interpreter's imports just before; that loop on a new thread
+  resolving a ``Future`` per job that the caller waits on, in order; two threads running
+  ``Popen`` + ``wait()`` with nothing handed back; the same with a ``Future`` per job;
+  ThreadPool+run; procexec. Wall seconds and the interpreter's
   own CPU seconds.
 - ``bytecodes``: the storm workload with procexec and ThreadPool+run, counting the Python
   bytecode instructions executed per job (``bench/bytecodes.py``), by the code that owns
@@ -39,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 from bench.bytecodes import OWNER_NAMES, count_bytecodes
 from bench.contenders import Workload, build_floor, contenders
@@ -147,10 +148,12 @@ def _threads_popen_wait(w: Workload, with_futures: bool) -> None:
         thread.join()
 
 
-def _one_loop(w: Workload, on_thread: bool) -> None:
+def _one_loop(w: Workload, thread: Literal["new", "caller", "futures"]) -> None:
     """One loop keeps ``w.jobs`` children running: ``Popen``, each child's pidfd in
-    ``poll()``, then the reap. In the caller's own thread nothing is handed back; on a
-    second thread each job's Future is resolved and the caller waits on them in order."""
+    ``poll()``, then the reap. ``thread``: ``"new"`` runs it on a new thread and hands
+    nothing back; ``"caller"`` runs it in the caller's own thread (in the probe, the
+    interpreter's main thread, busy with its imports just before); ``"futures"`` runs it on
+    a new thread that resolves a Future per job, which the caller waits on in order."""
     futures: list[Future[int]] = [Future() for _ in range(w.count)]
 
     def loop() -> None:
@@ -170,27 +173,29 @@ def _one_loop(w: Workload, on_thread: bool) -> None:
                 poller.unregister(pidfd)
                 os.close(pidfd)
                 status = child.wait()
-                if on_thread:
+                if thread == "futures":
                     future.set_result(status)
 
-    if not on_thread:
+    if thread == "caller":
         loop()
         return
-    thread = threading.Thread(target=loop)
-    thread.start()
-    for future in futures:
-        future.result()
-    thread.join()
+    runner = threading.Thread(target=loop)
+    runner.start()
+    if thread == "futures":
+        for future in futures:
+            future.result()
+    runner.join()
 
 
 #: The hand-off ladder's rungs that are not bench contenders (those run through bench.one).
 BARE_THREADS: dict[str, Callable[[Workload], None]] = {
-    "the caller's thread: one loop of Popen + pidfds in poll(), nothing handed back": (
-        lambda w: _one_loop(w, on_thread=False)
+    "1 thread: one loop of Popen + pidfds in poll(), nothing handed back": (
+        lambda w: _one_loop(w, "new")
     ),
-    "... that loop on a second thread + a Future per job the caller waits on": (
-        lambda w: _one_loop(w, on_thread=True)
+    "... the same loop in the caller's thread, busy with imports just before": (
+        lambda w: _one_loop(w, "caller")
     ),
+    "... on 1 thread + a Future per job the caller waits on": (lambda w: _one_loop(w, "futures")),
     "2 threads: Popen + wait(), nothing handed back": lambda w: _threads_popen_wait(w, False),
     "... + a Future per job the caller waits on": lambda w: _threads_popen_wait(w, True),
 }
