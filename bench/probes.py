@@ -18,8 +18,7 @@
   thread, busy with the interpreter's imports just before; that loop on a new thread
   resolving a ``Future`` per job that the caller waits on, in order; two threads running
   ``Popen`` + ``wait()`` with nothing handed back; the same with a ``Future`` per job;
-  ThreadPool+run; procexec. Wall seconds and the interpreter's
-  own CPU seconds.
+  ThreadPool+run; procexec. Wall seconds and the interpreter's own CPU seconds.
 - ``bytecodes``: the storm workload with procexec and ThreadPool+run, counting the Python
   bytecode instructions executed per job (``bench/bytecodes.py``), by the code that owns
   them and in the caller's thread. The counts barely move from run to run, so one round.
