@@ -79,6 +79,18 @@ def _pidfd_wait(argv: list[str]) -> None:
     child.returncode = 0  # reaped here: keep Popen.__del__ from looking for it
 
 
+def _run_on_threads(work: Callable[[], None], threads: int, wait_for: list[Future[Any]]) -> None:
+    """Run ``work`` on ``threads`` new threads, wait on ``wait_for`` in order in this one,
+    then join the threads."""
+    started = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for future in wait_for:
+        future.result()
+    for thread in started:
+        thread.join()
+
+
 def _on_thread(argv: list[str], count: int, with_futures: bool) -> None:
     futures: list[Future[None]] = [Future() for _ in range(count)]
 
@@ -87,12 +99,7 @@ def _on_thread(argv: list[str], count: int, with_futures: bool) -> None:
             _pidfd_wait(argv)
             future.set_result(None)
 
-    thread = threading.Thread(target=work)
-    thread.start()
-    if with_futures:
-        for future in futures:
-            future.result()
-    thread.join()
+    _run_on_threads(work, 1, futures if with_futures else [])
 
 
 def _procexec(argv: list[str], count: int) -> None:
@@ -137,14 +144,7 @@ def _threads_popen_wait(w: Workload, with_futures: bool) -> None:
             if with_futures:
                 future.set_result(status)
 
-    threads = [threading.Thread(target=work) for _ in range(w.jobs)]
-    for thread in threads:
-        thread.start()
-    if with_futures:
-        for future in futures:
-            future.result()
-    for thread in threads:
-        thread.join()
+    _run_on_threads(work, w.jobs, futures if with_futures else [])
 
 
 def _one_loop(w: Workload, thread: Literal["new", "caller", "futures"]) -> None:
@@ -177,13 +177,8 @@ def _one_loop(w: Workload, thread: Literal["new", "caller", "futures"]) -> None:
 
     if thread == "caller":
         loop()
-        return
-    runner = threading.Thread(target=loop)
-    runner.start()
-    if thread == "futures":
-        for future in futures:
-            future.result()
-    runner.join()
+    else:
+        _run_on_threads(loop, 1, futures if thread == "futures" else [])
 
 
 #: The hand-off ladder's rungs that are not bench contenders (those run through bench.one).
