@@ -213,6 +213,69 @@ def test_defaults_and_bad_max_jobs() -> None:
         ProcessManager(max_jobs=0).run_proc(ProcessManagerEntry(), ["true"])
 
 
+def test_max_jobs_none_means_the_default() -> None:
+    manager = ProcessManager(max_jobs=None)  # as the executor takes it
+    assert manager.max_jobs == default_max_jobs()
+    manager.run_proc(ProcessManagerEntry(), ["true"])
+    assert manager.finished_status() == (1, 0)
+
+
+class FragileEntry(ProcessManagerEntry):
+    """Its ``ended()`` raises when its name says so; every call is logged."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def ended(self, status: int) -> None:
+        self.log.append(self.name)
+        if self.name.startswith("raise"):
+            raise ValueError(f"ended {self.name}")
+
+
+def _within(call: Any, seconds: float = 30) -> Any:
+    """``call()`` on another thread; its result or exception, failing if it hangs."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((call(), None))
+        except Exception as error:  # handed to the test's thread
+            outcome.append((None, error))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"{call} still runs after {seconds}s"
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value
+
+
+def test_an_ended_that_raises_propagates_and_the_manager_stays_usable(gate: Gate) -> None:
+    """The original manager lets the exception out of the call that ran ``ended()``; it used
+    to hang every later ``finished_status()`` here, and the other entries never ended."""
+    log: list[str] = []
+    manager = ProcessManager(max_jobs=5)
+    entries = [FragileEntry(name, log) for name in ["a", "raise-b", "c", "raise-d", "e"]]
+    for entry in entries:
+        manager.run_proc(entry, ["cat"], stdin=gate.read_fd)
+    gate.open()
+    for entry in entries:  # all have ended before the manager looks: one call sees them all
+        entry.communicate()
+    assert log == []
+    with pytest.raises(ValueError, match="ended raise-"):
+        _within(manager.finished_status)
+    with pytest.raises(ValueError, match="ended raise-"):
+        _within(manager.finished_status)
+    assert _within(manager.finished_status) == (5, 0)
+    assert sorted(log) == ["a", "c", "e", "raise-b", "raise-d"], "each ended() runs once"
+    assert manager.current_entries == [] and len(manager.finished_entries) == 5
+    manager.run_proc(FragileEntry("f", log), ["sh", "-c", "exit 1"])
+    assert _within(manager.finished_status) == (5, 1)
+
+
 def test_a_fresh_manager_is_a_plain_dataclass_that_copies() -> None:
     # As with the original: nothing holding a lock exists before the first run_proc().
     manager = ProcessManager(max_jobs=2)

@@ -113,6 +113,12 @@ class _Finished:
             futures, self._futures = self._futures, set()
         return futures
 
+    def put_back(self, futures: set[Future[JobResult]]) -> None:
+        """Record again futures that were taken but not handled."""
+        if futures:
+            with self._changed:
+                self._futures |= futures
+
     def wait(self) -> None:
         """Wait until a future has been recorded that was not taken yet."""
         with self._changed:
@@ -123,13 +129,19 @@ class _Finished:
 class ProcessManager:
     """Runs processes in the background, at most ``max_jobs`` at once.
 
-    ``run_proc()`` blocks while ``max_jobs`` processes run. ``poll_time`` is accepted for
-    compatibility and no longer used: the manager is woken when a process ends.
+    ``run_proc()`` blocks while ``max_jobs`` processes run (None: the default, as for the
+    executor). ``poll_time`` is accepted for compatibility and no longer used: the manager
+    is woken when a process ends.
+
+    An exception raised by an entry's ``ended()`` propagates out of the call that ran it
+    (``run_proc``, ``count_procs``, ``wait_for_completions`` or ``finished_status``), as
+    with the original manager; that entry counts as finished, and the other finished
+    entries get their ``ended()`` from the next call.
     """
 
     current_entries: list[Any] = field(default_factory=list)
     finished_entries: list[Any] = field(default_factory=list)
-    max_jobs: int = field(default_factory=default_max_jobs)
+    max_jobs: int | None = field(default_factory=default_max_jobs)
     poll_time: float = 0.2
     _executor: ProcessExecutor | None = field(default=None, init=False, repr=False, compare=False)
     # Made with the executor on first use, so that a fresh manager holds no locks (it can
@@ -158,21 +170,31 @@ class ProcessManager:
         proc_entry.set_popen_obj(popen)
         self.current_entries.append(proc_entry)
 
+    def __post_init__(self) -> None:
+        if self.max_jobs is None:
+            self.max_jobs = default_max_jobs()
+
     def count_procs(self) -> int:
         """Call ``ended()`` for every process that has ended; return how many still run."""
         finished = self._finished.take() if self._finished is not None else set()
         if not finished:
             return len(self.current_entries)
-        still_running = []
-        for entry in self.current_entries:
+        ended = [e for e in self.current_entries if _future_of(e) in finished]
+        self.current_entries = [e for e in self.current_entries if _future_of(e) not in finished]
+        for position, entry in enumerate(ended):
             future = _future_of(entry)
-            if future is None or future not in finished:
-                still_running.append(entry)
-                continue
+            assert future is not None
             self.finished_entries.append(entry)
-            entry._ended(_status_of(entry, future))
-        self.current_entries = still_running
-        return len(still_running)
+            try:
+                entry._ended(_status_of(entry, future))
+            except BaseException:
+                # As the original: out of this call. The entries not told yet are the next
+                # call's, so none is lost and none ends twice.
+                rest = ended[position + 1 :]
+                self.current_entries.extend(rest)
+                self._finished_for_run().put_back({f for e in rest if (f := _future_of(e))})
+                raise
+        return len(self.current_entries)
 
     def wait_for_completions(self, max_count: int | None = None) -> int:
         """Wait until at most ``max_count`` processes run (default ``max_jobs - 1``).
@@ -180,7 +202,7 @@ class ProcessManager:
         Returns the number running when it returns.
         """
         if max_count is None:
-            max_count = self.max_jobs - 1
+            max_count = self._limit() - 1
         while True:
             count = self.count_procs()
             if count <= max_count:
@@ -193,11 +215,16 @@ class ProcessManager:
         failed = sum(1 for entry in self.finished_entries if _final_status(entry))
         return len(self.finished_entries) - failed, failed
 
+    def _limit(self) -> int:
+        """``max_jobs``, or the default if it was set to None after construction."""
+        return default_max_jobs() if self.max_jobs is None else self.max_jobs
+
     def _executor_for_limit(self) -> ProcessExecutor:
+        limit = self._limit()
         if self._executor is None:
-            self._executor = ProcessExecutor(self.max_jobs)
-        elif self._executor.max_jobs != self.max_jobs:  # changed since the last run_proc()
-            self._executor.max_jobs = self.max_jobs
+            self._executor = ProcessExecutor(limit)
+        elif self._executor.max_jobs != limit:  # changed since the last run_proc()
+            self._executor.max_jobs = limit
         return self._executor
 
     def _finished_for_run(self) -> _Finished:
