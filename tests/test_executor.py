@@ -639,32 +639,6 @@ def test_bug_setting_up_a_started_child_fails_that_job_only(
     assert future.popen is not None and future.popen.returncode == -signal.SIGKILL
 
 
-def test_bug_in_the_reaper_loop_fails_every_future_and_reaps_every_child(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from procexec._lane import Lane
-
-    def broken(self: Lane) -> None:
-        raise RuntimeError("injected loop bug")
-
-    ex = ProcessExecutor(1)
-    running = ex.submit(["sleep", "300"])
-    assert running.wait_started(30)
-    waiting = ex.submit(["sleep", "300"])
-    monkeypatch.setattr(Lane, "_pass_deadlines", broken)
-    lane = ex._reaper._lanes[0]
-    with ex._reaper._lock:
-        lane.post_locked(lambda: None)  # wakes the loop, which now fails
-    for future in (running, waiting):
-        error = future.exception(timeout=30)
-        assert isinstance(error, RuntimeError) and "injected loop bug" in str(error)
-    assert running.popen is not None and running.popen.returncode == -signal.SIGKILL
-    assert not my_children()
-    assert "the reaper loop failed" in caplog.text
-    with pytest.raises(RuntimeError, match="after shutdown"):
-        ex.submit(["true"])
-
-
 def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -205,6 +206,82 @@ def test_interpreter_exit_stops_jobs_with_at_exit_stop(reaper_path: str, tmp_pat
     assert not log.exists()
 
 
+ABANDONED_BLOCK = """
+import json
+from procexec import ProcessExecutor
+ex = ProcessExecutor(1)
+ex.__enter__()  # and no __exit__: as when an interrupt lands on its first instruction
+future = ex.submit(["sleep", "300"])
+future.wait_started()
+print(json.dumps([future.pid]), flush=True)
+"""
+
+
+def test_a_with_block_left_without_its_exit_has_its_jobs_stopped_at_interpreter_exit(
+    reaper_path: str,
+) -> None:
+    proc = run_script(ABANDONED_BLOCK, reaper_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [pid for pid in last_json(proc) if Path(f"/proc/{pid}").exists()] == []
+
+
+WAITING_AT_EXIT = """
+import json, os, sys
+from procexec import ProcessExecutor
+from procexec._reaper import Reaper
+ex = ProcessExecutor(1)
+future = ex.submit(["sleep", "300"])
+future.wait_started()
+print(json.dumps([future.pid]), flush=True)
+
+def tell_when_the_exit_hook_joins(frame, event, arg):
+    if event == "call" and frame.f_code is Reaper.join.__code__:
+        sys.setprofile(None)
+        print("joining", flush=True)
+
+sys.setprofile(tell_when_the_exit_hook_joins)
+"""
+
+
+def test_ctrl_c_while_the_interpreter_waits_for_jobs_at_exit_stops_and_reaps_them(
+    reaper_path: str,
+) -> None:
+    with subprocess.Popen(
+        py_on_path(textwrap.dedent(WAITING_AT_EXIT), reaper_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        pids = json.loads(parent.stdout.readline())
+        assert parent.stdout.readline() == "joining\n"
+        try:
+            err = _interrupt_until_it_exits(parent)
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert "KeyboardInterrupt" in err
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == [], "not reaped"
+
+
+def _interrupt_until_it_exits(process: subprocess.Popen[str], seconds: float = 60) -> str:
+    """Send SIGINT, again every half second as a user would press Ctrl-C again, until
+    ``process`` exits; return its stderr. A SIGINT whose handler runs just before the main
+    thread blocks in a lock wait is acted on only when that wait ends: CPython's own
+    behaviour (docs/guarantees.md), which a second Ctrl-C gets past."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.communicate(timeout=0.5)[1]
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    process.communicate()
+    pytest.fail(f"still running {seconds}s after the first Ctrl-C")
+
+
 def test_bad_at_exit_is_refused() -> None:
     with pytest.raises(ValueError, match="at_exit"):
         ProcessExecutor(1, at_exit="later")  # type: ignore[arg-type]
@@ -254,7 +331,12 @@ def _signal_parent(argv: list[str], send: Callable[[int], None]) -> tuple[int, s
 
 
 @pytest.mark.parametrize(
-    ("signum", "status", "wait"), [(signal.SIGTERM, 143, "block"), (signal.SIGINT, -2, "bounded")]
+    ("signum", "status", "wait"),
+    [
+        (signal.SIGTERM, 143, "block"),
+        (signal.SIGHUP, 129, "block"),  # the terminal closing: treated like SIGTERM
+        (signal.SIGINT, -2, "bounded"),
+    ],
 )
 def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
     reaper_path: str, signum: int, status: int, wait: str
@@ -263,7 +345,8 @@ def test_signalled_parent_stops_and_reaps_its_jobs_and_their_groups(
     main thread blocks in a lock wait; CPython then runs the Python handler only when that
     wait ends. procexec covers SIGTERM (its watch thread stops the jobs, the wait ends, the
     handler raises), so the SIGTERM case waits without a timeout. SIGINT is Python's own
-    KeyboardInterrupt and has no such cover, so that case waits in bounded steps."""
+    KeyboardInterrupt and has no such cover, so that case waits in bounded steps. SIGHUP is
+    treated as SIGTERM is."""
     returncode, err, pids = _signal_parent(
         [*py_on_path(textwrap.dedent(SIGNALLED_PARENT), reaper_path), wait],
         lambda pid: os.kill(pid, signum),

@@ -17,16 +17,18 @@ from types import FrameType
 import pytest
 
 from procexec import ProcessExecutor
-from procexec._signals import SignalWatch, SigtermAsExit
+from procexec._signals import SignalsAsExit, SignalWatch
 
 
 @pytest.fixture(autouse=True)
 def _signal_state_kept() -> Iterator[None]:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
     previous_usr1 = signal.signal(signal.SIGUSR1, _note_usr1)
     yield
     signal.signal(signal.SIGUSR1, previous_usr1)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "SIGTERM left changed"
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL, "SIGHUP left changed"
     assert signal.set_wakeup_fd(-1) == -1, "wakeup fd left set"
 
 
@@ -56,19 +58,77 @@ def test_a_block_arms_sigterm_and_the_last_one_out_restores_it() -> None:
 
 def test_the_programs_own_sigterm_handler_is_left_alone() -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
-        """The program's own plan for SIGTERM."""
+        """The program's own plan for SIGTERM (and, in the second part, SIGHUP)."""
 
     signal.signal(signal.SIGTERM, handler)
     try:
         stopped: list[str] = []
-        block = SigtermAsExit(lambda: stopped.append("stopped"))
+        block = SignalsAsExit(lambda: stopped.append("stopped"))
         block.arm()
         assert signal.getsignal(signal.SIGTERM) is handler
-        assert signal.set_wakeup_fd(-1) == -1, "no watch is started for it"
+        assert signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL, "SIGHUP was free"
         block.disarm()
         assert signal.getsignal(signal.SIGTERM) is handler and stopped == []
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+        signal.signal(signal.SIGHUP, handler)  # neither is free: nothing is armed
+        block.arm()
+        assert signal.set_wakeup_fd(-1) == -1, "no watch is started for them"
+        block.disarm()
+        assert signal.getsignal(signal.SIGHUP) is handler
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def test_a_block_arms_sighup_too_and_it_exits_129() -> None:
+    with ProcessExecutor(1):
+        armed = signal.getsignal(signal.SIGHUP)
+        assert callable(armed) and armed is signal.getsignal(signal.SIGTERM)
+        with pytest.raises(SystemExit) as raised:
+            armed(signal.SIGHUP, None)
+        assert raised.value.code == 129
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
+def test_a_signal_the_program_handles_is_neither_armed_nor_acted_on() -> None:
+    """The program handles SIGHUP itself: the block arms SIGTERM only, and the watch does not
+    stop the jobs when SIGHUP arrives (the program's handler decides)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        """The program's own plan for SIGHUP."""
+
+    signal.signal(signal.SIGHUP, handler)
+    stopped: queue.SimpleQueue[str] = queue.SimpleQueue()
+    block = SignalsAsExit(lambda: stopped.put("stopped"))
+    try:
+        block.arm()
+        assert signal.getsignal(signal.SIGHUP) is handler
+        wakeup = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+        os.write(wakeup, bytes([signal.SIGHUP, signal.SIGTERM]))
+        assert stopped.get(timeout=30) == "stopped"  # for the SIGTERM byte only
+        block.disarm()
+        assert stopped.empty()
+        assert signal.getsignal(signal.SIGHUP) is handler
+    finally:
+        block.disarm()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def test_stopping_the_watch_and_disarming_are_idempotent(no_fd_leak: None) -> None:
+    """Both are retried when an interrupt cuts them short: running them again must finish
+    the job and never close an fd twice."""
+    watch = SignalWatch.start(lambda signum: None)
+    assert watch is not None
+    watch.stop()
+    watch.stop()
+    assert signal.set_wakeup_fd(-1) == -1
+    block = SignalsAsExit(lambda: None)
+    block.arm()
+    block.disarm()
+    block.disarm()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert not [t for t in threading.enumerate() if t.name == "procexec-signals"]
 
 
 def test_sigterm_false_and_other_threads_do_not_arm() -> None:
@@ -88,8 +148,8 @@ def test_sigterm_false_and_other_threads_do_not_arm() -> None:
 
 def test_the_watch_stops_every_armed_block_on_sigterm_only() -> None:
     stopped: queue.SimpleQueue[str] = queue.SimpleQueue()
-    outer = SigtermAsExit(lambda: stopped.put("outer"))
-    inner = SigtermAsExit(lambda: stopped.put("inner"))
+    outer = SignalsAsExit(lambda: stopped.put("outer"))
+    inner = SignalsAsExit(lambda: stopped.put("inner"))
     outer.arm()
     inner.arm()
     try:

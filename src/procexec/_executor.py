@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import codecs
 import itertools
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from functools import partial
 from types import TracebackType
@@ -19,7 +21,7 @@ from procexec._future import ProcessFuture
 from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
 from procexec._reaper import Reaper
 from procexec._result import JobResult
-from procexec._signals import SigtermAsExit
+from procexec._signals import SignalsAsExit
 from procexec._streams import LineCallback
 from procexec._validate import (
     check_argv,
@@ -64,16 +66,18 @@ class ProcessExecutor(Executor):
             without having shut the executor down: ``"wait"`` (the default, like
             ThreadPoolExecutor) runs them to the end; ``"stop"`` cancels the queued ones and
             stops and reaps the running ones.
-        sigterm: while a ``with`` block of the main thread runs, turn SIGTERM into
-            ``SystemExit(143)`` so the block stops and reaps the jobs (True, the default;
-            only done when SIGTERM has its default action, or an outer block armed it).
-            A watch thread also starts stopping the jobs when SIGTERM arrives, so that a
-            main thread blocked in a wait is released. False leaves SIGTERM alone.
+        sigterm: while a ``with`` block of the main thread runs, turn SIGTERM and SIGHUP
+            into ``SystemExit(143)`` and ``SystemExit(129)`` so the block stops and reaps
+            the jobs (True, the default; each only when it has its default action, or an
+            outer block armed it). A watch thread also starts stopping the jobs when one
+            arrives, so that a main thread blocked in a wait is released. False leaves
+            both alone.
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
-    exception (KeyboardInterrupt, or SystemExit from SIGTERM, too) cancels the jobs not
-    started, stops the running ones with the termination sequence, reaps them all, then lets
-    the exception propagate.
+    exception (KeyboardInterrupt, or SystemExit from SIGTERM or SIGHUP, too) cancels the
+    jobs not started, stops the running ones with the termination sequence, reaps them all,
+    then lets the exception propagate. Another interrupt meanwhile skips the grace periods
+    (SIGKILL) but still reaps every child first.
 
     An executor is unusable in a child process made by ``os.fork()``: there ``submit``
     raises RuntimeError and the inherited futures fail (docs/guarantees.md).
@@ -93,14 +97,12 @@ class ProcessExecutor(Executor):
         limit = default_max_jobs() if max_jobs is None else check_max_jobs(max_jobs)
         self._new_process_group = bool(new_process_group)
         self._reaper = Reaper(
-            limit,
-            check_term_sequence(term_sequence),
-            name=f"procexec-reaper-{next(_counter)}",
-            daemon=at_exit == "stop",
+            limit, check_term_sequence(term_sequence), name=f"procexec-reaper-{next(_counter)}"
         )
-        if at_exit == "stop":
-            _stop_at_exit.add(self._reaper)
-        self._sigterm = SigtermAsExit(partial(_start_stopping, self._reaper)) if sigterm else None
+        self._at_exit = at_exit
+        _at_exit[at_exit].add(self._reaper)
+        _register_exit_hook()
+        self._sigterm = SignalsAsExit(partial(_start_stopping, self._reaper)) if sigterm else None
 
     @property
     def max_jobs(self) -> int:
@@ -218,8 +220,8 @@ class ProcessExecutor(Executor):
                 raise TypeError("buffersize must be an int or None")
             if buffersize < 1:
                 raise ValueError(f"buffersize must be at least 1, got {buffersize}")
-        check_timeout(timeout)
-        end_time = None if timeout is None else time.monotonic() + timeout
+        seconds = check_timeout(timeout)  # infinity: no limit
+        end_time = None if seconds is None else time.monotonic() + seconds
         commands = iter(argvs)
         first = itertools.islice(commands, buffersize) if buffersize else commands
         futures = deque(self.submit(argv, **popen_kwargs) for argv in first)
@@ -248,16 +250,19 @@ class ProcessExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new jobs; optionally cancel the waiting ones; optionally wait for the rest.
 
-        The ``concurrent.futures.Executor.shutdown`` contract. If the wait is interrupted
-        (KeyboardInterrupt), the jobs are stopped and reaped before the exception propagates.
+        The ``concurrent.futures.Executor.shutdown`` contract. If it is interrupted
+        (KeyboardInterrupt) while it waits, the jobs are stopped and reaped before the
+        exception propagates. Interrupted while it cancels, it loses no future: the jobs
+        it did not get to are cancelled by the reaper.
         """
-        self._reaper.close(cancel_pending=cancel_futures)
-        if wait:
-            try:
+        try:
+            self._reaper.close(cancel_pending=cancel_futures)
+            if wait:
                 self._reaper.join()
-            except BaseException:
-                self._abort()
-                raise
+        except BaseException:
+            if wait:
+                _abort(self._reaper)
+            raise
 
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
@@ -271,6 +276,12 @@ class ProcessExecutor(Executor):
         self._reaper.stop_all(kill=True)
 
     def __enter__(self) -> ProcessExecutor:
+        if threading.current_thread() is threading.main_thread():
+            # Until __exit__ is through, this block's jobs are stopped at interpreter exit,
+            # not waited for: an interrupt landing on __exit__'s very first instruction
+            # (CPython checks for signals as a function starts) leaves the block without
+            # its cleanup, and the program is then on its way out.
+            _at_exit["stop"].add(self._reaper)
         if self._sigterm is not None:
             self._sigterm.arm()
         return self
@@ -281,17 +292,31 @@ class ProcessExecutor(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        # Every step is inside a try: an interrupt (KeyboardInterrupt, or SystemExit from
+        # SIGTERM or SIGHUP) landing anywhere in one, even on the first instruction of a
+        # function it calls, still stops and reaps the jobs before it propagates. The
+        # steps are idempotent, so running one again is harmless.
         try:
             if exc_type is None:
                 self.shutdown(wait=True)
             else:
-                self._abort()
+                _abort(self._reaper)
+        except (KeyboardInterrupt, SystemExit):
+            _abort(self._reaper)
+            raise
         finally:
-            if self._sigterm is not None:
-                self._sigterm.disarm()
+            try:
+                self._leave_block()
+            except (KeyboardInterrupt, SystemExit):
+                self._leave_block()
+                raise
 
-    def _abort(self) -> None:
-        _abort(self._reaper)
+    def _leave_block(self) -> None:
+        """Undo what __enter__ did; idempotent."""
+        if self._sigterm is not None:
+            self._sigterm.disarm()
+        if self._at_exit == "wait":
+            _at_exit["stop"].discard(self._reaper)
 
     def _queue(
         self,
@@ -322,26 +347,65 @@ def _start_stopping(reaper: Reaper) -> None:
 
 
 def _abort(reaper: Reaper) -> None:
-    """Cancel waiting jobs, stop running ones, reap them all. A second interrupt while
-    waiting skips the grace periods (SIGKILL) but still reaps before propagating."""
-    _start_stopping(reaper)
+    """Cancel waiting jobs, stop running ones, reap them all.
+
+    An interrupt (KeyboardInterrupt, or SystemExit from a signal) meanwhile does not cut
+    this short: the steps start again with SIGKILL in place of the termination sequence,
+    and the first such interrupt is raised once every child is reaped.
+    """
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            _start_stopping(reaper)
+            if interrupted is not None:
+                reaper.stop_all(kill=True)
+            reaper.join()
+            break
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
+#: The reapers whose jobs are waited for ("wait") or stopped ("stop") at interpreter exit.
+_at_exit: dict[str, WeakSet[Reaper]] = {"wait": WeakSet(), "stop": WeakSet()}
+_exit_hook: list[Callable[[], None]] = []  # the hook, once registered
+
+
+def _register_exit_hook() -> None:
+    """Register :func:`_finish_at_exit`, once.
+
+    The lanes are daemon threads (``_lane.py`` says why), so the interpreter does not wait
+    for them by itself. CPython's ``threading._register_atexit`` runs a hook just before
+    the interpreter joins its non-daemon threads, the moment it would have waited for
+    them; ``concurrent.futures.thread`` uses it the same way. Elsewhere, or when the
+    interpreter is already exiting, ``atexit`` serves.
+    """
+    if _exit_hook:
+        return
+    _exit_hook.append(_finish_at_exit)
+    register = getattr(threading, "_register_atexit", None)
     try:
-        reaper.join()
+        if register is None:
+            raise RuntimeError("no threading._register_atexit")
+        register(_finish_at_exit)
+    except RuntimeError:
+        atexit.register(_finish_at_exit)
+
+
+def _finish_at_exit() -> None:
+    """Interpreter exit: stop and reap the jobs of the ``at_exit="stop"`` executors, then
+    wait for the others'. Interrupted meanwhile (Ctrl-C), it stops and reaps those too."""
+    try:
+        for reaper in list(_at_exit["stop"]):
+            _abort(reaper)
+        for reaper in list(_at_exit["wait"]):
+            reaper.join()
     except BaseException:
-        reaper.stop_all(kill=True)
-        reaper.join()
+        for reaper in [*_at_exit["stop"], *_at_exit["wait"]]:
+            _abort(reaper)
         raise
-
-
-#: Reapers of executors made with ``at_exit="stop"``. Their threads are daemons, so the
-#: interpreter does not wait for them before running atexit handlers; this one stops them.
-_stop_at_exit: WeakSet[Reaper] = WeakSet()
-
-
-@atexit.register
-def _stop_jobs_at_exit() -> None:
-    for reaper in list(_stop_at_exit):
-        _abort(reaper)
 
 
 def _run_options(
@@ -356,8 +420,15 @@ def _run_options(
     on_stdout_line: LineCallback | None,
     on_stderr_line: LineCallback | None,
 ) -> RunOptions:
-    """Check run()'s own arguments and set the Popen pipes they need (in ``popen_kwargs``)."""
+    """Check run()'s own arguments and set the Popen pipes they need (in ``popen_kwargs``).
+
+    An unknown encoding or error handler is a LookupError here, at the call, not an error
+    found once the job's output is in.
+    """
     text = bool(text or encoding or errors or popen_kwargs.pop("universal_newlines", False))
+    if text:
+        codecs.lookup(text_encoding(encoding))
+        codecs.lookup_error(errors or "strict")
     if capture_output:
         if "stdout" in popen_kwargs or "stderr" in popen_kwargs:
             raise ValueError("stdout and stderr arguments may not be used with capture_output")

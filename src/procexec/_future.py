@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import subprocess
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -12,6 +14,17 @@ if TYPE_CHECKING:
     from procexec._reaper import Reaper
 
 T = TypeVar("T")
+
+logger = logging.getLogger("procexec")
+
+#: Set on procexec's own threads (the lanes, the signal watch): there whatever a
+#: done-callback raises is logged, since no caller is there to receive it.
+_own_thread = threading.local()
+
+
+def contain_callback_errors() -> None:
+    """Mark the calling thread as procexec's own (see :meth:`ProcessFuture._invoke_callbacks`)."""
+    _own_thread.contained = True
 
 
 class ProcessFuture(Future[T]):
@@ -81,6 +94,37 @@ class ProcessFuture(Future[T]):
         return self._reaper.wait_for_progress(
             lambda: self.popen is not None or self.done(), timeout
         )
+
+    def _invoke_callbacks(self) -> None:
+        """Run every done-callback once, whatever an earlier one raised.
+
+        This overrides ``concurrent.futures.Future``'s own hook, which ``set_result``,
+        ``set_exception`` and ``cancel`` all call: it catches only Exception, so a callback
+        raising SystemExit or KeyboardInterrupt skipped the callbacks after it and escaped
+        into the reaper loop. Here anything a callback raises is logged; on a thread of
+        the caller's (``cancel()``), a BaseException that is not an Exception is raised
+        again once every callback has run (tests/test_containment.py).
+        """
+        escaped: BaseException | None = None
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
+            try:
+                callback(self)
+            except BaseException as exc:
+                if isinstance(exc, Exception) or getattr(_own_thread, "contained", False):
+                    logger.exception("procexec: done-callback %r of %r raised", callback, self)
+                elif escaped is None:
+                    escaped = exc
+        if escaped is not None:
+            raise escaped
+
+    def _fail(self, error: BaseException) -> None:
+        """Resolve with ``error`` from any state but done; a cancelled future stays so."""
+        if self.done():
+            return
+        if not self.running() and not self.set_running_or_notify_cancel():
+            return  # it was cancelled while it waited
+        with contextlib.suppress(InvalidStateError):
+            self.set_exception(error)
 
     def _release_if_held_here(self) -> None:
         """Give back this future's lock if the calling thread holds it (see Reaper.join)."""

@@ -83,6 +83,7 @@ class Job:
         "stderr",
         "stdin",
         "stdout",
+        "stop_is_fatal",
         "stop_steps",
         "timed_out",
         "timeout",
@@ -115,6 +116,8 @@ class Job:
         #: Termination steps still to take; None while the job is not being stopped.
         self.stop_steps: deque[tuple[int, float]] | None = None
         self.timed_out = False
+        #: The signal sent at the timeout kills this child unless it has exited already.
+        self.stop_is_fatal = False
         #: The lane that took this job from the queue; None while it waits.
         self.lane: Lane | None = None
 
@@ -166,21 +169,55 @@ class Job:
             return []
         return [pipe for pipe in (self.stdout, self.stderr) if pipe is not None and not pipe.closed]
 
+    def expired(self, *, stop_is_fatal: bool) -> None:
+        """The timeout passed while the child ran; it is being stopped. ``stop_is_fatal``:
+        the first stop signal kills the child by default and it neither catches, ignores
+        nor blocks it."""
+        self.timed_out = True
+        self.stop_is_fatal = stop_is_fatal
+
+    def exited(self, returncode: int) -> None:
+        """Settle ``timed_out`` once the status is known: a child that the stop signal would
+        have killed but that exited by itself had exited before the signal reached it."""
+        if self.timed_out and self.stop_is_fatal and returncode >= 0:
+            self.timed_out = False
+
     def outcome(
         self, returncode: int, usage: resource.struct_rusage | None, ended_mono: float
     ) -> tuple[Any, BaseException | None]:
-        """The future's value or exception, once the child is reaped and its pipes closed."""
+        """The future's value or exception, once the child is reaped and its pipes closed.
+
+        Never raises: what building the result raises (a UnicodeDecodeError, a
+        MemoryError) is this job's exception, as ``subprocess.run`` would raise it.
+        """
         if self.options is None:
             return returncode, None
+        try:
+            return self._result(self.options, returncode, usage, ended_mono), None
+        except Exception as exc:
+            return None, exc
+
+    def _result(
+        self,
+        options: RunOptions,
+        returncode: int,
+        usage: resource.struct_rusage | None,
+        ended_mono: float,
+    ) -> JobResult:
         assert self.popen is not None
-        stdout = self.options.decode(self.stdout.data() if self.stdout else None)
-        stderr = self.options.decode(self.stderr.data() if self.stderr else None)
+        stdout = self.stdout.data() if self.stdout else None
+        stderr = self.stderr.data() if self.stderr else None
         if self.timed_out:
             assert self.timeout is not None
-            return None, subprocess.TimeoutExpired(self.argv, self.timeout, stdout, stderr)
-        if self.options.check and returncode:
-            return None, subprocess.CalledProcessError(returncode, self.argv, stdout, stderr)
-        result = JobResult(
+            # Bytes, as subprocess documents them; decoding could also hide the timeout.
+            raise subprocess.TimeoutExpired(self.argv, self.timeout, stdout, stderr)
+        for pipe in (self.stdout, self.stderr):
+            if pipe is not None and pipe.error is not None:
+                raise pipe.error
+        stdout, stderr = options.decode(stdout), options.decode(stderr)
+        if options.check and returncode:
+            raise subprocess.CalledProcessError(returncode, self.argv, stdout, stderr)
+        return JobResult(
             self.argv,
             returncode,
             stdout,
@@ -191,4 +228,3 @@ class Job:
             duration=ended_mono - self.started_mono,
             rusage=Rusage.from_struct(usage) if usage is not None else None,
         )
-        return result, None

@@ -1,11 +1,13 @@
 """One lane of a reaper: a thread that starts, watches, feeds, stops and reaps its children.
 
 ```
- the Reaper (shared, under its lock)        one Lane's thread (runs while it has work)
- -----------------------------------        ------------------------------------------
- pending deque, max_jobs, jobs taken  ◄──┐  loop:
- per lane: share of max_jobs, posted     │    run posted calls (stop requests, exits
-   deque, wake pipe                      │      seen by fallback waiter threads)
+ the reaper (LaneHost, under its lock)      one Lane's thread (runs while it has work)
+ -------------------------------------      ------------------------------------------
+ pending deque, max_jobs, jobs taken  ◄──┐  begin: make the wake pipe (or fail the jobs
+ per lane: share of max_jobs, posted     │         it would take: no fd for it)
+   deque, wake fd                        │  loop:
+                                         │    run posted calls (stop requests, exits
+                                         │      seen by fallback waiter threads)
                                          └──  take pending jobs one at a time while this
                                                 lane is under its share and the reaper
                                                 under max_jobs; start each
@@ -17,15 +19,32 @@
                                                 stdout/err  → append the chunk
                                                 stdin       → write the next slice
                                               deadlines passed → next step of the
-                                                termination sequence (timeouts start one)
+                                                termination sequence (timeouts start one;
+                                                ``_stops.py``)
                                               nothing running or posted here, and no
                                                 job waiting or running in any lane → end
+ lane_failed(): restart the lane, or    ◄──── the loop raised: kill, reap and fail every
+   give up after failures that took           job this lane holds, give their slots back
+   no job
 ```
 
 A lane alone mutates its running set, signals or reaps its children, or touches their
-pipes; other threads reach it through its posted deque and a byte on its wake pipe.
-Futures are resolved on the lane's thread with no lock held, so done-callbacks run there
-and may call back into the executor.
+pipes; other threads reach it through its posted deque and a byte on its wake pipe. The
+lane's thread makes that pipe when it begins and closes it when it ends, so no fd changes
+hands at ``Thread.start()``, which a KeyboardInterrupt may interrupt: the starter then
+forgets the thread, which returns at once if it runs at all. It may also never run: an
+interrupt inside ``start()``'s wait can leave the lock of threading's own start-up event
+held (``Condition.__enter__`` is Python code), and the new thread blocks on it for ever
+before it reaches this module. So lanes are daemon threads, and the executor's exit hook,
+not the interpreter's join of non-daemon threads, waits for the jobs at exit. Futures are
+resolved on the lane's thread with no lock held, so done-callbacks run there and may call
+back into the executor.
+
+A failure stays with its job: each event of a job (start, output, input, exit, a stop
+step) is handled under :meth:`Lane._contain`, and what it raises kills and reaps that
+job's child, fails its future and gives its slot back. If the loop itself fails, every job
+the lane holds goes the same way and the lane is handed back to the reaper. What crosses
+between a lane and its reaper is listed in ``_lanehost.py``.
 
 Why lanes: ``Popen`` blocks its caller until the child has called ``exec``. With one thread
 starting every child, the children that exit meanwhile wait for it; with a lane per core,
@@ -46,113 +65,162 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
-from typing import TYPE_CHECKING
 
 from procexec import _platform
+from procexec._failures import interrupt_behind, job_error, logged, loop_failure
+from procexec._future import contain_callback_errors
 from procexec._job import Job
+from procexec._lanehost import LaneHost, Run
 from procexec._limits import explain, with_more_files
 from procexec._poller import Poller
+from procexec._stops import Stops, send_signal
 from procexec._streams import OutputPipe
-
-if TYPE_CHECKING:
-    from procexec._reaper import Reaper
 
 logger = logging.getLogger("procexec")
 
 
 class Lane:
-    """A loop and its children. The fields under "Guarded by reaper._lock" are shared with
+    """A loop and its children. The fields under "Guarded by host.lock" are shared with
     other threads; the rest belong to the lane's thread."""
 
-    def __init__(self, reaper: Reaper, name: str) -> None:
-        self._reaper = reaper
+    def __init__(self, host: LaneHost, name: str) -> None:
+        self._host = host
         self._name = name
-        # Guarded by reaper._lock.
+        # Guarded by host.lock.
         self.share = 0  # how many of max_jobs this lane may run
         self.taken = 0  # jobs this lane took from the queue and has not given back
+        self.barren_failures = 0  # failed runs in a row that took no job
         self._posted: deque[Callable[[], None]] = deque()
-        self._thread: threading.Thread | None = None
-        self._finishing: threading.Thread | None = None  # ended its loop, closing its fds
-        self._wake_fd: int | None = None  # write end of the wake pipe, while the thread runs
+        self._run: Run | None = None  # the thread running the loop now, or about to
+        self._finishing: Run | None = None  # ended its loop, closing its fds
+        self._wake_fd: int | None = None  # write end of the wake pipe, once the thread made it
         self._wake_sent = False
+        self._loop_fds: tuple[int, int] | None = None  # the wake pipe, while the loop runs
         # Owned by the lane's thread.
         self._running: dict[int, Job] = {}
-        self._timed: set[Job] = set()
+        self._stops = Stops(host.term_sequence)
         self._poller: Poller | None = None
         self._watcher: _platform.ExitWatcher | None = None
-        self._loop_fds: tuple[int, int] | None = None  # the wake pipe, while the loop runs
+        self._took_a_job = False  # in this run of the thread: a failure then made progress
 
-    # ------------------------------------------- any thread, reaper lock held
-    def free_locked(self) -> int:
-        """How many more jobs this lane may take now."""
-        reaper = self._reaper
-        if not reaper._pending:
-            return 0
-        return min(self.share - self.taken, reaper._max_jobs - len(reaper._taken))
-
+    # ------------------------------------------- any thread, host lock held
     def wake_locked(self) -> None:
-        """Start the thread if it does not run, else wake it once; may raise OSError or
-        RuntimeError when a thread cannot be started."""
-        if self._thread is None:
+        """Start the thread if it does not run, else wake it once; may raise RuntimeError
+        when a thread cannot be started (and KeyboardInterrupt in the main thread)."""
+        if self._run is None:
             self._start_thread_locked()
         elif not self._wake_sent and self._wake_fd is not None:
+            # No fd yet: the thread has not begun, and looks at its work when it does.
             self._wake_sent = True
             os.write(self._wake_fd, b"\0")
 
     def post_locked(self, call: Callable[[], None]) -> None:
         """Run ``call`` on this lane's thread soon; dropped when no thread runs."""
-        if self._thread is None:
+        if self._run is None:
             return
         self._posted.append(call)
         self.wake_locked()
 
     def forget_thread_locked(self) -> None:
-        """The thread is ending: posts are dropped from now on, and the next wake-up
-        starts a new thread."""
-        self._thread = None
+        """The thread is ending: posts are dropped from now on, nobody writes to its wake
+        pipe any more, and the next wake-up starts a new thread."""
+        if self._run is not None:
+            self._finishing = self._run
+        self._run = None
         self._wake_fd = None
 
-    def threads_locked(self) -> list[threading.Thread]:
-        """This lane's threads still to be joined."""
-        return [t for t in (self._thread, self._finishing) if t is not None]
+    def has_thread_locked(self) -> bool:
+        """Whether a thread runs this lane's loop, or is about to."""
+        return self._run is not None
+
+    def runs_locked(self) -> list[Run]:
+        """This lane's runs of its thread that may still be going (to wait for)."""
+        return [run for run in (self._run, self._finishing) if run is not None]
 
     def _start_thread_locked(self) -> None:
-        poller, wake_read, wake_write = with_more_files(_open_loop_fds)
-        thread = threading.Thread(
-            target=self._main,
-            args=(poller, wake_read, wake_write),
-            name=self._name,
-            daemon=self._reaper._daemon,
-        )
+        # A daemon: a KeyboardInterrupt inside start() can leave the new thread blocked for
+        # ever in threading's own bootstrap (see the module docstring); it must not hold up
+        # interpreter exit. Waiting for the jobs at exit is the executor's exit hook's work.
+        run = Run(threading.Thread(target=self._main, name=self._name, daemon=True))
+        self._run, self._wake_fd, self._wake_sent = run, None, False
         try:
-            thread.start()
-        except BaseException:
-            _close_loop_fds(poller, wake_read, wake_write)
-            raise
-        # The thread needs the lock before it looks at any of these, and the caller holds it.
-        self._thread, self._wake_fd, self._wake_sent = thread, wake_write, False
+            run.thread.start()
+        except BaseException as exc:
+            # Not started, or started and interrupted (KeyboardInterrupt) while start()
+            # waited for it. Either way it is forgotten: to begin, the thread needs the lock
+            # the caller holds, and then finds it is not this lane's thread and returns.
+            self._run = None
+            raise interrupt_behind(exc) from None
 
     # ------------------------------------------------------- the lane's thread
     def post(self, call: Callable[[], None]) -> None:
         """Run ``call`` on this lane's thread soon (the exit watchers' hand-over)."""
-        with self._reaper._lock:
+        with self._host.lock:
             self.post_locked(call)
 
-    def _main(self, poller: Poller, wake_read: int, wake_write: int) -> None:
-        poller.register(wake_read, "read", partial(self._on_wake, wake_read))
-        self._poller = poller
-        self._loop_fds = (wake_read, wake_write)
+    def _main(self) -> None:
+        contain_callback_errors()
+        with self._host.lock:
+            run = self._run
+        if run is None or run.thread is not threading.current_thread():
+            return  # its start was interrupted: the starter forgot this thread
+        try:
+            self._loop()
+        finally:
+            run.done.release()  # the very last act: join() may go on
+
+    def _loop(self) -> None:
+        loop = self._begin()
+        if loop is None:
+            return
+        poller, wake_read, wake_write = loop
         try:
             self._watcher = _platform.make_exit_watcher(poller, self.post)
             while self._step():
                 pass
         except BaseException as exc:  # a bug here must not leave children or futures behind
             logger.exception("procexec: the reaper loop failed; stopping its jobs")
-            self._fail_everything(exc)
+            self._recover(exc)
         finally:
-            if self._loop_fds == (wake_read, wake_write):  # a new run may have begun already
+            self._end(poller, wake_read, wake_write)
+
+    def _begin(self) -> tuple[Poller, int, int] | None:
+        """This run's poller and wake pipe; None if no pipe can be made (the jobs it would
+        take then fail with that error)."""
+        error: BaseException | None = None
+        with self._host.lock:
+            try:
+                wake_read, wake_write = with_more_files(_wake_pipe)
+            except OSError as exc:
+                self.forget_thread_locked()
+                error = explain(exc)
+            else:
+                self._wake_fd, self._loop_fds = wake_write, (wake_read, wake_write)
+        if error is not None:
+            self._refuse_work(error)
+            return None
+        self._poller = Poller()
+        self._poller.register(wake_read, "read", partial(self._on_wake, wake_read))
+        self._took_a_job = False
+        return self._poller, wake_read, wake_write
+
+    def _refuse_work(self, error: BaseException) -> None:
+        """Fail the jobs this lane may take now with ``error``: it cannot run them."""
+        while (taken := self._host.take(self)) is not None:
+            job = taken[0]
+            job.future._fail(error)
+            self._host.give_back(self, job)
+
+    def _end(self, poller: Poller, wake_read: int, wake_write: int) -> None:
+        """Close this run's fds once nobody can write to them any more."""
+        with self._host.lock:
+            if self._run is not None and self._run.thread is threading.current_thread():
+                self.forget_thread_locked()  # not forgotten yet: a recovery that failed
+            if self._loop_fds == (wake_read, wake_write):
                 self._loop_fds = None
-            _close_loop_fds(poller, wake_read, wake_write)
+        poller.close()
+        os.close(wake_read)
+        os.close(wake_write)
 
     def _step(self) -> bool:
         """One turn of the loop; False when the thread should end."""
@@ -168,7 +236,7 @@ class Lane:
     def _take_posted(self) -> list[Callable[[], None]]:
         if not self._posted:  # a post after this check comes with a wake-up byte
             return []
-        with self._reaper._lock:
+        with self._host.lock:
             calls = list(self._posted)
             self._posted.clear()
         return calls
@@ -178,10 +246,9 @@ class Lane:
         ended between two jobs would be started again for the next (a thread and its fds)."""
         if self._running:
             return False
-        with self._reaper._lock:
-            if self._posted or self._reaper._busy_locked():
+        with self._host.lock:
+            if self._posted or self._host.busy_locked():
                 return False
-            self._finishing = self._thread
             self.forget_thread_locked()
             return True
 
@@ -190,17 +257,69 @@ class Lane:
         # or finds the flag still set while its work is already queued for the next step.
         with contextlib.suppress(BlockingIOError):
             os.read(wake_read, 4096)
-        with self._reaper._lock:
+        with self._host.lock:
             self._wake_sent = False
 
     def _wait_for_events(self) -> None:
         assert self._poller is not None
-        timeout = None
-        if self._timed:
-            nearest = min(job.deadline for job in self._timed if job.deadline is not None)
-            timeout = max(0.0, nearest - time.monotonic())
+        timeout = self._stops.wait_timeout() if self._stops.timed else None
         for callback in self._poller.wait(timeout):
             callback()
+
+    # ------------------------------------------------------------- failures
+    def _contain(self, handle: Callable[[], None], job: Job) -> None:
+        """Run ``handle()``, one of ``job``'s events; what it raises fails that job alone."""
+        try:
+            handle()
+        except BaseException as exc:
+            logger.debug("procexec: handling the job %r failed", job.argv, exc_info=True)
+            self._finish_failed(job, job_error(exc))
+
+    def _finish_failed(self, job: Job, error: BaseException) -> None:
+        """The last word on a job that cannot go on: kill and reap its child if it has one,
+        close its pipes, fail its future with ``error`` and give its slot back. Every step
+        runs even if one before it raised, and is a no-op if already done."""
+        with logged("killing and reaping a failed job's child"):
+            self._kill_and_reap(job)
+        self._forget(job)
+        with logged("failing a job's future"):
+            job.future._fail(error)
+        self._host.give_back(self, job)
+        self._host.notify_progress()
+
+    def _kill_and_reap(self, job: Job) -> None:
+        popen = job.popen
+        if popen is None:
+            return  # not started
+        assert self._watcher is not None
+        self._watcher.unwatch(popen.pid)
+        if popen.returncode is None:
+            send_signal(job, signal.SIGKILL)
+            self._reap(job)
+
+    def _forget(self, job: Job) -> None:
+        """Drop a failed job: its deadline, its pipes (unread output too)."""
+        if job.popen is not None and self._running.get(job.popen.pid) is job:
+            del self._running[job.popen.pid]
+        self._stops.forget(job)
+        for pipe in (job.stdout, job.stderr):
+            if pipe is not None and not pipe.closed:
+                with logged("closing a failed job's pipe"):
+                    self._unregister(pipe.fd)
+                    pipe.abandon()
+        if job.stdin is not None:
+            with logged("closing a failed job's stdin"):
+                self._close_input(job)
+
+    def _recover(self, exc: BaseException) -> None:
+        """The loop failed with ``exc``: fail every job this lane holds (its child killed
+        and reaped first) and hand the lane back to the reaper."""
+        error = loop_failure(exc)
+        for job in self._host.held_by(self):
+            self._finish_failed(job, error)
+        self._running.clear()  # what a failed cleanup left belongs to this failed run
+        self._stops.timed.clear()
+        self._host.lane_failed(self, error, barren=not self._took_a_job)
 
     # ------------------------------------------------------------ starting
     def _start_jobs(self) -> None:
@@ -209,56 +328,50 @@ class Lane:
         One at a time: another lane may take the next job while this one waits in Popen.
         """
         started_any = False
-        while (taken := self._reaper._take(self)) is not None:
+        while (taken := self._host.take(self)) is not None:
             job, more = taken
+            started_any = self._took_a_job = True
             holds_slot = self._start(job)
-            started_any = True
             if not more and holds_slot:
                 break  # no room left: asking again would only cost the lock
         if started_any:
-            self._reaper._notify_progress()
+            self._host.notify_progress()
 
     def _start(self, job: Job) -> bool:
         """Start ``job``; False if it gave its slot back (cancelled, or it failed)."""
+        if self._host.cancelling:
+            job.future.cancel()
         if not job.future.set_running_or_notify_cancel():
-            self._reaper._give_back(self, job)
+            self._host.give_back(self, job)
             return False
         try:
             popen = with_more_files(partial(_popen, job))
-        except Exception as exc:
-            job.future.set_exception(explain(exc))
-            self._reaper._give_back(self, job)
+        except BaseException as exc:
+            self._finish_failed(job, job_error(exc))
             return False
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
         try:
             job.take_pipes()
             self._watch(job, popen.pid)
-        except Exception as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
-            self._abandon(job, explain(exc))
+        except BaseException as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
+            self._finish_failed(job, job_error(exc))
             return False
         return True
 
     def _watch(self, job: Job, pid: int) -> None:
         assert self._poller is not None and self._watcher is not None
         watcher = self._watcher
-        with_more_files(partial(watcher.watch, pid, partial(self._on_exit, job)))
+        on_exit = partial(self._contain, partial(self._on_exit, job), job)
+        with_more_files(partial(watcher.watch, pid, on_exit))
         for pipe in job.output_pipes():
-            self._poller.register(pipe.fd, "read", partial(self._on_output, pipe))
+            on_output = partial(self._contain, partial(self._on_output, pipe), job)
+            self._poller.register(pipe.fd, "read", on_output)
         if job.stdin is not None:
-            self._poller.register(job.stdin.fd, "write", partial(self._on_input, job))
+            on_input = partial(self._contain, partial(self._on_input, job), job)
+            self._poller.register(job.stdin.fd, "write", on_input)
         if job.deadline is not None:
-            self._timed.add(job)
-
-    def _abandon(self, job: Job, exc: BaseException) -> None:
-        """Kill and reap a child that cannot be watched, and fail its future with ``exc``."""
-        assert job.popen is not None and self._watcher is not None
-        self._watcher.unwatch(job.popen.pid)
-        self._signal(job, signal.SIGKILL)
-        self._reap(job)
-        self._release(job)
-        job.future.set_exception(exc)
-        self._reaper._give_back(self, job)
+            self._stops.watch(job)
 
     # ---------------------------------------------------------------- pipes
     def _on_output(self, pipe: OutputPipe) -> None:
@@ -282,24 +395,26 @@ class Lane:
 
     def _close_input(self, job: Job) -> None:
         assert job.stdin is not None
-        self._unregister(job.stdin.fd)
-        job.stdin.close()
-        job.stdin = None
+        stdin, job.stdin = job.stdin, None
+        self._unregister(stdin.fd)
+        stdin.close()
 
     # ------------------------------------------------------------- exiting
     def _on_exit(self, job: Job) -> None:
         """The child has exited: reap it, collect its output, resolve its future."""
         assert job.popen is not None and self._watcher is not None
         if self._running.get(job.popen.pid) is not job:
-            return  # already reaped by _abandon; a late fallback waiter reports it again
+            return  # failed and reaped already; a late fallback waiter reports it again
         self._watcher.unwatch(job.popen.pid)
         if job.stop_steps is not None and job.own_group:
             # A job being stopped: what is left of its group goes with it. The leader is
             # not reaped yet, so its pid (the group id) cannot have been reused.
-            self._signal(job, signal.SIGKILL)
+            send_signal(job, signal.SIGKILL)
         returncode, rusage = self._reap(job)
         ended = time.monotonic()
         self._release(job)
+        if job.timed_out:
+            job.exited(returncode)
         value, error = job.outcome(returncode, rusage, ended)
         if error is not None:
             job.future.set_exception(error)
@@ -307,8 +422,8 @@ class Lane:
             job.future.set_result(value)
         # Only now may another lane start a job in this slot: a caller never sees more
         # than max_jobs futures started and not done.
-        self._reaper._give_back(self, job)
-        self._reaper._notify_progress()
+        self._host.give_back(self, job)
+        self._host.notify_progress()
 
     def _reap(self, job: Job) -> tuple[int, resource.struct_rusage | None]:
         """Reap the exited child, keeping its Popen consistent for a caller who holds it."""
@@ -333,7 +448,8 @@ class Lane:
         back once its future is resolved."""
         assert job.popen is not None
         del self._running[job.popen.pid]
-        self._timed.discard(job)
+        if self._stops.timed:
+            self._stops.forget(job)
         for pipe in job.output_pipes():
             pipe.read_available()  # what the child wrote before it exited is all there
             self._close_output(pipe)
@@ -344,85 +460,34 @@ class Lane:
     def stop_if_running(self, job: Job, kill: bool) -> None:
         """Start stopping ``job`` if this lane runs it (on the lane's thread)."""
         if job.popen is not None and self._running.get(job.popen.pid) is job:
-            self._begin_stop(job, kill=kill)
+            self._contain(partial(self._stops.begin, job, kill=kill), job)
 
     def stop_every_running(self, kill: bool) -> None:
         """Start stopping every job this lane runs (on the lane's thread)."""
         for job in list(self._running.values()):
-            self._begin_stop(job, kill=kill)
-
-    def _begin_stop(self, job: Job, *, kill: bool) -> None:
-        if kill:
-            job.stop_steps = deque([(int(signal.SIGKILL), 0.0)])
-        elif job.stop_steps is None:
-            job.stop_steps = deque(self._reaper.term_sequence)
-        else:
-            return  # already being stopped
-        self._next_stop_step(job)
-
-    def _next_stop_step(self, job: Job) -> None:
-        assert job.stop_steps is not None
-        signum, grace = job.stop_steps.popleft()
-        self._signal(job, signum)
-        if job.stop_steps:
-            job.deadline = time.monotonic() + grace
-            self._timed.add(job)
-        else:
-            job.deadline = None
-            self._timed.discard(job)
+            self._contain(partial(self._stops.begin, job, kill=kill), job)
 
     def _pass_deadlines(self) -> None:
-        if not self._timed:
-            return
-        now = time.monotonic()
-        for job in [job for job in self._timed if job.deadline is not None and job.deadline <= now]:
-            if job.stop_steps is None:
-                job.timed_out = True
-                self._begin_stop(job, kill=False)
-            else:
-                self._next_stop_step(job)
-
-    def _signal(self, job: Job, signum: int) -> None:
-        """Signal the job's process group (or the child alone if it shares ours)."""
-        assert job.popen is not None
-        if job.popen.returncode is not None:
-            return  # reaped behind our back (a caller's wait()): the pid may be reused
-        try:
-            if job.own_group:
-                os.killpg(job.popen.pid, signum)
-            else:
-                os.kill(job.popen.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def _fail_everything(self, exc: BaseException) -> None:
-        """Last resort after a bug in the loop: kill and reap this lane's children, fail
-        their futures and every waiting job's, and refuse new jobs."""
-        waiting = self._reaper._close_after_failure(self)
-        for job in list(self._running.values()):
-            self._abandon(job, _failure(exc))
-        for job in waiting:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(_failure(exc))
-        self._reaper._notify_progress()
+        if self._stops.timed:
+            for job in self._stops.due():
+                self._contain(partial(self._stops.deadline_passed, job), job)
 
     # --------------------------------------------------------------- fork()
-    def forget_after_fork(self) -> list[Job]:
-        """In a child made by ``os.fork()``: drop the parent's thread, close the inherited
-        fds, and return the jobs this lane was running (see Reaper._forget_after_fork)."""
-        self._thread = self._finishing = None
+    def forget_after_fork(self) -> None:
+        """In a child made by ``os.fork()``: drop the parent's thread and close the
+        inherited fds (see Reaper.forget_after_fork)."""
+        self._run = self._finishing = None
         self._wake_fd = None
         self.taken = 0
-        jobs = list(self._running.values())
         self._posted.clear()
         self._running.clear()
-        self._timed.clear()
+        self._stops.timed.clear()
         if self._watcher is not None:
             self._watcher.forget_after_fork()
-        if self._poller is not None and self._loop_fds is not None:
-            _close_loop_fds(self._poller, *self._loop_fds)
+        for fd in self._loop_fds or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self._poller = self._watcher = self._loop_fds = None
-        return jobs
 
 
 #: Stands in for Popen's own lock where a Popen has none (it is reusable).
@@ -433,21 +498,6 @@ def _popen(job: Job) -> subprocess.Popen[bytes]:
     return subprocess.Popen(job.argv, **job.popen_kwargs)
 
 
-def _open_loop_fds() -> tuple[Poller, int, int]:
-    """The poller and the wake pipe (read end non-blocking) for one run of the loop."""
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_read, False)
-    return Poller(), wake_read, wake_write
-
-
-def _close_loop_fds(poller: Poller, wake_read: int, wake_write: int) -> None:
-    poller.close()
-    os.close(wake_read)
-    os.close(wake_write)
-
-
-def _failure(exc: BaseException) -> RuntimeError:
-    """The error every future gets when the reaper loop itself failed with ``exc``."""
-    error = RuntimeError(f"procexec's reaper failed: {exc!r}")
-    error.__cause__ = exc
-    return error
+def _wake_pipe() -> tuple[int, int]:
+    """A lane's wake pipe, both ends non-blocking: at most one byte is ever in it."""
+    return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -15,6 +15,10 @@ import select
 from collections.abc import Callable
 from typing import Literal
 
+#: The longest single wait, in milliseconds (poll() takes a C int). A later deadline, or an
+#: infinite one, is waited for in turns of this length.
+MAX_WAIT_MS = 2**31 - 1
+
 _READY = {
     # End of file and a closed reader show as POLLHUP / POLLERR: the callback must run then
     # too, to read what is left or to stop writing.
@@ -64,5 +68,9 @@ class Poller:
     @staticmethod
     def milliseconds(timeout: float | None) -> int | None:
         """``poll()``'s timeout for ``timeout`` seconds, rounded up so that a short wait
-        does not become a busy loop."""
-        return None if timeout is None else math.ceil(timeout * 1000)
+        does not become a busy loop, and at most ``MAX_WAIT_MS``."""
+        if timeout is None:
+            return None
+        if timeout * 1000 >= MAX_WAIT_MS:  # also infinity, which math.ceil refuses
+            return MAX_WAIT_MS
+        return math.ceil(timeout * 1000)

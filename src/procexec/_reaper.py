@@ -4,15 +4,24 @@ Callers queue jobs here; the lanes (``_lane.py``, one thread each, while they ha
 take them one at a time. ``max_jobs`` is split into shares, one per lane, so that every
 lane keeps children running; a lane takes a job only while it is under its share and the
 whole reaper under ``max_jobs``, so the limit holds while shares change. There are as many
-lanes as cores, at most ``MAX_LANES`` and at most ``max_jobs``.
+lanes as cores, at most ``MAX_LANES`` and at most ``max_jobs``. What a lane may ask of the
+reaper is the ``LaneHost`` protocol of ``_lanehost.py``.
 
-Every field of the reaper and the lanes' shared fields are guarded by ``_lock``.
+Every field of the reaper and the lanes' shared fields are guarded by ``lock``.
+
+A KeyboardInterrupt may land on any bytecode of the caller's thread. So work taken out of
+the queue is recorded in the same locked step (``take``), a queued job is either left in
+the queue or taken out again before ``enqueue`` raises, and cancelling for
+``shutdown(cancel_futures=True)`` leaves the jobs queued while it runs: the lanes cancel
+whatever they take from then on, so an interrupted cancel loses no future.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +34,11 @@ from procexec._validate import TermSequence
 
 #: More lanes than this gain nothing: Popen's Python part holds the GIL.
 MAX_LANES = 4
+#: A lane whose loop fails this many times in a row without having taken a job would
+#: fail for ever: the reaper then gives up (closes, and fails the waiting jobs).
+MAX_BARREN_FAILURES = 3
+
+logger = logging.getLogger("procexec")
 
 
 def _cores() -> int:
@@ -39,17 +53,15 @@ class Reaper:
     """Runs jobs under a limit on its lanes; the methods without a leading underscore are
     safe to call from any thread."""
 
-    def __init__(
-        self, max_jobs: int, term_sequence: TermSequence, name: str, *, daemon: bool = False
-    ) -> None:
+    def __init__(self, max_jobs: int, term_sequence: TermSequence, name: str) -> None:
         self.term_sequence = term_sequence
         self._name = name
-        self._daemon = daemon  # a daemon thread does not hold up interpreter exit
         #: Notified whenever jobs were started or finished, while someone waits on it in
         #: wait_for_progress (ProcessFuture.wait_started).
         self._progress = threading.Condition()
         self._progress_waiters = 0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.cancelling = False  # lanes cancel the jobs they take (shutdown(cancel_futures))
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
         self._taken: set[Job] = set()  # jobs the lanes took from the queue, not given back
@@ -68,7 +80,7 @@ class Reaper:
 
     def set_max_jobs(self, value: int) -> None:
         """Change the limit; waiting jobs start at once if it was raised."""
-        with self._lock:
+        with self.lock:
             self._max_jobs = value
             self._share_locked()
             self._wake_takers_locked()
@@ -86,9 +98,10 @@ class Reaper:
         """Queue a job, starting a lane's thread if needed.
 
         Raises RuntimeError after close() or in a child process created by fork(), and
-        OSError or RuntimeError if a thread cannot be started; the job is then not queued.
+        RuntimeError if a thread cannot be started; the job is then not queued. So is it
+        if a KeyboardInterrupt lands here.
         """
-        with self._lock:
+        with self.lock:
             if self._forked:
                 raise RuntimeError(
                     "this ProcessExecutor was created before os.fork() in the parent process "
@@ -96,23 +109,32 @@ class Reaper:
                 )
             if self._closed:
                 raise RuntimeError("cannot schedule new jobs after shutdown")
-            self._pending.append(job)
             try:
+                self._pending.append(job)
                 self._wake_takers_locked()
             except BaseException:
-                self._pending.pop()  # no lane took it: taking needs this lock
+                if self._pending and self._pending[-1] is job:  # no lane took it: it needs
+                    self._pending.pop()  # this lock
                 raise
 
     def close(self, *, cancel_pending: bool) -> None:
-        """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started."""
-        with self._lock:
+        """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started.
+
+        The jobs stay queued while they are cancelled here, and the lanes, woken to drain
+        the queue, cancel any they take from now on: if this thread is interrupted, no job
+        is lost and none is started.
+        """
+        with self.lock:
             self._closed = True
-            cancelled = list(self._pending) if cancel_pending else []
+            waiting = list(self._pending) if cancel_pending else []
             if cancel_pending:
-                self._pending.clear()
-        for job in cancelled:
+                self.cancelling = True
+            with contextlib.suppress(RuntimeError):  # no thread now: join() tries again
+                self._wake_takers_locked()
+            for lane in self._lanes:
+                lane.post_locked(_nothing)  # let idle loops notice: nothing left
+        for job in waiting:
             job.future.cancel()
-        self._post_to_all(lambda _lane: _nothing)  # let idle loops notice: nothing left
 
     def join(self) -> None:
         """Wait until every lane has finished all work.
@@ -121,17 +143,38 @@ class Reaper:
         cannot end while it waits, nor can the others while its job holds a slot.
         """
         self._release_futures_held_here()
+        me = threading.current_thread()
         while True:
-            with self._lock:
-                threads = [t for lane in self._lanes for t in lane.threads_locked()]
-            me = threading.current_thread()
-            if me in threads:
+            with self.lock:
+                runs = [run for lane in self._lanes for run in lane.runs_locked()]
+            if any(run.thread is me for run in runs):
                 return
-            threads = [t for t in threads if t.is_alive()]
-            if not threads:
+            going = [run for run in runs if run.done.locked()]
+            if not going and not self._drain_without_threads():
                 return
-            for thread in threads:
-                thread.join()
+            for run in going:
+                run.wait()
+
+    def _drain_without_threads(self) -> bool:
+        """No lane's thread runs: start one if jobs still wait (a thread could not be
+        started for them before); if none can start, fail those jobs rather than leave
+        them waiting for ever. True if there is now a thread to wait for."""
+        with self.lock:
+            if not self._pending:
+                return False
+            try:
+                self._wake_takers_locked()
+            except RuntimeError as exc:
+                error = RuntimeError(f"procexec could not start a thread for this job: {exc}")
+            else:
+                if any(lane.has_thread_locked() for lane in self._lanes):
+                    return True
+                error = RuntimeError("procexec: no lane could take this job")
+            waiting = list(self._pending)
+            self._pending.clear()
+        for job in waiting:
+            job.future._fail(error)
+        return False
 
     def _release_futures_held_here(self) -> None:
         """Give back the locks of this executor's unfinished futures that this thread holds.
@@ -142,7 +185,7 @@ class Reaper:
         then block for ever resolving such a future, and this join with it. Nothing else
         makes the joining thread hold a future's lock (the lanes need it to resolve it).
         """
-        with self._lock:
+        with self.lock:
             jobs = [*self._pending, *self._taken]
         for job in jobs:
             job.future._release_if_held_here()
@@ -151,17 +194,14 @@ class Reaper:
         """Start stopping ``job`` if it is running."""
         lane = job.lane
         if lane is not None:
-            with self._lock:
+            with self.lock:
                 lane.post_locked(partial(lane.stop_if_running, job, kill))
 
     def stop_all(self, *, kill: bool) -> None:
         """Start stopping every running job."""
-        self._post_to_all(lambda lane: partial(lane.stop_every_running, kill))
-
-    def _post_to_all(self, call_for: Callable[[Lane], Callable[[], None]]) -> None:
-        with self._lock:
+        with self.lock:
             for lane in self._lanes:
-                lane.post_locked(call_for(lane))
+                lane.post_locked(partial(lane.stop_every_running, kill))
 
     def _share_locked(self) -> None:
         """Split max_jobs among the lanes, adding lanes up to the count this limit uses."""
@@ -182,17 +222,27 @@ class Reaper:
         for lane in self._lanes:
             if waiting <= 0:
                 return
-            free = lane.free_locked()
+            free = self.room_locked(lane)
             if free > 0:
                 lane.wake_locked()
                 waiting -= free
 
-    # ------------------------------------------------------- lanes' threads
-    def _take(self, lane: Lane) -> tuple[Job, bool] | None:
+    # ---------------------------------------- LaneHost: the lanes' threads
+    def room_locked(self, lane: Lane) -> int:
+        """How many more jobs ``lane`` may take now."""
+        if not self._pending:
+            return 0
+        return min(lane.share - lane.taken, self._max_jobs - len(self._taken))
+
+    def busy_locked(self) -> bool:
+        """Whether any job waits or runs: the lanes' threads stay until neither does."""
+        return bool(self._pending) or bool(self._taken)
+
+    def take(self, lane: Lane) -> tuple[Job, bool] | None:
         """The next waiting job for ``lane`` if it may take one now, and whether it may
         take another after it (if not, a later enqueue or give-back wakes it)."""
-        with self._lock:
-            free = lane.free_locked()
+        with self.lock:
+            free = self.room_locked(lane)
             if free <= 0:
                 return None
             job = self._pending.popleft()
@@ -201,26 +251,31 @@ class Reaper:
             self._taken.add(job)
             return job, free > 1 and bool(self._pending)
 
-    def _busy_locked(self) -> bool:
-        """Whether any job waits or runs: the lanes' threads stay until neither does."""
-        return bool(self._pending) or bool(self._taken)
-
-    def _give_back(self, lane: Lane, job: Job) -> None:
-        """``job`` of ``lane`` no longer runs: its slot is free for any lane."""
-        with self._lock:
+    def give_back(self, lane: Lane, job: Job) -> None:
+        """``job`` of ``lane`` no longer runs: its slot is free for any lane. Idempotent."""
+        with self.lock:
+            try:
+                self._taken.remove(job)
+            except KeyError:  # given back already (a failed job's cleanup)
+                return
             lane.taken -= 1
-            self._taken.discard(job)
-            if not self._busy_locked():  # the last job: let the idle lanes end
+            if not self.busy_locked():  # the last job: let the idle lanes end
                 for other in self._lanes:
                     if other is not lane:
                         other.post_locked(_nothing)
             if self._pending and lane.taken >= lane.share:
                 # This lane is over its share (the limit was re-split): let another take.
                 # A lane whose thread cannot start now is started by the next enqueue.
-                with contextlib.suppress(OSError, RuntimeError):
+                with contextlib.suppress(RuntimeError):
                     self._wake_takers_locked()
 
-    def _notify_progress(self) -> None:
+    def held_by(self, lane: Lane) -> list[Job]:
+        """The jobs ``lane`` took and has not given back."""
+        with self.lock:
+            return [job for job in self._taken if job.lane is lane]
+
+    def notify_progress(self) -> None:
+        """Wake ``wait_for_progress`` callers, if any."""
         # Read without the lock, so that a job costs nothing here while nobody waits. A
         # waiter counts itself before it tests its predicate, and the progress was made
         # before this read: either this read sees the waiter or the waiter sees the progress.
@@ -228,40 +283,54 @@ class Reaper:
             with self._progress:
                 self._progress.notify_all()
 
-    def _close_after_failure(self, failed: Lane) -> list[Job]:
-        """A lane's loop failed: refuse new jobs and hand back the waiting ones to fail."""
-        with self._lock:
+    def lane_failed(self, lane: Lane, error: BaseException, *, barren: bool) -> None:
+        """``lane``'s loop failed; its jobs are settled. The waiting jobs go on, on a new
+        thread for this lane or on the others, unless the lane failed
+        ``MAX_BARREN_FAILURES`` times in a row without taking a job: then the reaper
+        closes and the waiting jobs fail with ``error``."""
+        with self.lock:
+            lane.forget_thread_locked()
+            lane.barren_failures = lane.barren_failures + 1 if barren else 0
+            if lane.barren_failures < MAX_BARREN_FAILURES:
+                with contextlib.suppress(RuntimeError):  # the next enqueue or join retries
+                    self._wake_takers_locked()
+                return
             self._closed = True
-            failed.forget_thread_locked()
             waiting = list(self._pending)
             self._pending.clear()
-        return waiting
+        logger.error("procexec: the reaper loop keeps failing; failing the waiting jobs")
+        for job in waiting:
+            job.future._fail(error)
 
     # --------------------------------------------------------------- fork()
-    def _forget_after_fork(self) -> None:
+    def forget_after_fork(self) -> None:
         """In a child made by ``os.fork()``: the threads and the children are the parent's.
 
         Runs in the child right after the fork, with no other thread alive there. Locks a
         parent thread held at the fork would stay locked, so they are replaced. Inherited
         fds are closed: a job's stdin pipe still open here would never reach its end.
-        Every job's future fails; the executor refuses new jobs.
+        Every job's future fails, those being started at the fork too; the executor
+        refuses new jobs.
         """
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._progress = threading.Condition()
         self._progress_waiters = 0
         self._forked = self._closed = True
-        jobs = list(self._pending)
+        jobs = [*self._pending, *self._taken]
         self._pending.clear()
         self._taken.clear()
         for lane in self._lanes:
-            jobs.extend(lane.forget_after_fork())
+            lane.forget_after_fork()
         error = RuntimeError(
             "this job belongs to a ProcessExecutor of the parent process; it is not "
             "tracked in the child made by os.fork()"
         )
         for job in jobs:
             job.close_pipes()
-            job.future._fail_after_fork(error)
+            try:
+                job.future._fail_after_fork(error)
+            except BaseException:  # a done-callback of the caller's: the others still fail
+                logger.exception("procexec: failing a job's future after fork() failed")
 
 
 def _nothing() -> None:
@@ -272,9 +341,27 @@ def _nothing() -> None:
 _live_reapers: WeakSet[Reaper] = WeakSet()
 
 
+def _about_to_exec() -> bool:
+    """Whether this fork handler runs in a child that subprocess is about to exec.
+
+    With a ``preexec_fn``, subprocess runs the at-fork child handlers in the new child
+    before it calls the function and then exec: disarming the executor there would fail the
+    parent's futures and run their done-callbacks in that child. That child is the one
+    whose Python frame, below this handler (called from C), is ``Popen._execute_child``.
+    """
+    try:
+        caller = sys._getframe(2)  # 0: here, 1: the handler, 2: the code that forked
+    except ValueError:  # forked from C with no Python code running
+        return False
+    code = caller.f_code
+    return code.co_name == "_execute_child" and caller.f_globals.get("__name__") == "subprocess"
+
+
 def _after_fork_in_child() -> None:
+    if _about_to_exec():
+        return
     for reaper in list(_live_reapers):
-        reaper._forget_after_fork()
+        reaper.forget_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

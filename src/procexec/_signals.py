@@ -1,11 +1,14 @@
-"""SIGTERM while a ``with ProcessExecutor()`` block runs: an exception, so jobs are stopped.
+"""SIGTERM or SIGHUP while a ``with ProcessExecutor()`` block runs: an exception, so jobs
+are stopped.
 
-Python turns SIGINT into KeyboardInterrupt, but by default SIGTERM ends the interpreter at
-once, leaving children in their own process groups running. While a with-block of the main
-thread runs, and only if SIGTERM had its default action when the outermost such block was
-entered, a handler raises ``SystemExit(143)`` (128 + SIGTERM, the status a shell reports).
-The block then stops and reaps the jobs like for any exception, and the interpreter exits
-with 143. The default action is restored when the last armed block is left.
+Python turns SIGINT into KeyboardInterrupt, but by default SIGTERM, and SIGHUP (the
+terminal closing), end the interpreter at once, leaving children in their own process
+groups running. While a with-block of the main thread runs, each of these signals that had
+its default action when the outermost such block was entered gets a handler that raises
+``SystemExit(128 + signal)`` (143, 129: the statuses a shell reports). The block then stops
+and reaps the jobs like for any exception, and the interpreter exits with that status. A
+signal the program handles or ignores (``nohup``) is left alone. The default actions are
+restored when the last armed block is left.
 
 CPython runs a Python signal handler in the main thread, between bytecodes. A signal that
 lands just before the main thread blocks in a lock wait (``future.result()``,
@@ -19,6 +22,8 @@ block. Their futures resolve, the main thread's wait ends, and the pending handl
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import signal
@@ -26,14 +31,22 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from procexec._future import contain_callback_errors
+
 _log = logging.getLogger("procexec")
 
-#: The exit status for SIGTERM: 128 + the signal number, as shells report it.
-SIGTERM_EXIT_STATUS = 128 + int(signal.SIGTERM)
+#: The signals that end the interpreter by default and that an armed block turns into
+#: ``SystemExit(128 + signal)``.
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_status(signum: int) -> int:
+    """The exit status for a signal: 128 + its number, as shells report it."""
+    return 128 + signum
 
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(SIGTERM_EXIT_STATUS)
+    raise SystemExit(exit_status(signum))
 
 
 class SignalWatch:
@@ -43,10 +56,13 @@ class SignalWatch:
     stop it.
     """
 
-    __slots__ = ("_read", "_thread", "_write")
+    __slots__ = ("_thread", "_write")
 
-    def __init__(self, read: int, write: int, thread: threading.Thread) -> None:
-        self._read, self._write, self._thread = read, write, thread
+    def __init__(self, write: int, thread: threading.Thread) -> None:
+        # A file object, so that closing it again (stop() retried after an interrupt)
+        # cannot close an fd that has been reused meanwhile.
+        self._write = io.FileIO(write, "wb")
+        self._thread = thread
 
     @classmethod
     def start(cls, react: Callable[[int], None]) -> SignalWatch | None:
@@ -72,16 +88,27 @@ class SignalWatch:
             signal.set_wakeup_fd(-1)
             _close(read, write)
             return None
-        return cls(read, write, thread)
+        except BaseException:  # interrupted: the thread may run; it closes its read end
+            signal.set_wakeup_fd(-1)
+            os.close(write)
+            raise
+        return cls(write, thread)
 
     def stop(self) -> None:
-        """Give the wakeup fd back and end the thread."""
-        current = signal.set_wakeup_fd(-1)
-        if current not in (-1, self._write):
-            signal.set_wakeup_fd(current)  # someone took it over meanwhile: it stays theirs
-        os.close(self._write)  # the thread reads end-of-file and returns
-        self._thread.join()
-        os.close(self._read)
+        """Give the wakeup fd back and end the thread (which closes its read end).
+
+        Idempotent, and each step is taken even if an interrupt lands in the one before.
+        """
+        try:
+            if not self._write.closed:
+                current = signal.set_wakeup_fd(-1)
+                if current not in (-1, self._write.fileno()):
+                    signal.set_wakeup_fd(current)  # taken over meanwhile: it stays theirs
+        finally:
+            try:
+                self._write.close()  # the thread reads end-of-file and returns
+            finally:
+                self._thread.join()
 
 
 def _close(*fds: int) -> None:
@@ -90,19 +117,23 @@ def _close(*fds: int) -> None:
 
 
 def _relay(read: int, react: Callable[[int], None]) -> None:
-    while data := os.read(read, 64):
-        for signum in data:
-            try:
-                react(signum)
-            except Exception:  # a bug here must not end the watch: log it
-                _log.exception("procexec: reacting to signal %d failed", signum)
+    contain_callback_errors()  # the jobs' futures may be cancelled from here
+    try:
+        while data := os.read(read, 64):
+            for signum in data:
+                try:
+                    react(signum)
+                except BaseException:  # a bug here must not end the watch: log it
+                    _log.exception("procexec: reacting to signal %d failed", signum)
+    finally:
+        os.close(read)
 
 
-class SigtermAsExit:
-    """Arms the SIGTERM handler for one with-block, when that is safe to do.
+class SignalsAsExit:
+    """Arms the SIGTERM and SIGHUP handlers for one with-block, when that is safe to do.
 
     ``stop_jobs`` must start stopping the block's jobs without waiting; it is called from
-    the watch thread when SIGTERM arrives.
+    the watch thread when one of those signals arrives.
     """
 
     __slots__ = ("_armed", "_stop_jobs")
@@ -112,24 +143,41 @@ class SigtermAsExit:
         self._stop_jobs = stop_jobs
 
     def arm(self) -> None:
-        """Join the armed blocks if this is the main thread and SIGTERM is free to take."""
+        """Join the armed blocks if this is the main thread and one of the signals is free
+        to take (or taken by an outer block)."""
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers, and only it runs them
-        handler = signal.getsignal(signal.SIGTERM)
-        if handler is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _raise_exit)
-        elif handler is not _raise_exit:
-            return  # the program has its own plan for SIGTERM
-        _armed.join(self)
+        ours, installed = False, []
+        for signum in EXIT_SIGNALS:
+            handler = signal.getsignal(signum)
+            if handler is signal.SIG_DFL:
+                signal.signal(signum, _raise_exit)
+                installed.append(signum)
+            elif handler is not _raise_exit:
+                continue  # the program has its own plan for it, or ignores it
+            ours = True
+        if not ours:
+            return
+        try:
+            _armed.join(self)
+        except BaseException:  # interrupted: put back what this block installed
+            for signum in installed:
+                signal.signal(signum, signal.SIG_DFL)
+            raise
         self._armed = True
 
     def disarm(self) -> None:
-        """Leave the armed blocks; the last one out restores the default action."""
+        """Leave the armed blocks; the last one out restores the default actions.
+
+        Idempotent: if an interrupt cuts it short, calling it again completes it.
+        """
         if not self._armed:
             return
+        if _armed.leave(self):
+            for signum in EXIT_SIGNALS:
+                if signal.getsignal(signum) is _raise_exit:
+                    signal.signal(signum, signal.SIG_DFL)
         self._armed = False
-        if _armed.leave(self) and signal.getsignal(signal.SIGTERM) is _raise_exit:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def stop_jobs(self) -> None:
         """Start stopping this block's jobs (called from the watch thread)."""
@@ -141,20 +189,26 @@ class _ArmedBlocks:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # the watch thread reads the blocks
-        self._blocks: list[SigtermAsExit] = []
+        self._blocks: list[SignalsAsExit] = []
         self._watch: SignalWatch | None = None
 
-    def join(self, block: SigtermAsExit) -> None:
+    def join(self, block: SignalsAsExit) -> None:
         with self._lock:
             first = not self._blocks
             self._blocks.append(block)
         if first:
-            self._watch = SignalWatch.start(self._react)
+            try:
+                self._watch = SignalWatch.start(self._react)
+            except BaseException:  # interrupted: the block is not armed after all
+                with self._lock:
+                    self._blocks.remove(block)
+                raise
 
-    def leave(self, block: SigtermAsExit) -> bool:
-        """Remove ``block``; True if it was the last one."""
+    def leave(self, block: SignalsAsExit) -> bool:
+        """Remove ``block`` (if still there); True if no block is left. Idempotent."""
         with self._lock:
-            self._blocks.remove(block)
+            with contextlib.suppress(ValueError):
+                self._blocks.remove(block)
             last = not self._blocks
         if last and self._watch is not None:
             self._watch.stop()
@@ -162,8 +216,8 @@ class _ArmedBlocks:
         return last
 
     def _react(self, signum: int) -> None:
-        if signum != signal.SIGTERM:
-            return
+        if signum not in EXIT_SIGNALS or signal.getsignal(signum) is not _raise_exit:
+            return  # not one the blocks armed: the program's own handler deals with it
         with self._lock:
             blocks = list(self._blocks)
         for block in blocks:

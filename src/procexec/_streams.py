@@ -27,9 +27,14 @@ LineCallback = Callable[[Any], object]
 
 
 class OutputPipe:
-    """The parent's read end of a child's stdout or stderr."""
+    """The parent's read end of a child's stdout or stderr.
 
-    __slots__ = ("_decode", "_file", "_kept", "_on_line", "_partial", "fd")
+    Attributes:
+        error: what decoding a line for the line callback raised (UnicodeDecodeError), or
+            None. It becomes the job's outcome; no line is handed over after it.
+    """
+
+    __slots__ = ("_decode", "_file", "_kept", "_on_line", "_partial", "error", "fd")
 
     def __init__(
         self,
@@ -46,6 +51,7 @@ class OutputPipe:
         self._on_line = on_line
         self._partial = b""
         self._decode = decode
+        self.error: Exception | None = None
 
     def read_available(self) -> bool:
         """Read what the pipe holds now, never waiting for more.
@@ -75,6 +81,13 @@ class OutputPipe:
             self._emit(line)
         self._file.close()
 
+    def abandon(self) -> None:
+        """Drop what was read (its memory too) and close the read end, delivering nothing
+        more: the job failed."""
+        self._kept = None
+        self._partial = b""
+        self._file.close()
+
     def data(self) -> bytes | None:
         """All bytes read so far, or None when output is not being kept."""
         return self._kept.getvalue() if self._kept is not None else None
@@ -101,9 +114,16 @@ class OutputPipe:
 
     def _emit(self, line: bytes) -> None:
         assert self._on_line is not None
+        if self.error is not None:
+            return  # a line could not be decoded: the job fails with that, none comes after
         try:
-            self._on_line(self._decode(line) if self._decode else line)
-        except Exception:
+            value = self._decode(line) if self._decode else line
+        except Exception as exc:  # not the callback's fault: the job's output is bad
+            self.error = exc
+            return
+        try:
+            self._on_line(value)
+        except BaseException:  # on a lane's thread: nobody else would see it
             logger.exception("procexec: line callback %r raised", self._on_line)
 
 

@@ -10,6 +10,7 @@ import inspect
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,17 @@ def check_max_jobs(value: object) -> int:
 
 
 def check_timeout(value: object, name: str = "timeout") -> float | None:
-    """Return a non-negative number of seconds (or None), or raise naming ``name``."""
+    """Return a non-negative number of seconds, or None for no limit: None, infinity, or
+    longer than any thread can wait (``threading.TIMEOUT_MAX``, about 292 years). Otherwise
+    raise, naming ``name``."""
+    if value is None:  # the usual case, kept short: every submit checks its timeout
+        return None
+    seconds = _check_seconds(value, name)
+    return None if seconds is not None and seconds >= threading.TIMEOUT_MAX else seconds
+
+
+def _check_seconds(value: object, name: str) -> float | None:
+    """``value`` as a non-negative float (infinity included) or None; else raise."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -91,7 +102,7 @@ def check_term_sequence(value: object) -> TermSequence:
             signal.Signals(signum)
         except ValueError:
             raise ValueError(f"term_sequence signal {signum} is not a valid signal") from None
-        seconds = check_timeout(grace, "term_sequence grace period")
+        seconds = _check_seconds(grace, "term_sequence grace period")  # inf: never go on
         if seconds is None:
             raise TypeError(f"term_sequence step {step!r} needs a grace period in seconds")
         steps.append((int(signum), seconds))

@@ -1,0 +1,80 @@
+"""The conversation between a lane and its reaper: every call that crosses between
+``_lane.py`` and ``_reaper.py``, in one place.
+
+```
+ Lane (its own thread)                      Reaper (LaneHost; any thread, under lock)
+ take(lane)            ─── a waiting job ──►  pending deque, max_jobs, shares
+ give_back(lane, job)  ─── a free slot ────►
+ held_by(lane)         ─── its jobs ───────►  (to fail them when its loop fails)
+ lane_failed(...)      ─── its loop died ──►  restart it, or give up
+ notify_progress()     ─── started/ended ──►  wait_started() callers
+                       ◄── wake_locked(), post_locked(call), share, taken (under lock)
+                       ◄── runs_locked(): the Runs that join() waits for
+```
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+from procexec._validate import TermSequence
+
+if TYPE_CHECKING:
+    from procexec._job import Job
+    from procexec._lane import Lane
+
+
+class LaneHost(Protocol):
+    """What a lane may use of the reaper that feeds it (the Reaper implements it)."""
+
+    #: Guards the host's queue and counts, and the lanes' fields marked as shared.
+    lock: threading.Lock
+    #: How a job is stopped: ``(signal, grace seconds)`` steps, SIGKILL last.
+    term_sequence: TermSequence
+    #: Jobs taken from now on are cancelled, not started (``shutdown(cancel_futures=True)``).
+    cancelling: bool
+
+    def room_locked(self, lane: Lane) -> int:
+        """How many more jobs ``lane`` may take now."""
+
+    def busy_locked(self) -> bool:
+        """Whether any job waits or runs, in any lane."""
+
+    def take(self, lane: Lane) -> tuple[Job, bool] | None:
+        """The next waiting job for ``lane``, and whether it may take another after it."""
+
+    def give_back(self, lane: Lane, job: Job) -> None:
+        """``job`` no longer holds a slot (resolved, or never started); idempotent."""
+
+    def held_by(self, lane: Lane) -> list[Job]:
+        """The jobs ``lane`` took and has not given back."""
+
+    def notify_progress(self) -> None:
+        """Jobs started or finished: wake ``wait_started()`` callers."""
+
+    def lane_failed(self, lane: Lane, error: BaseException, *, barren: bool) -> None:
+        """``lane``'s loop failed with ``error`` and its jobs are settled; ``barren``: it
+        had taken no job in this run of its thread."""
+
+
+class Run:
+    """One run of a lane's thread, and the latch that tells it has ended.
+
+    ``done`` is a lock held from before the thread starts until its last act. Waiting for a
+    run is ``with run.done: pass``: a KeyboardInterrupt there leaves everything as it was.
+    ``Thread.join()`` will not do: in CPython 3.11, interrupted, it marks a thread that
+    still runs as stopped, and every later ``join()`` returns at once.
+    """
+
+    __slots__ = ("done", "thread")
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def wait(self) -> None:
+        """Block until the run has ended."""
+        with self.done:
+            pass
