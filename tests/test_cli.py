@@ -152,6 +152,25 @@ def test_resume_skips_logged_and_resume_failed_reruns_failures(tmp_path: Path) -
     assert sorted(seqs[:3]) == ["1", "2", "3"] and seqs[3:] == ["4", "2"]
 
 
+def test_resume_after_a_log_cut_off_mid_row(tmp_path: Path) -> None:
+    """A crash can leave the last row without its newline: the next row must start a line
+    of its own, or that job would run again at every later resume."""
+    log = tmp_path / "log"
+    header = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+    log.write_text(header + "1\t:\t1700000000.000\t     0.010\t0\t2\t0\t0\techo a\n2\t:\t17")
+    first = run_cli("--resume", "--joblog", str(log), "-k", "echo", ":::", "a", "b", "c")
+    assert (first.returncode, first.stdout) == (0, "b\nc\n"), first.stderr
+    again = run_cli("--resume", "--joblog", str(log), "-k", "echo", ":::", "a", "b", "c")
+    assert (again.returncode, again.stdout) == (0, ""), "a job ran again"
+    assert sorted(row[0] for row in log_rows(log) if len(row) == 9) == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e400", "infinity"])
+def test_an_infinite_timeout_means_none(timeout: str) -> None:
+    result = run_cli("--timeout", timeout, "-k", "echo", ":::", "a", "b")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "a\nb\n", "")
+
+
 @needs_parallel
 def test_joblog_round_trip_with_gnu_parallel(tmp_path: Path) -> None:
     assert PARALLEL is not None
@@ -396,7 +415,9 @@ time.sleep(300)
 
 
 @pytest.mark.parametrize("to_thread", [False, True], ids=["to-process", "to-a-thread"])
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_interrupt_stops_every_job_and_keeps_the_log(
     tmp_path: Path, signum: int, status: int, to_thread: bool
 ) -> None:

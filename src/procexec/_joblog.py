@@ -9,6 +9,7 @@ ends, so a crash loses nothing already finished.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import IO
 
@@ -58,13 +59,19 @@ def read_outcomes(path: str) -> dict[int, bool]:
 
 
 class JobLog:
-    """An open job log; appends rows, writing the header first if the file is new."""
+    """An open job log; appends rows, writing the header first if the file is new.
+
+    A log whose last row was cut off (a crash while it was written) gets a newline first,
+    so that the next row starts a line of its own.
+    """
 
     def __init__(self, path: str) -> None:
         self._file: IO[str] = open(path, "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         if self._file.tell() == 0:
             self._file.write(HEADER)
-            self._file.flush()
+        elif not _ends_with_newline(path):
+            self._file.write("\n")
+        self._file.flush()
 
     def write(self, row: Row) -> None:
         """Append one row and flush it."""
@@ -74,3 +81,9 @@ class JobLog:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"

@@ -35,11 +35,10 @@ from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_m
 from procexec._future import ProcessFuture
 from procexec._joblog import JobLog, Row, read_outcomes
 from procexec._result import start_error_status
-from procexec._signals import SignalWatch
+from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec._template import Template, TemplateError, read_lines, split_sources
 
 INTERRUPTED = 130
-TERMINATED = 143
 MAX_FAILED_STATUS = 101
 
 
@@ -77,7 +76,11 @@ class Plan:
 
 
 class _Terminated(BaseException):
-    """Raised in the main thread when procexec itself receives SIGTERM."""
+    """Raised in the main thread when procexec itself receives SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.status = exit_status(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run()
     except KeyboardInterrupt:
         return INTERRUPTED
-    except _Terminated:
-        return TERMINATED
+    except _Terminated as terminated:
+        return terminated.status
     finally:
         if log is not None:
             log.close()
@@ -182,28 +185,31 @@ def _text(command: list[str] | str) -> str:
 
 @contextmanager
 def _signals_interrupt(wake: Callable[[], None]) -> Iterator[None]:
-    """In the main thread, turn SIGTERM into an exception so jobs are stopped and reaped,
-    and call ``wake`` from a watch thread on SIGINT or SIGTERM: the handler then runs even
-    if the signal landed just before the main thread blocked (see procexec._signals)."""
+    """In the main thread, turn SIGTERM and SIGHUP into an exception so jobs are stopped
+    and reaped (SIGHUP only when not ignored, as under ``nohup``), and call ``wake`` from a
+    watch thread on SIGINT, SIGTERM or SIGHUP: the handler then runs even if the signal
+    landed just before the main thread blocked (see procexec._signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise _Terminated
+        raise _Terminated(signum)
 
     def react(signum: int) -> None:
-        if signum in (signal.SIGINT, signal.SIGTERM):
+        if signum == signal.SIGINT or signal.getsignal(signum) is handler:
             wake()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    taken = [s for s in EXIT_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {signum: signal.signal(signum, handler) for signum in taken}
     watch = SignalWatch.start(react)
     try:
         yield
     finally:
         if watch is not None:
             watch.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 @dataclass
