@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from procexec._cli_args import parse_jobs, parse_term_seq
 from procexec.cli import main
+from procexec.cli._args import parse_jobs, parse_term_seq
 from tests._helpers import assert_dies, py, signal_other_thread
 
 PARALLEL = shutil.which("parallel")

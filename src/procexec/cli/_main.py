@@ -1,0 +1,82 @@
+"""``main()``: the command's entry point, its exit statuses and its signal handling."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
+from procexec.cli._args import USAGE_ERROR, UsageError
+from procexec.cli._joblog import JobLog
+from procexec.cli._plan import command_text, make_plan
+from procexec.cli._runner import Runner
+
+INTERRUPTED = 130
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread when procexec itself receives SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.status = exit_status(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    try:
+        plan = make_plan(sys.argv[1:] if argv is None else list(argv))
+        log = JobLog(plan.joblog) if plan.joblog and not plan.dry_run else None
+    except UsageError as error:
+        print(f"procexec: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as error:
+        print(f"procexec: cannot write job log {plan.joblog}: {error.strerror}", file=sys.stderr)
+        return USAGE_ERROR
+    if plan.dry_run:
+        for job in plan.jobs:
+            print(command_text(plan.command(job, 1)))
+        return 0
+    try:
+        runner = Runner(plan, log)
+        with _signals_interrupt(runner.wake):
+            return runner.run()
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except _Terminated as terminated:
+        return terminated.status
+    finally:
+        if log is not None:
+            log.close()
+
+
+@contextmanager
+def _signals_interrupt(wake: Callable[[], None]) -> Iterator[None]:
+    """In the main thread, turn SIGTERM and SIGHUP into an exception so jobs are stopped
+    and reaped (SIGHUP only when not ignored, as under ``nohup``), and call ``wake`` from a
+    watch thread on SIGINT, SIGTERM or SIGHUP: the handler then runs even if the signal
+    landed just before the main thread blocked (see procexec._signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    def react(signum: int) -> None:
+        if signum == signal.SIGINT or signal.getsignal(signum) is handler:
+            wake()
+
+    taken = [s for s in EXIT_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {signum: signal.signal(signum, handler) for signum in taken}
+    watch = SignalWatch.start(react)
+    try:
+        yield
+    finally:
+        if watch is not None:
+            watch.stop()
+        for signum, action in previous.items():
+            signal.signal(signum, action)

@@ -1,0 +1,125 @@
+"""What ``procexec`` is asked to do: the options parsed into a Plan and the job list."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from procexec._executor import DEFAULT_TERM_SEQUENCE, default_max_jobs
+from procexec.cli._args import (
+    Halt,
+    UsageError,
+    build_parser,
+    parse_halt,
+    parse_jobs,
+    parse_term_seq,
+)
+from procexec.cli._joblog import read_outcomes
+from procexec.cli._template import Template, TemplateError, read_lines, split_sources
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the list: its sequence number ({#}) and its arguments."""
+
+    seq: int
+    index: int  # position among the jobs that will run (for --keep-order)
+    args: tuple[str, ...]
+
+
+@dataclass
+class Plan:
+    """Everything main() decided before running anything."""
+
+    template: Template | None  # None: each argument is a whole shell command line
+    jobs: list[Job]
+    max_jobs: int
+    retries: int
+    timeout: float | None
+    halt: Halt | None
+    term_sequence: Sequence[tuple[int, float]]
+    joblog: str | None
+    keep_order: bool
+    tag: bool
+    bar: bool
+    dry_run: bool
+
+    def command(self, job: Job, slot: int) -> list[str] | str:
+        """The argv, or the shell command line, for ``job`` in ``slot``."""
+        if self.template is None:
+            return job.args[0]
+        return self.template.expand(job.args, job.seq, slot)
+
+
+def make_plan(argv: list[str]) -> Plan:
+    """Parse ``argv`` into a Plan; raise UsageError with a one-line message."""
+    options = build_parser().parse_args(argv)
+    if options.retries < 1:
+        raise UsageError(f"--retries must be at least 1, got {options.retries}")
+    if options.timeout is not None and not options.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {options.timeout}")
+    if (options.resume or options.resume_failed) and not options.joblog:
+        raise UsageError("--resume and --resume-failed need --joblog FILE")
+    template, all_jobs = _jobs(options.command, options.shell)
+    skip = _already_done(options.joblog, options.resume, options.resume_failed)
+    kept = [(seq, args) for seq, args in all_jobs if seq not in skip]
+    return Plan(
+        template=template,
+        jobs=[Job(seq, index, args) for index, (seq, args) in enumerate(kept)],
+        max_jobs=_max_jobs(options.jobs),
+        retries=options.retries,
+        timeout=options.timeout,
+        halt=parse_halt(options.halt),
+        term_sequence=parse_term_seq(options.term_seq)
+        if options.term_seq
+        else DEFAULT_TERM_SEQUENCE,
+        joblog=options.joblog,
+        keep_order=options.keep_order,
+        tag=options.tag,
+        bar=options.bar,
+        dry_run=options.dry_run,
+    )
+
+
+def _max_jobs(text: str | None) -> int:
+    if text is None:
+        return default_max_jobs()
+    from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
+
+    return parse_jobs(text, int(cpu_count()))
+
+
+def _jobs(
+    words: list[str], shell: bool
+) -> tuple[Template | None, list[tuple[int, tuple[str, ...]]]]:
+    try:
+        template_words, sources = split_sources(words)
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    if sources is None:
+        sources = [read_lines("-")]
+    if not template_words:
+        if len(sources) != 1:
+            raise UsageError("give a command before ::: (or one command per line on stdin)")
+        return None, [(seq, (line,)) for seq, line in enumerate(sources[0], 1) if line.strip()]
+    try:
+        template = Template.parse(template_words, shell=shell, sources=len(sources))
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    return template, list(enumerate(itertools.product(*sources), 1))
+
+
+def _already_done(joblog: str | None, resume: bool, resume_failed: bool) -> set[int]:
+    if not joblog or not (resume or resume_failed):
+        return set()
+    try:
+        outcomes = read_outcomes(joblog)
+    except OSError as error:
+        raise UsageError(f"cannot read job log {joblog}: {error.strerror}") from None
+    return {seq for seq, succeeded in outcomes.items() if succeeded or not resume_failed}
+
+
+def command_text(command: list[str] | str) -> str:
+    return command if isinstance(command, str) else shlex.join(command)
