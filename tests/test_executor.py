@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -465,6 +466,27 @@ def test_submit_timeout_resolves_to_negative_signal() -> None:
         quick = ex.submit(py("pass"), timeout=30)
     assert future.result() == -signal.SIGTERM and future.timed_out
     assert quick.result() == 0 and not quick.timed_out
+
+
+def test_future_reports_end_duration_and_usage_however_the_job_ends(gate: Gate) -> None:
+    burn = "import time\nt = time.process_time() + 0.05\nwhile time.process_time() < t: pass"
+    with ProcessExecutor(2, term_sequence=[(signal.SIGKILL, 0)]) as ex:
+        plain = ex.submit(py(burn))
+        slow = ex.submit(["sleep", "300"], timeout=0.05)
+        checked = ex.run(py("raise SystemExit(4)"), check=True)
+        waiting = ex.submit(["cat"], stdin=gate.read_fd)
+        assert waiting.wait_started(30)
+        assert waiting.ended_at is None and waiting.duration is None and waiting.rusage is None
+        gate.open()
+    for future in (plain, slow, checked, waiting):
+        assert future.started_at is not None and future.ended_at is not None
+        assert future.duration is not None and future.duration >= 0
+        assert future.ended_at == pytest.approx(future.started_at + future.duration)
+        assert future.rusage is not None and future.rusage.max_rss > 0
+    assert plain.rusage is not None and plain.rusage.user_time + plain.rusage.system_time >= 0.04
+    assert slow.timed_out and slow.duration is not None and slow.duration >= 0.05
+    with pytest.raises(subprocess.CalledProcessError):
+        checked.result()
 
 
 @pytest.mark.parametrize("where", ["executor", "job"])

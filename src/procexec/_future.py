@@ -9,6 +9,8 @@ import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, TypeVar
 
+from procexec._result import Rusage
+
 if TYPE_CHECKING:
     from procexec._job import Job
     from procexec._reaper import Reaper
@@ -64,6 +66,36 @@ class ProcessFuture(Future[T]):
     def started_at(self) -> float | None:
         """Wall-clock time (``time.time()``) when the child was started, or None before."""
         return self._job.started_wall if self._job is not None and self._job.popen else None
+
+    @property
+    def ended_at(self) -> float | None:
+        """Wall-clock time when the child was reaped, or None before (or if it never ran).
+
+        Measured on the monotonic clock from ``started_at``, so ``ended_at - started_at``
+        is :attr:`duration` even if the system clock is changed meanwhile.
+        """
+        job = self._job
+        if job is None or job.ended_mono is None:
+            return None
+        return job.started_wall + (job.ended_mono - job.started_mono)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the child's start to its reaping, or None until it has been reaped."""
+        job = self._job
+        if job is None or job.ended_mono is None:
+            return None
+        return job.ended_mono - job.started_mono
+
+    @property
+    def rusage(self) -> Rusage | None:
+        """The reaped child's CPU time and peak memory (as ``JobResult.rusage``), or None
+        until then or where it cannot be known. Set for every way a job ends, a timeout or
+        a failed check included."""
+        job = self._job
+        if job is None or job.usage is None:
+            return None
+        return Rusage.from_struct(job.usage)
 
     @property
     def timed_out(self) -> bool:

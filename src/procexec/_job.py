@@ -72,6 +72,7 @@ class Job:
     __slots__ = (
         "argv",
         "deadline",
+        "ended_mono",
         "future",
         "lane",
         "options",
@@ -87,6 +88,7 @@ class Job:
         "stop_steps",
         "timed_out",
         "timeout",
+        "usage",
     )
 
     def __init__(
@@ -108,6 +110,9 @@ class Job:
         self.popen: subprocess.Popen[bytes] | None = None
         self.started_wall = 0.0
         self.started_mono = 0.0
+        #: Monotonic instant the child was reaped, and its usage then; None before.
+        self.ended_mono: float | None = None
+        self.usage: resource.struct_rusage | None = None
         self.stdout: OutputPipe | None = None
         self.stderr: OutputPipe | None = None
         self.stdin: InputPipe | None = None
@@ -190,6 +195,8 @@ class Job:
         Never raises: what building the result raises (a UnicodeDecodeError, a
         MemoryError) is this job's exception, as ``subprocess.run`` would raise it.
         """
+        self.ended_mono = ended_mono
+        self.usage = usage
         if self.options is None:
             return returncode, None
         try:
