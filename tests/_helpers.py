@@ -6,6 +6,8 @@ import contextlib
 import ctypes
 import os
 import select
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -180,3 +182,41 @@ def signal_other_thread(pid: int, signum: int) -> None:
         if int(name) != pid and tgkill(pid, int(name), signum) == 0:
             return  # a thread may have ended since the listing: then try the next one
     raise AssertionError(f"process {pid} has no thread but its main one to signal")
+
+
+# ------------------------------------------------------------------ the command line
+PARALLEL = shutil.which("parallel")
+needs_parallel = pytest.mark.skipif(
+    PARALLEL is None, reason="GNU parallel is not installed (.ci/run installs it with apt-get)"
+)
+
+
+def run_cli(
+    *args: str, input: str = "", cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m procexec`` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "procexec", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def log_rows(path: Path) -> list[list[str]]:
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == [
+        "Seq",
+        "Host",
+        "Starttime",
+        "JobRuntime",
+        "Send",
+        "Receive",
+        "Exitval",
+        "Signal",
+        "Command",
+    ]
+    return [line.split("\t") for line in lines[1:]]

@@ -14,43 +14,15 @@ import pytest
 
 from procexec.cli import main
 from procexec.cli._args import parse_jobs, parse_term_seq
-from tests._helpers import assert_dies, py, signal_other_thread
-
-PARALLEL = shutil.which("parallel")
-needs_parallel = pytest.mark.skipif(
-    PARALLEL is None, reason="GNU parallel is not installed (.ci/run installs it with apt-get)"
+from tests._helpers import (
+    PARALLEL,
+    assert_dies,
+    log_rows,
+    needs_parallel,
+    py,
+    run_cli,
+    signal_other_thread,
 )
-
-
-def run_cli(
-    *args: str, input: str = "", cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m procexec`` as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "procexec", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def log_rows(path: Path) -> list[list[str]]:
-    lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == [
-        "Seq",
-        "Host",
-        "Starttime",
-        "JobRuntime",
-        "Send",
-        "Receive",
-        "Exitval",
-        "Signal",
-        "Command",
-    ]
-    return [line.split("\t") for line in lines[1:]]
 
 
 # ----------------------------------------------------------------- inputs
@@ -243,7 +215,7 @@ def test_timeout_stops_the_job(tmp_path: Path) -> None:
     assert status == 1
     rows = {"quick" if "quick = quick" in row[8] else "slow": row for row in log_rows(log)}
     assert rows["quick"][6:8] == ["0", "0"]
-    assert rows["slow"][6:8] == ["0", str(int(signal.SIGTERM))]
+    assert rows["slow"][6:8] == ["-1", str(int(signal.SIGTERM))]  # as GNU parallel logs it
 
 
 def test_halt_soon_on_first_failure_starts_nothing_more(tmp_path: Path) -> None:

@@ -310,6 +310,7 @@ def test_pid_is_none_before_start(gate: Gate) -> None:
         assert first.wait_started(30)
         assert second.pid is None and second.popen is None and second.started_at is None
         assert first.started_at is not None and first.started_at > 0
+        assert first.args == ["cat"] and ProcessFuture().args is None
         assert not second.wait_started(0)
         gate.open()
 

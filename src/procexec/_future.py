@@ -7,7 +7,7 @@ import logging
 import subprocess
 import threading
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from procexec._result import Rusage
 
@@ -47,6 +47,11 @@ class ProcessFuture(Future[T]):
         self._reaper = reaper
 
     @property
+    def args(self) -> Any:
+        """The argv (or shell command line) as given to ``submit``/``run``; None if unbound."""
+        return self._job.argv if self._job is not None else None
+
+    @property
     def popen(self) -> subprocess.Popen[bytes] | None:
         """The job's ``subprocess.Popen``, or None until the child has been started.
 
@@ -69,7 +74,8 @@ class ProcessFuture(Future[T]):
 
     @property
     def ended_at(self) -> float | None:
-        """Wall-clock time when the child was reaped, or None before (or if it never ran).
+        """Wall-clock time when the child was reaped, or None before. For a job that failed
+        (it could not start, or its handling failed) the time it failed.
 
         Measured on the monotonic clock from ``started_at``, so ``ended_at - started_at``
         is :attr:`duration` even if the system clock is changed meanwhile.
@@ -81,7 +87,8 @@ class ProcessFuture(Future[T]):
 
     @property
     def duration(self) -> float | None:
-        """Seconds from the child's start to its reaping, or None until it has been reaped."""
+        """Seconds from the child's start to its reaping (0 for a job that could not start),
+        or None until then."""
         job = self._job
         if job is None or job.ended_mono is None:
             return None
@@ -155,6 +162,8 @@ class ProcessFuture(Future[T]):
             return
         if not self.running() and not self.set_running_or_notify_cancel():
             return  # it was cancelled while it waited
+        if self._job is not None:
+            self._job.failed_now()  # its end time: now
         with contextlib.suppress(InvalidStateError):
             self.set_exception(error)
 

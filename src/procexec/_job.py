@@ -134,6 +134,15 @@ class Job:
             self.deadline = self.started_mono + self.timeout
         self.popen = popen
 
+    def failed_now(self) -> None:
+        """Record this instant as the job's end, unless its end is known: a job that failed
+        (before or after its start) ends when it fails. Never raises."""
+        if self.ended_mono is None:
+            self.ended_mono = time.monotonic()
+            if self.popen is None:  # never started: it started and ended now
+                self.started_mono = self.ended_mono
+                self.started_wall = time.time()
+
     def take_pipes(self) -> None:
         """Take over the pipes Popen opened for the started child."""
         popen = self.popen

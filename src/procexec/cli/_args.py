@@ -17,6 +17,7 @@ Run commands in parallel, at most -j at once.
   procexec [options] CMD [ARGS...] ::: A B C        run CMD for each argument
   procexec [options] CMD [ARGS...] :::: FILE        arguments from FILE, one per line
   ... | procexec [options] CMD [ARGS...]            arguments from stdin, one per line
+  procexec report LOG [LOG...] [-o report.html]    HTML report of a job log (see report -h)
 
 CMD is run directly, without a shell (arguments with spaces or quotes arrive intact and
 nothing is interpreted); --shell runs it through /bin/sh with the arguments quoted.
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("-k", "--keep-order", action="store_true", help="print output in input order")
     add("--tag", action="store_true", help="prefix output lines with the job's arguments")
     add("--bar", action="store_true", help="progress bar with ETA on stderr")
+    add("--joblog-json", metavar="FILE", help="a JSON object per finished job (slot, pid, CPU...)")
+    add("--report", metavar="FILE", help="write an HTML report of the run to FILE at its end")
+    add(
+        "--summary",
+        action=argparse.BooleanOptionalAction,
+        help="print a few lines about the run at its end (default: with --bar)",
+    )
     add("--dry-run", action="store_true", help="print the commands instead of running them")
     add("--shell", action="store_true", help="run the command through /bin/sh")
     add("--term-seq", "--termseq", metavar="SEQ", help="how to stop a job, e.g. TERM,2000,KILL,0")

@@ -3,8 +3,8 @@
 ``Seq Host Starttime JobRuntime Send Receive Exitval Signal Command``: Starttime is epoch
 seconds with three decimals, JobRuntime seconds right-aligned in ten characters with three
 decimals, Host ``:`` for this machine, Send 0, Receive the bytes of stdout, Exitval the exit
-code (0 when killed by a signal), Signal the signal number. Each row is flushed as its job
-ends, so a crash loses nothing already finished.
+code (0 when killed by a signal, -1 when stopped at its timeout), Signal the signal number.
+Each row is flushed as its job ends, so a crash loses nothing already finished.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ class Row:
     received: int
     returncode: int
     command: str
+    timed_out: bool = False
 
     def format(self) -> str:
-        """The row as GNU parallel writes it."""
+        """The row as GNU parallel writes it (a timed-out job: Exitval -1, and the signal)."""
         exitval, signum = (0, -self.returncode) if self.returncode < 0 else (self.returncode, 0)
+        if self.timed_out:
+            exitval = -1
         command = self.command.replace("\n", " ").replace("\t", " ")
         return (
             f"{self.seq}\t:\t{self.start:.3f}\t{self.runtime:10.3f}\t0\t{self.received}\t"

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 
 from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
-from procexec.cli._joblog import JobLog
+from procexec.cli._outputs import Outputs
 from procexec.cli._plan import command_text, make_plan
+from procexec.cli._report import report_command
 from procexec.cli._runner import Runner
 
 INTERRUPTED = 130
@@ -27,21 +28,21 @@ class _Terminated(BaseException):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["report"]:
+        return report_command(args[1:])
     try:
-        plan = make_plan(sys.argv[1:] if argv is None else list(argv))
-        log = JobLog(plan.joblog) if plan.joblog and not plan.dry_run else None
+        plan = make_plan(args)
+        outputs = None if plan.dry_run else Outputs(plan, args)
     except UsageError as error:
         print(f"procexec: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except OSError as error:
-        print(f"procexec: cannot write job log {plan.joblog}: {error.strerror}", file=sys.stderr)
-        return USAGE_ERROR
-    if plan.dry_run:
+    if outputs is None:
         for job in plan.jobs:
             print(command_text(plan.command(job, 1)))
         return 0
     try:
-        runner = Runner(plan, log)
+        runner = Runner(plan, outputs)
         with _signals_interrupt(runner.wake):
             return runner.run()
     except KeyboardInterrupt:
@@ -49,8 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated as terminated:
         return terminated.status
     finally:
-        if log is not None:
-            log.close()
+        outputs.finish()
 
 
 @contextmanager

@@ -41,6 +41,10 @@ class Plan:
     halt: Halt | None
     term_sequence: Sequence[tuple[int, float]]
     joblog: str | None
+    joblog_json: str | None
+    resume: bool  # --resume or --resume-failed: the logs are appended to
+    report: str | None
+    summary: bool
     keep_order: bool
     tag: bool
     bar: bool
@@ -76,6 +80,10 @@ def make_plan(argv: list[str]) -> Plan:
         if options.term_seq
         else DEFAULT_TERM_SEQUENCE,
         joblog=options.joblog,
+        joblog_json=options.joblog_json,
+        resume=options.resume or options.resume_failed,
+        report=options.report,
+        summary=options.bar if options.summary is None else options.summary,
         keep_order=options.keep_order,
         tag=options.tag,
         bar=options.bar,

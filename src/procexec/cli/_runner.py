@@ -5,18 +5,18 @@ from __future__ import annotations
 import heapq
 import subprocess
 import sys
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from procexec._executor import ProcessExecutor
 from procexec._future import ProcessFuture
 from procexec._result import start_error_status
-from procexec.cli._joblog import JobLog, Row
+from procexec.cli._outputs import Outputs
 from procexec.cli._plan import Job, Plan, command_text
+from procexec.report import record_of
 
 MAX_FAILED_STATUS = 101
 
@@ -33,9 +33,9 @@ class _Running:
 class Runner:
     """Keeps up to max_jobs jobs running and handles each one as it ends."""
 
-    def __init__(self, plan: Plan, log: JobLog | None) -> None:
+    def __init__(self, plan: Plan, outputs: Outputs) -> None:
         self.plan = plan
-        self.log = log
+        self.outputs = outputs
         self.output = _Output(plan.keep_order, plan.tag)
         self.free_slots = list(range(1, plan.max_jobs + 1))
         self.running: dict[ProcessFuture[Any], _Running] = {}
@@ -91,24 +91,17 @@ class Runner:
     def _finish(self, ex: ProcessExecutor, future: ProcessFuture[Any]) -> None:
         state = self.running.pop(future)
         heapq.heappush(self.free_slots, state.slot)
-        returncode, stdout, stderr, started = _outcome(future, state.command)
+        returncode, stdout, stderr = _outcome(future, state.command)
         if state.stopped and returncode < 0:
             return  # stopped by --halt now: it did not finish
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
             self.todo.appendleft((state.job, state.attempt + 1))
             return
-        if self.log is not None:
-            runtime = max(0.0, time.time() - started)
-            self.log.write(
-                Row(
-                    state.job.seq,
-                    started,
-                    runtime,
-                    len(stdout),
-                    returncode,
-                    command_text(state.command),
-                )
-            )
+        record = record_of(state.job.seq, future)
+        assert record is not None  # a finished job
+        command = command_text(state.command)
+        record = replace(record, command=command, slot=state.slot, attempts=state.attempt)
+        self.outputs.job_done(record, len(stdout))
         self.output.emit(state.job, stdout, stderr)
         if returncode == 0:
             self.succeeded += 1
@@ -130,21 +123,18 @@ class Runner:
                 ex.terminate_jobs()
 
 
-def _outcome(
-    future: ProcessFuture[Any], command: list[str] | str
-) -> tuple[int, bytes, bytes, float]:
-    """(returncode, stdout, stderr, start time) of a finished job, whatever its end."""
-    started = future.started_at or time.time()
+def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int, bytes, bytes]:
+    """(returncode, stdout, stderr) of a finished job, whatever its end."""
     try:
         result = future.result()
     except subprocess.TimeoutExpired as expired:
         popen = future.popen
         returncode = popen.returncode if popen is not None and popen.returncode is not None else -1
-        return returncode, expired.stdout or b"", expired.stderr or b"", started
+        return returncode, expired.stdout or b"", expired.stderr or b""
     except OSError as error:
         message = f"procexec: {command_text(command)}: {error.strerror}\n".encode()
-        return start_error_status(error), b"", message, started
-    return result.returncode, result.stdout, result.stderr, result.started_at
+        return start_error_status(error), b"", message
+    return result.returncode, result.stdout, result.stderr
 
 
 class _Output:

@@ -1,0 +1,302 @@
+"""One finished job as the report sees it, and where such records come from.
+
+A :class:`JobRecord` is built from a future or a ``JobResult`` (Python), from a row of GNU
+parallel's job log, or from a line of the JSON Lines sidecar that ``procexec --joblog-json``
+writes. The sidecar holds what the job log has no column for: slot, pid, attempts, CPU
+time, peak memory, and whether the job timed out.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from procexec._future import ProcessFuture
+from procexec._result import JobResult, Rusage, start_error_status
+
+#: Outcomes, in the order the report lists them; each has its colour.
+OUTCOMES = ("ok", "retried", "failed", "signal", "timeout")
+#: The job log's columns (GNU parallel's ``--joblog``).
+JOBLOG_COLUMNS = 9
+#: Exceptions that only restate the exit status (``check=True``, a timeout).
+EXPECTED_ERRORS = (subprocess.CalledProcessError, subprocess.TimeoutExpired)
+
+
+class ReportError(ValueError):
+    """Input the report cannot use: a malformed log, a future not done, an unknown file."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job that ran (or failed to start), as the report and the sidecar record it.
+
+    Attributes:
+        seq: the job's sequence number (``{#}``), from 1.
+        command: the command line, as one string.
+        start: wall-clock start, epoch seconds.
+        end: wall-clock end (when the child was reaped), epoch seconds.
+        exit: the exit code; None when a signal ended the job or it never started.
+        signal: the number of the signal that ended the job, or 0.
+        timed_out: the job was stopped because its timeout expired.
+        slot: the job slot (``{%}``) from 1, or None when not recorded.
+        host: where the job ran ("" for this machine, when not recorded).
+        pid: the child's process id, or None.
+        attempts: how many times the job was run (``--retries``); this is the last.
+        cpu: user + system CPU seconds of the child, or None when not known.
+        max_rss: peak resident memory in bytes as ``wait4`` reports it, or None.
+        error: why the job failed without an exit status (e.g. it could not start).
+    """
+
+    seq: int
+    command: str
+    start: float
+    end: float
+    exit: int | None = 0
+    signal: int = 0
+    timed_out: bool = False
+    slot: int | None = None
+    host: str = ""
+    pid: int | None = None
+    attempts: int = 1
+    cpu: float | None = None
+    max_rss: int | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end (never negative)."""
+        return max(0.0, self.end - self.start)
+
+    @property
+    def outcome(self) -> str:
+        """One of :data:`OUTCOMES`: timeout, signal, failed, retried (ok after more than
+        one attempt) or ok, the first that applies."""
+        if self.timed_out:
+            return "timeout"
+        if self.signal:
+            return "signal"
+        if self.exit != 0 or self.error is not None:
+            return "failed"
+        return "retried" if self.attempts > 1 else "ok"
+
+    @property
+    def status_text(self) -> str:
+        """How the job ended, in words: "exit 0", "SIGKILL", "timed out (SIGTERM)"..."""
+        if self.error is not None and self.exit is None:
+            return self.error
+        ended = f"exit {self.exit}" if not self.signal else signal_name(self.signal)
+        return f"timed out ({ended})" if self.timed_out else ended
+
+    def to_json(self) -> dict[str, Any]:
+        """The sidecar's object for this job (keys as in the dataclass)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        """Build from a sidecar object; unknown keys are ignored, missing ones defaulted."""
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        record = cls(**known)
+        _check_types(record)
+        return record
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9; ``signal 77`` for a number with no name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _check_types(record: JobRecord) -> None:
+    numbers = (record.start, record.end)
+    if not isinstance(record.seq, int) or not all(isinstance(n, (int, float)) for n in numbers):
+        raise TypeError("seq must be an integer, start and end numbers")
+    if not isinstance(record.command, str):
+        raise TypeError("command must be a string")
+
+
+# ----------------------------------------------------------------- from Python objects
+def records_from(items: Iterable[Any]) -> list[JobRecord]:
+    """Records for futures of a ProcessExecutor, ``JobResult`` objects or JobRecords.
+
+    Sequence numbers follow the order of ``items``, from 1. Cancelled futures are left
+    out (they never ran). A future that is not done is a :class:`ReportError`.
+    """
+    records: list[JobRecord] = []
+    for seq, item in enumerate(items, 1):
+        record = record_of(seq, item)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def record_of(seq: int, item: Any) -> JobRecord | None:
+    """The record of one job (see :func:`records_from`); None for a cancelled future."""
+    if isinstance(item, JobRecord):
+        return item
+    if isinstance(item, JobResult):
+        return _from_result(seq, item)
+    if isinstance(item, Future):
+        if item.cancelled():
+            return None
+        if not item.done():
+            raise ReportError(f"job {seq} is not done: wait for its future first")
+        return _from_future(seq, item)
+    raise ReportError(f"job {seq}: expected a future, a JobResult or a JobRecord, got {item!r}")
+
+
+def command_text(args: Any) -> str:
+    """An argv (or shell command line) as one string, quoted as a shell would need it."""
+    if isinstance(args, (str, bytes)):
+        return args.decode(errors="replace") if isinstance(args, bytes) else args
+    words = [w.decode(errors="replace") if isinstance(w, bytes) else str(w) for w in args]
+    return shlex.join(words)
+
+
+def _from_result(seq: int, result: JobResult) -> JobRecord:
+    return JobRecord(
+        seq=seq,
+        command=command_text(result.args),
+        start=result.started_at,
+        end=result.started_at + result.duration,
+        **_status(result.returncode),
+        pid=result.pid,
+        **_usage(result.rusage),
+    )
+
+
+def _from_future(seq: int, future: Future[Any]) -> JobRecord:
+    error = future.exception()
+    if error is None and isinstance(future.result(), JobResult):
+        return _from_result(seq, future.result())
+    if not isinstance(future, ProcessFuture):
+        raise ReportError(f"job {seq}: a future of another executor has no process to report")
+    ended = future.ended_at
+    started = future.started_at or ended  # a job that could not start: when it failed
+    if started is None or ended is None:
+        raise ReportError(f"job {seq} has no start or end time")
+    record = JobRecord(
+        seq=seq,
+        command=command_text(future.args),
+        start=started,
+        end=ended,
+        pid=future.pid,
+        timed_out=future.timed_out,
+        **_usage(future.rusage),
+    )
+    popen = future.popen
+    if popen is None or popen.returncode is None:  # it could not be started
+        status = None if error is None else start_error_status(error)
+        return replace(record, exit=status, error=_describe(error))
+    record = replace(record, **_status(popen.returncode))
+    if error is None or isinstance(error, EXPECTED_ERRORS):
+        return record
+    # The child ran, but its result could not be built (output that did not decode...).
+    return replace(record, error=_describe(error))
+
+
+def _describe(error: BaseException | None) -> str:
+    return "did not run" if error is None else f"{type(error).__name__}: {error}"
+
+
+def _status(returncode: int) -> dict[str, Any]:
+    if returncode < 0:
+        return {"exit": None, "signal": -returncode}
+    return {"exit": returncode, "signal": 0}
+
+
+def _usage(usage: Rusage | None) -> dict[str, Any]:
+    if usage is None:
+        return {}
+    return {"cpu": usage.user_time + usage.system_time, "max_rss": usage.max_rss}
+
+
+# ----------------------------------------------------------------------- from files
+def read_records(*paths: str) -> list[JobRecord]:
+    """The records of GNU parallel job logs and ``--joblog-json`` sidecars, told apart by
+    their first character. Sidecar records complete the job log rows of the same seq
+    (their fields win); with no job log the sidecars alone are the records.
+
+    A last line cut off mid-row (a crash while it was written) is left out; any other line
+    that does not parse, or a file that is neither kind, is a :class:`ReportError` naming it.
+    """
+    logs: list[JobRecord] = []
+    sidecars: list[JobRecord] = []
+    for path in paths:
+        is_sidecar, records = _read_file(path)
+        (sidecars if is_sidecar else logs).extend(records)
+    return merge(logs, sidecars) if logs else sidecars
+
+
+def _read_file(path: str) -> tuple[bool, list[JobRecord]]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            text = file.read()
+    except OSError as error:
+        raise ReportError(f"cannot read {path}: {error.strerror}") from None
+    lines = list(_complete_lines(text))
+    if lines and lines[0][1].lstrip().startswith("{"):
+        return True, [_json_row(path, number, line) for number, line in lines if line.strip()]
+    if not lines or not lines[0][1].startswith("Seq\t"):
+        raise ReportError(
+            f"{path}: neither a GNU parallel job log (its first line is the header "
+            f"'Seq<TAB>Host<TAB>...') nor a --joblog-json file (one JSON object per line)"
+        )
+    return False, [_joblog_row(path, number, line) for number, line in lines[1:] if line.strip()]
+
+
+def _complete_lines(text: str) -> Iterator[tuple[int, str]]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        lines.pop()  # cut off by a crash: no newline yet
+    return enumerate(lines, 1)
+
+
+def _joblog_row(path: str, number: int, line: str) -> JobRecord:
+    fields = line.split("\t", JOBLOG_COLUMNS - 1)
+    try:
+        if len(fields) != JOBLOG_COLUMNS:
+            raise ValueError(f"{len(fields)} columns, not {JOBLOG_COLUMNS}")
+        seq, host = int(fields[0]), fields[1]
+        start, runtime = float(fields[2]), float(fields[3])
+        exitval, signum = int(fields[6]), int(fields[7])
+    except ValueError as error:
+        raise ReportError(f"{path} line {number}: not a job log row ({error})") from None
+    timed_out = exitval == -1  # GNU parallel logs a job it stopped at --timeout so
+    return JobRecord(
+        seq=seq,
+        command=fields[8],
+        start=start,
+        end=start + runtime,
+        exit=None if signum or timed_out else exitval,
+        signal=signum,
+        timed_out=timed_out,
+        host="" if host == ":" else host,
+    )
+
+
+def _json_row(path: str, number: int, line: str) -> JobRecord:
+    try:
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return JobRecord.from_json(data)
+    except (ValueError, TypeError) as error:
+        raise ReportError(f"{path} line {number}: not a job record ({error})") from None
+
+
+def merge(log: list[JobRecord], sidecar: list[JobRecord]) -> list[JobRecord]:
+    """The job log's rows completed by the sidecar's records of the same seq (the
+    sidecar's fields win); sidecar records with no row are kept too."""
+    extra = {record.seq: record for record in sidecar}
+    merged = [extra.pop(row.seq, row) for row in log]
+    return merged + list(extra.values())

@@ -1,0 +1,183 @@
+"""The figures of a batch: slots, wall and busy time, utilization, concurrency, percentiles,
+the slowest jobs and the failures grouped by how they ended.
+
+Definitions (docs/report.md repeats them):
+
+- wall time: from the first job's start to the last job's end;
+- busy time: the sum of the jobs' durations;
+- utilization: busy time / (max_jobs x wall time), the share of slot-time used;
+- percentiles: linear interpolation between the closest ranks (numpy's default).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from procexec.report._records import OUTCOMES, JobRecord, signal_name
+
+#: Two jobs closer than this (seconds) do not overlap when slots are inferred from a job
+#: log: its start times and runtimes are rounded to the millisecond.
+SLOT_TOLERANCE = 0.001
+#: The concurrency chart's resolution (buckets across the wall time).
+BUCKETS = 1000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch's records (every one with a slot) and its figures."""
+
+    records: list[JobRecord]
+    max_jobs: int
+    max_jobs_given: bool  # False: inferred from the highest slot used
+    t0: float
+    wall: float
+    busy: float
+    cpu: float | None
+    peak: int
+    counts: dict[str, int]
+
+    @property
+    def utilization(self) -> float:
+        """Busy time / (max_jobs x wall time); 0 for an empty batch."""
+        if not self.records or self.wall <= 0:
+            return 0.0
+        return self.busy / (self.max_jobs * self.wall)
+
+    @property
+    def failed(self) -> int:
+        """Jobs that did not succeed (failed, killed by a signal, timed out)."""
+        return sum(self.counts[o] for o in ("failed", "signal", "timeout"))
+
+    @property
+    def jobs_per_second(self) -> float:
+        """Jobs over wall time (0 when the wall time is 0)."""
+        return len(self.records) / self.wall if self.wall > 0 else 0.0
+
+
+def analyse(records: Sequence[JobRecord], max_jobs: int | None = None) -> Batch:
+    """The figures of ``records``; slots are inferred when any record lacks one, and
+    ``max_jobs`` (None: the highest slot used) is at least that highest slot."""
+    with_slots = _with_slots(list(records))
+    highest = max((r.slot or 1 for r in with_slots), default=1)
+    t0 = min((r.start for r in with_slots), default=0.0)
+    end = max((r.end for r in with_slots), default=t0)
+    cpus = [r.cpu for r in with_slots if r.cpu is not None]
+    counts = Counter(r.outcome for r in with_slots)
+    return Batch(
+        records=with_slots,
+        max_jobs=max(highest, max_jobs or 0),
+        max_jobs_given=max_jobs is not None,
+        t0=t0,
+        wall=max(0.0, end - t0),
+        busy=math.fsum(r.duration for r in with_slots),
+        cpu=math.fsum(cpus) if cpus else None,
+        peak=peak_concurrency(with_slots),
+        counts={outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+    )
+
+
+def _with_slots(records: list[JobRecord]) -> list[JobRecord]:
+    if all(r.slot is not None and r.slot >= 1 for r in records):
+        return records
+    slots = assign_slots([(r.start, r.end) for r in records])
+    return [replace(r, slot=slot) for r, slot in zip(records, slots, strict=True)]
+
+
+def assign_slots(spans: Sequence[tuple[float, float]]) -> list[int]:
+    """A slot for each (start, end): the lowest one free at its start, in start order
+    (as a job runner hands them out). Ends within SLOT_TOLERANCE of a start free the slot."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i])
+    slots = [0] * len(spans)
+    busy: list[tuple[float, int]] = []  # (end, slot)
+    free: list[int] = []
+    for i in order:
+        start, end = spans[i]
+        while busy and busy[0][0] <= start + SLOT_TOLERANCE:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        slot = heapq.heappop(free) if free else len(busy) + 1
+        slots[i] = slot
+        heapq.heappush(busy, (max(end, start), slot))
+    return slots
+
+
+def peak_concurrency(records: Sequence[JobRecord]) -> int:
+    """The most jobs running at one instant. A job runs from its start up to (not at) its
+    end, so one ending as another starts is not both; a job of no duration runs at its
+    start only, alongside whatever runs then."""
+    events: list[tuple[float, int, int, int]] = []  # (time, order, job, change)
+    for k, record in enumerate(records):
+        if record.end > record.start:
+            events += [(record.start, 2, k, 1), (record.end, 0, k, -1)]
+        else:  # at equal times: ends, then each instant job alone, then starts
+            events += [(record.start, 1, k, 1), (record.start, 1, k, -1)]
+    events.sort(key=lambda event: (event[0], event[1], event[2], -event[3]))
+    running = peak = 0
+    for *_, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def concurrency(batch: Batch, buckets: int = BUCKETS) -> list[float]:
+    """The mean number of jobs running in each of ``buckets`` equal parts of the wall time."""
+    if batch.wall <= 0 or not batch.records:
+        return [0.0] * buckets
+    width = batch.wall / buckets
+    partial = [0.0] * buckets
+    whole = [0] * (buckets + 1)  # difference array: buckets a job covers entirely
+    for record in batch.records:
+        a = (record.start - batch.t0) / width
+        z = max(a, (record.end - batch.t0) / width)
+        first, last = min(int(a), buckets - 1), min(int(z), buckets - 1)
+        if first == last:
+            partial[first] += z - a
+            continue
+        partial[first] += first + 1 - a
+        partial[last] += z - last
+        whole[first + 1] += 1
+        whole[last] -= 1
+    levels: list[float] = []
+    covered = 0
+    for b in range(buckets):
+        covered += whole[b]
+        levels.append(covered + partial[b])
+    return levels
+
+
+def percentile(ordered: Sequence[float], percent: float) -> float:
+    """The ``percent`` percentile of sorted values, by linear interpolation; 0 if empty."""
+    if not ordered:
+        return 0.0
+    rank = (len(ordered) - 1) * percent / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def slowest(records: Sequence[JobRecord], count: int) -> list[JobRecord]:
+    """The ``count`` longest jobs, longest first (ties: lower seq first)."""
+    return heapq.nsmallest(count, records, key=lambda r: (-r.duration, r.seq))
+
+
+def failure_kind(record: JobRecord) -> str:
+    """How a failed job ended, as the failures table groups it."""
+    if record.timed_out:
+        return "timed out"
+    if record.signal:
+        return f"killed by {signal_name(record.signal)}"
+    if record.error is not None:
+        return record.error.split(":", 1)[0]
+    return f"exit {record.exit}"
+
+
+def failure_groups(records: Sequence[JobRecord]) -> list[tuple[str, list[JobRecord]]]:
+    """Failed jobs grouped by :func:`failure_kind`, the largest group first."""
+    groups: dict[str, list[JobRecord]] = {}
+    for record in records:
+        if record.outcome in ("failed", "signal", "timeout"):
+            groups.setdefault(failure_kind(record), []).append(record)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
