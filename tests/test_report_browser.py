@@ -1,0 +1,145 @@
+"""The report rendered by a real browser: headless Chromium loads the page of a 2,000-job log,
+runs its script without errors, draws the timeline (pixels of the screenshot), and answers
+hover, zoom and reset.
+
+Chromium is Debian's ``chromium`` package, which .ci/run installs; where it is absent these
+tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup, Tag
+from PIL import Image
+
+from procexec.cli import main
+from tests._joblogs import batch_rows, write_log
+
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it with apt-get)"
+)
+JOBS = 2000
+SLOTS = 8
+WINDOW = (1280, 1600)
+
+#: Appended to a copy of the page: drives the page's own handlers as a user would and
+#: writes what it saw into attributes of <html>, which --dump-dom then shows.
+DRIVER = """<script>
+(function () {
+  var root = document.documentElement, bars = document.getElementById("bars").children;
+  try {
+    var bar = bars[5].getBoundingClientRect();
+    bars[5].dispatchEvent(new MouseEvent("mousemove", {bubbles: true,
+        clientX: bar.left + bar.width / 2, clientY: bar.top + bar.height / 2}));
+    var tip = document.getElementById("tip");
+    root.setAttribute("data-test-tip", tip.hidden ? "(hidden)" : tip.textContent);
+    var timeline = document.getElementById("timeline"), box = timeline.getBoundingClientRect();
+    timeline.dispatchEvent(new WheelEvent("wheel", {deltaY: -600, bubbles: true,
+        cancelable: true, clientX: box.left + box.width / 2, clientY: box.top + 5}));
+    root.setAttribute("data-test-zoomed", timeline.getAttribute("viewBox"));
+    root.setAttribute("data-test-concurrency",
+                      document.getElementById("concurrency").getAttribute("viewBox"));
+    document.getElementById("zoom-reset").click();
+    root.setAttribute("data-test-reset", timeline.getAttribute("viewBox"));
+    root.setAttribute("data-test-ticks", String(document.querySelectorAll("#axis text").length));
+  } catch (error) {
+    root.setAttribute("data-test-error", String(error));
+  }
+})();
+</script>"""
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",  # tests may run as root, where the sandbox refuses to start
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("browser")
+    log = write_log(directory / "run.log", batch_rows(JOBS, SLOTS))
+    assert main(["report", str(log), "-o", str(directory / "report.html")]) == 0
+    yield directory / "report.html"
+
+
+def dumped(tmp_path: Path, page: Path) -> Tag:
+    result = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = BeautifulSoup(result.stdout, "html.parser").find("html")
+    assert isinstance(html, Tag), result.stdout[:500]
+    return html
+
+
+def test_page_runs_its_script_without_errors(tmp_path: Path, report: Path) -> None:
+    html = dumped(tmp_path, report)
+    assert html.get("data-script-error") is None
+    assert html.get("data-ready") == str(JOBS)  # the script ran to its end over every bar
+    assert len(html.select("#axis text")) >= 2  # and drew the time axis
+
+
+def test_hover_zoom_and_reset_work(tmp_path: Path, report: Path) -> None:
+    driven = tmp_path / "driven.html"
+    driven.write_text(report.read_text().replace("</body>", DRIVER + "</body>"))
+    html = dumped(tmp_path, driven)
+    assert html.get("data-script-error") is None and html.get("data-test-error") is None
+    tip = str(html.get("data-test-tip"))
+    assert "convert img-00006.png" in tip and "#6 " in tip and "slot " in tip
+    x0, _, width, rows = map(float, str(html.get("data-test-zoomed")).split())
+    assert 0 < width < 1_000_000 and rows == SLOTS and 0 <= x0 < 1_000_000
+    assert (
+        str(html.get("data-test-concurrency")).split()[:3]
+        == str(html.get("data-test-zoomed")).split()[:3]
+    )  # the two charts zoom together
+    assert str(html.get("data-test-reset")) == f"0 0 1000000 {SLOTS}"
+    assert int(str(html.get("data-test-ticks"))) >= 2
+
+
+def test_timeline_is_drawn(tmp_path: Path, report: Path) -> None:
+    html = dumped(tmp_path, report)
+    left, top, width, height = map(int, str(html.get("data-timeline-box")).split(","))
+    shot = tmp_path / "shot.png"
+    result = chromium(tmp_path, f"--screenshot={shot}", report.as_uri())
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    with Image.open(shot) as image:
+        assert image.size == WINDOW
+        area = image.convert("RGB").crop((left + 2, top + 2, left + width - 2, top + height - 2))
+        data = area.tobytes()
+    pixels = [(data[i], data[i + 1], data[i + 2]) for i in range(0, len(data), 3)]
+    assert len(pixels) > 10_000
+
+    def near(colour: tuple[int, int, int], pixel: tuple[int, int, int]) -> bool:
+        return sum(abs(a - b) for a, b in zip(colour, pixel, strict=True)) < 60
+
+    green = sum(near((0x3F, 0x9A, 0x5B), p) for p in pixels)  # "ok" bars
+    red = sum(near((0xD6, 0x45, 0x3D), p) for p in pixels)  # "failed" bars
+    blank = sum(min(p) > 235 for p in pixels)
+    # The batch keeps every slot busy: the area is mostly bars, most of them ok.
+    assert green > 0.5 * len(pixels)
+    assert red > 0
+    assert blank < 0.2 * len(pixels)
