@@ -98,12 +98,20 @@ class JobRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobRecord:
-        """Build from a sidecar object; unknown keys are ignored, missing ones defaulted."""
-        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
-        record = cls(**known)
-        _check_types(record)
+    def from_json(cls, data: Any) -> JobRecord:
+        """Build from a sidecar object; unknown keys are ignored, missing ones defaulted.
+        Raises TypeError for what is not a job's object."""
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        record = cls(**{key: data[key] for key in _FIELDS if key in data})
+        if not isinstance(record.seq, int) or not isinstance(record.command, str):
+            raise TypeError("seq must be an integer and command a string")
+        if not isinstance(record.start, (int, float)) or not isinstance(record.end, (int, float)):
+            raise TypeError("start and end must be numbers")
         return record
+
+
+_FIELDS = tuple(JobRecord.__dataclass_fields__)
 
 
 def signal_name(signum: int) -> str:
@@ -112,14 +120,6 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _check_types(record: JobRecord) -> None:
-    numbers = (record.start, record.end)
-    if not isinstance(record.seq, int) or not all(isinstance(n, (int, float)) for n in numbers):
-        raise TypeError("seq must be an integer, start and end numbers")
-    if not isinstance(record.command, str):
-        raise TypeError("command must be a string")
 
 
 # ----------------------------------------------------------------- from Python objects
@@ -243,7 +243,7 @@ def _read_file(path: str) -> tuple[bool, list[JobRecord]]:
         raise ReportError(f"cannot read {path}: {error.strerror}") from None
     lines = list(_complete_lines(text))
     if lines and lines[0][1].lstrip().startswith("{"):
-        return True, [_json_row(path, number, line) for number, line in lines if line.strip()]
+        return True, _json_rows(path, lines)
     if not lines or not lines[0][1].startswith("Seq\t"):
         raise ReportError(
             f"{path}: neither a GNU parallel job log (its first line is the header "
@@ -284,12 +284,19 @@ def _joblog_row(path: str, number: int, line: str) -> JobRecord:
     )
 
 
+def _json_rows(path: str, lines: list[tuple[int, str]]) -> list[JobRecord]:
+    objects = [line for _, line in lines if line.strip()]
+    try:  # all at once: one call into the C decoder
+        parsed = json.loads("[" + ",".join(objects) + "]")
+        return [JobRecord.from_json(data) for data in parsed]
+    except (ValueError, TypeError):
+        pass  # find the line at fault
+    return [_json_row(path, number, line) for number, line in lines if line.strip()]
+
+
 def _json_row(path: str, number: int, line: str) -> JobRecord:
     try:
-        data = json.loads(line)
-        if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
-        return JobRecord.from_json(data)
+        return JobRecord.from_json(json.loads(line))
     except (ValueError, TypeError) as error:
         raise ReportError(f"{path} line {number}: not a job record ({error})") from None
 
