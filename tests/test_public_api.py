@@ -8,11 +8,12 @@ import pytest
 
 import procexec
 import procexec.compat
+import procexec.report
 
 API_DOC = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
 
 
-@pytest.mark.parametrize("module", [procexec, procexec.compat])
+@pytest.mark.parametrize("module", [procexec, procexec.compat, procexec.report])
 def test_all_is_a_tuple_of_existing_documented_names(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
     assert isinstance(names, tuple)
@@ -29,6 +30,8 @@ def test_public_methods_have_docstrings() -> None:
         procexec.ProcessFuture,
         procexec.compat.ProcessManager,
         procexec.compat.ProcessManagerEntry,
+        procexec.report.JobRecord,
+        procexec.report.Batch,
     ):
         for name, member in vars(cls).items():
             if not name.startswith("_") and callable(member):

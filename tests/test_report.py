@@ -244,7 +244,19 @@ def test_a_row_cut_off_by_a_crash_is_left_out(tmp_path: Path) -> None:
         (HEADER + "1\t:\t1.0\t1.0\n", "line 2: not a job log row (4 columns, not 9)"),
         ('{"seq": 1, "command": "x", "start": 1, "end": 2}\n[1]\n', "line 2: not a job record"),
         ('{"seq": "one", "command": "x", "start": 1, "end": 2}\n', "line 1: not a job record"),
-        ('{"seq": 1, "start": 1, "end": 2}\n', "line 1: not a job record"),
+        ('{"seq": 1, "start": 1, "end": 2}\n', "line 1: not a job record (no command)"),
+        (
+            '{"seq": 1, "command": "x", "start": 1, "end": 2, "cpu": "lots"}\n',
+            "line 1: not a job record (cpu must be int or float or null, not 'lots')",
+        ),
+        (
+            '{"seq": 1, "command": "x", "start": 1, "end": 2, "exit": true}\n',
+            "line 1: not a job record (exit must be int or null, not True)",
+        ),
+        (
+            '{"seq": 1, "command": "x", "start": 1, "end": 2, "earlier": [{"seq": 1}]}\n',
+            "line 1: not a job record (no command, start, end)",
+        ),
     ],
 )
 def test_bad_logs_are_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
@@ -277,6 +289,22 @@ def test_sidecar_completes_the_log_rows(tmp_path: Path) -> None:
     assert records[0].seq == 1 and records[0].pid is None
     assert records[1] == extra
     assert read_records(str(sidecar)) == [extra]
+
+
+def test_retried_attempts_are_drawn_and_counted(tmp_path: Path) -> None:
+    first = JobRecord(seq=1, command="x", start=0.0, end=2.0, exit=1, slot=1, attempts=1)
+    job = JobRecord(seq=1, command="x", start=2.5, end=3.0, slot=1, attempts=2, earlier=(first,))
+    other = JobRecord(seq=2, command="y", start=0.0, end=3.0, slot=2)
+    assert JobRecord.from_json(json.loads(json.dumps(job.to_json()))) == job
+    out = tmp_path / "r.html"
+    batch = write_html([job, other], out, max_jobs=2)
+    assert [run.kind for run in batch.runs] == ["retried", "ok", "ok"]
+    assert batch.failed == 0 and batch.counts["retried"] == 1
+    assert batch.utilization == pytest.approx((2.0 + 0.5 + 3.0) / (2 * 3.0))
+    soup = soup_of(out)
+    assert [rect["class"] for rect in bars(soup)] == [["retried"], ["ok"], ["ok"]]
+    assert card(soup, "jobs") == 2 and card(soup, "runs") == 3
+    assert page_data(soup)["att"] == {"1": 2}
 
 
 # ----------------------------------------------------------------- from Python futures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -37,7 +38,15 @@ if what == "flaky":
 print(what)
 """
 KINDS = ["ok", "fail", "kill", "slow", "flaky", "ok"]
-OUTCOMES = ["ok", "failed", "signal", "timeout", "retried", "ok"]
+#: The bars of each job under --retries 2: a failed first attempt is "retried".
+BARS = [
+    ["ok"],
+    ["retried", "failed"],
+    ["retried", "signal"],
+    ["retried", "timeout"],
+    ["retried", "ok"],
+    ["ok"],
+]
 
 
 def job(tmp_path: Path) -> list[str]:
@@ -57,8 +66,9 @@ def sidecar(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def bar_classes(path: Path) -> dict[int, str]:
-    """seq -> the class of its bar, from the page (the data's seq column gives the order)."""
+def bar_classes(path: Path) -> dict[int, list[str]]:
+    """seq -> the classes of its bars, in order, from the page (the data's seq column
+    names the job of each bar)."""
     soup = BeautifulSoup(path.read_text(), "html.parser")
     group = soup.find(id="bars")
     script = soup.find("script", id="jobs-data")
@@ -66,7 +76,10 @@ def bar_classes(path: Path) -> dict[int, str]:
     seqs = json.loads(script.string)["seq"]
     rects = group.find_all("rect")
     assert len(rects) == len(seqs)
-    return {seq: " ".join(rect["class"]) for seq, rect in zip(seqs, rects, strict=True)}
+    classes: dict[int, list[str]] = {}
+    for seq, rect in zip(seqs, rects, strict=True):
+        classes.setdefault(seq, []).append(" ".join(rect["class"]))
+    return classes
 
 
 def test_sidecar_has_a_complete_object_per_job(tmp_path: Path) -> None:
@@ -88,13 +101,17 @@ def test_sidecar_has_a_complete_object_per_job(tmp_path: Path) -> None:
     assert objects[4]["timed_out"] and not objects[1]["timed_out"]
     assert objects[5]["attempts"] == 2 and objects[1]["attempts"] == 1
     assert objects[2]["attempts"] == 2  # a failing job is tried --retries times
+    first = objects[5]["earlier"]
+    assert len(first) == 1 and first[0]["attempts"] == 1 and first[0]["exit"] == 1
+    assert first[0]["end"] <= objects[5]["start"] and first[0]["pid"] != objects[5]["pid"]
+    assert objects[1]["earlier"] == [] and objects[4]["earlier"][0]["timed_out"]
 
 
 def test_report_option_draws_every_job(tmp_path: Path) -> None:
     result = run_batch(tmp_path, "--report", "run.html")
     assert result.returncode == 3, result.stderr
     classes = bar_classes(tmp_path / "run.html")
-    assert [classes[seq] for seq in range(1, 7)] == OUTCOMES
+    assert [classes[seq] for seq in range(1, 7)] == BARS
     text = (tmp_path / "run.html").read_text()
     assert "--report run.html" in text  # the command line is among the settings
 
@@ -103,13 +120,13 @@ def test_report_command_from_the_log_and_the_sidecar(tmp_path: Path) -> None:
     run_batch(tmp_path, "--joblog", "log", "--joblog-json", "log.jsonl")
     assert main(["report", str(tmp_path / "log"), "-o", str(tmp_path / "a.html")]) == 0
     alone = bar_classes(tmp_path / "a.html")
-    # The log has no attempts column: the retried job is plain ok there.
-    assert [alone[s] for s in range(1, 7)] == ["ok", "failed", "signal", "timeout", "ok", "ok"]
+    # The log has a row for each job's last attempt only.
+    assert [alone[s] for s in range(1, 7)] == [b[-1:] for b in BARS]
     timed_out = next(row for row in log_rows(tmp_path / "log") if row[0] == "4")
     assert timed_out[6:8] == ["-1", "9"]  # as GNU parallel logs a timed-out job
     both = [str(tmp_path / "log"), str(tmp_path / "log.jsonl"), "-o", str(tmp_path / "b.html")]
     assert main(["report", *both]) == 0
-    assert [bar_classes(tmp_path / "b.html")[s] for s in range(1, 7)] == OUTCOMES
+    assert [bar_classes(tmp_path / "b.html")[s] for s in range(1, 7)] == BARS
     assert main(["report", str(tmp_path / "log")]) == 0  # default: next to the log
     assert (tmp_path / "log.html").exists()
 
@@ -124,7 +141,8 @@ def test_report_of_gnu_parallels_own_job_log(tmp_path: Path) -> None:
     )  # fmt: skip
     assert main(["report", str(tmp_path / "gnu.log"), "-j", "3"]) == 0
     classes = bar_classes(tmp_path / "gnu.log.html")
-    assert [classes[s] for s in range(1, 6)] == ["ok", "failed", "signal", "timeout", "ok"]
+    expected = ["ok", "failed", "signal", "timeout", "ok"]
+    assert [classes[s] for s in range(1, 6)] == [[kind] for kind in expected]
 
 
 @pytest.mark.parametrize(
@@ -192,3 +210,15 @@ def test_interrupted_run_still_writes_its_report(tmp_path: Path) -> None:
         process.kill()
         process.wait()
     assert sorted(bar_classes(tmp_path / "r.html")) == [1, 2]
+
+
+def test_a_program_named_report_runs_after_the_end_of_options(tmp_path: Path) -> None:
+    program = tmp_path / "report"
+    program.write_text('#!/bin/sh\necho ran-report "$@"\n')
+    program.chmod(0o755)
+    env_path = f"{tmp_path}:{os.environ['PATH']}"
+    result = subprocess.run(
+        [sys.executable, "-m", "procexec", "--", "report", ":::", "a"],
+        capture_output=True, text=True, env={**os.environ, "PATH": env_path}, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "ran-report a\n"), result.stderr

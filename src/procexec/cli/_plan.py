@@ -66,7 +66,10 @@ def make_plan(argv: list[str]) -> Plan:
         raise UsageError(f"--timeout must be a positive number of seconds, got {options.timeout}")
     if (options.resume or options.resume_failed) and not options.joblog:
         raise UsageError("--resume and --resume-failed need --joblog FILE")
-    template, all_jobs = _jobs(options.command, options.shell)
+    words = options.command
+    if words[:1] == ["--"]:  # the end of the options: what follows is the command
+        words = words[1:]
+    template, all_jobs = _jobs(words, options.shell)
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
     kept = [(seq, args) for seq, args in all_jobs if seq not in skip]
     return Plan(

@@ -16,7 +16,7 @@ from procexec._future import ProcessFuture
 from procexec._result import start_error_status
 from procexec.cli._outputs import Outputs
 from procexec.cli._plan import Job, Plan, command_text
-from procexec.report import record_of
+from procexec.report import JobRecord, record_of
 
 MAX_FAILED_STATUS = 101
 
@@ -42,6 +42,7 @@ class Runner:
         self.todo: deque[tuple[Job, int]] = deque((job, 1) for job in plan.jobs)
         self.failed = self.succeeded = 0
         self.halting = False
+        self.earlier: dict[int, list[JobRecord]] = {}  # seq -> its attempts that were retried
         self.bar = _progress_bar(len(plan.jobs)) if plan.bar else None
         self.woken: Future[None] = Future()  # resolved by wake(): ends the current wait
 
@@ -95,13 +96,11 @@ class Runner:
         if state.stopped and returncode < 0:
             return  # stopped by --halt now: it did not finish
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
+            self.earlier.setdefault(state.job.seq, []).append(_record(future, state))
             self.todo.appendleft((state.job, state.attempt + 1))
             return
-        record = record_of(state.job.seq, future)
-        assert record is not None  # a finished job
-        command = command_text(state.command)
-        record = replace(record, command=command, slot=state.slot, attempts=state.attempt)
-        self.outputs.job_done(record, len(stdout))
+        earlier = tuple(self.earlier.pop(state.job.seq, ()))
+        self.outputs.job_done(replace(_record(future, state), earlier=earlier), len(stdout))
         self.output.emit(state.job, stdout, stderr)
         if returncode == 0:
             self.succeeded += 1
@@ -121,6 +120,14 @@ class Runner:
                 for state in self.running.values():
                     state.stopped = True
                 ex.terminate_jobs()
+
+
+def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
+    """The record of a finished run of a job."""
+    record = record_of(state.job.seq, future)
+    assert record is not None  # a finished job
+    command = command_text(state.command)
+    return replace(record, command=command, slot=state.slot, attempts=state.attempt)
 
 
 def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int, bytes, bytes]:

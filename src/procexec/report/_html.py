@@ -37,7 +37,7 @@ SLOWEST = 10
 BINS = 40
 TITLES = {
     "ok": "ok",
-    "retried": "ok after retries",
+    "retried": "failed, retried",
     "failed": "failed",
     "signal": "killed by a signal",
     "timeout": "timed out",
@@ -106,10 +106,11 @@ def _card(key: str, label: str, value: float | int | None, text: str) -> str:
 
 def _totals(batch: Batch, settings: Mapping[str, str]) -> str:
     jobs = len(batch.records)
-    ok = batch.counts["ok"] + batch.counts["retried"]
+    ok = jobs - batch.failed
     slots = f"{batch.max_jobs}" + ("" if batch.max_jobs_given else " (inferred)")
     cards = [
         _card("jobs", "jobs", jobs, f"{jobs}"),
+        _card("runs", "runs (with retries)", len(batch.runs), f"{len(batch.runs)}"),
         _card("ok", "succeeded", ok, f"{ok}"),
         _card("failed", "failed", batch.failed, f"{batch.failed}"),
         _card("wall", "wall time", batch.wall, seconds(batch.wall)),
@@ -139,12 +140,12 @@ def _x(batch: Batch, when: float) -> int:
 
 def _bars(batch: Batch) -> str:
     parts = []
-    for record in batch.records:
+    for run in batch.runs:
+        record = run.record
         x = _x(batch, record.start)
         width = max(1, _x(batch, record.end) - x)  # a width of 0 would not be drawn at all
         y = (record.slot or 1) - 0.9
-        outcome = record.outcome
-        parts.append(f'<rect class="{outcome}" x="{x}" y="{y:.1f}" width="{width}" height=".8"/>')
+        parts.append(f'<rect class="{run.kind}" x="{x}" y="{y:.1f}" width="{width}" height=".8"/>')
     return "".join(parts)
 
 
@@ -165,8 +166,9 @@ def _timeline(batch: Batch, levels: Sequence[float], top: float) -> str:
         for row in range(2, rows + 1, 2)
     )
     return f"""<section id="timeline-section"><h2>Timeline</h2>
-<p class="note">One row per slot, one bar per job from its start to its end. Hover for
-details; wheel to zoom, drag to pan, double-click to reset.</p>
+<p class="note">One row per slot, one bar per job from its start to its end (a job run
+again by <code>--retries</code> has a bar per attempt). Hover for details; wheel to zoom, drag
+to pan, double-click to reset.</p>
 <div class="toolbar">{_legend(batch)}<span><button id="zoom-in" type="button">zoom in</button>
 <button id="zoom-out" type="button">zoom out</button>
 <button id="zoom-reset" type="button">reset</button></span></div>
@@ -289,13 +291,14 @@ def _failures(batch: Batch) -> str:
 
 # ----------------------------------------------------------------------------- data
 def _data(batch: Batch, top: float) -> str:
-    """The jobs' details for the hover, as compact columns, safe inside <script>.
+    """The runs' details for the hover, one column entry per bar, compact, safe inside
+    <script>.
 
     Start and slot are read from each bar, so they are not repeated here; signals and
     attempts are listed only where they are not 0 and 1; and the commands' common prefix
     and suffix (a template's fixed words) are stored once.
     """
-    records = batch.records
+    records = [run.record for run in batch.runs]
     commands = [r.command[:MAX_COMMAND] for r in records]
     prefix, middles, suffix = _factor(commands)
     columns: dict[str, Any] = {

@@ -20,7 +20,8 @@ from typing import Any
 from procexec._future import ProcessFuture
 from procexec._result import JobResult, Rusage, start_error_status
 
-#: Outcomes, in the order the report lists them; each has its colour.
+#: How a run ended, in the order the report lists them; each has its colour. "retried" is
+#: an attempt that failed and was run again; the job's last run has one of the others.
 OUTCOMES = ("ok", "retried", "failed", "signal", "timeout")
 #: The job log's columns (GNU parallel's ``--joblog``).
 JOBLOG_COLUMNS = 9
@@ -47,10 +48,12 @@ class JobRecord:
         slot: the job slot (``{%}``) from 1, or None when not recorded.
         host: where the job ran ("" for this machine, when not recorded).
         pid: the child's process id, or None.
-        attempts: how many times the job was run (``--retries``); this is the last.
+        attempts: how many times the job has been run (``--retries``), this run included.
         cpu: user + system CPU seconds of the child, or None when not known.
         max_rss: peak resident memory in bytes as ``wait4`` reports it, or None.
         error: why the job failed without an exit status (e.g. it could not start).
+        earlier: the job's earlier attempts, which failed and were retried (their own
+            records; their ``attempts`` is their number, and they have no ``earlier``).
     """
 
     seq: int
@@ -67,6 +70,12 @@ class JobRecord:
     cpu: float | None = None
     max_rss: int | None = None
     error: str | None = None
+    earlier: tuple[JobRecord, ...] = ()
+
+    @property
+    def runs(self) -> tuple[JobRecord, ...]:
+        """Every attempt of the job, this last one included, in order."""
+        return (*self.earlier, self)
 
     @property
     def duration(self) -> float:
@@ -75,15 +84,14 @@ class JobRecord:
 
     @property
     def outcome(self) -> str:
-        """One of :data:`OUTCOMES`: timeout, signal, failed, retried (ok after more than
-        one attempt) or ok, the first that applies."""
+        """How this run ended: timeout, signal, failed or ok, the first that applies."""
         if self.timed_out:
             return "timeout"
         if self.signal:
             return "signal"
         if self.exit != 0 or self.error is not None:
             return "failed"
-        return "retried" if self.attempts > 1 else "ok"
+        return "ok"
 
     @property
     def status_text(self) -> str:
@@ -94,8 +102,13 @@ class JobRecord:
         return f"timed out ({ended})" if self.timed_out else ended
 
     def to_json(self) -> dict[str, Any]:
-        """The sidecar's object for this job (keys as in the dataclass)."""
-        return asdict(self)
+        """The sidecar's object for this job (keys as in the dataclass; ``earlier`` a list
+        of the same objects without an ``earlier`` of their own)."""
+        data = asdict(self)
+        for attempt in data["earlier"]:
+            del attempt["earlier"]
+        data["earlier"] = list(data["earlier"])
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> JobRecord:
@@ -103,15 +116,47 @@ class JobRecord:
         Raises TypeError for what is not a job's object."""
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        record = cls(**{key: data[key] for key in _FIELDS if key in data})
-        if not isinstance(record.seq, int) or not isinstance(record.command, str):
-            raise TypeError("seq must be an integer and command a string")
-        if not isinstance(record.start, (int, float)) or not isinstance(record.end, (int, float)):
-            raise TypeError("start and end must be numbers")
-        return record
+        fields = {key: data[key] for key in _FIELDS if key in data}
+        if "earlier" in fields:
+            if not isinstance(fields["earlier"], list):
+                raise TypeError("earlier must be a list")
+            fields["earlier"] = tuple(map(cls.from_json, fields["earlier"]))
+        missing = [key for key in _REQUIRED if key not in fields]
+        if missing:
+            raise TypeError(f"no {', '.join(missing)}")
+        for key, value in fields.items():
+            kinds = _JSON_TYPES.get(key)
+            if kinds is None:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise TypeError(f"{key} must be {_JSON_TYPE_NAMES[key]}, not {value!r}")
+        return cls(**fields)
 
 
 _FIELDS = tuple(JobRecord.__dataclass_fields__)
+_REQUIRED = ("seq", "command", "start", "end")
+_NUMBER = (int, float)
+#: What each sidecar key may hold (a bool is not a number here).
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "seq": (int,),
+    "command": (str,),
+    "start": _NUMBER,
+    "end": _NUMBER,
+    "exit": (int, type(None)),
+    "signal": (int,),
+    "timed_out": (bool,),
+    "slot": (int, type(None)),
+    "host": (str,),
+    "pid": (int, type(None)),
+    "attempts": (int,),
+    "cpu": (*_NUMBER, type(None)),
+    "max_rss": (int, type(None)),
+    "error": (str, type(None)),
+}
+_JSON_TYPE_NAMES = {
+    key: " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+    for key, kinds in _JSON_TYPES.items()
+}
 
 
 def signal_name(signum: int) -> str:

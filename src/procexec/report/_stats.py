@@ -27,10 +27,24 @@ BUCKETS = 1000
 
 
 @dataclass(frozen=True)
-class Batch:
-    """A batch's records (every one with a slot) and its figures."""
+class Run:
+    """One bar of the timeline: a run of a job (its record) and how it is coloured."""
 
-    records: list[JobRecord]
+    record: JobRecord  # with a slot
+    kind: str  # one of OUTCOMES: "retried" for an attempt run again, else its outcome
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch's jobs and runs, and its figures.
+
+    Job figures (counts of failures, runtimes, the slowest) are about each job's last run,
+    as GNU parallel's job log records it; time figures (wall, busy, utilization,
+    concurrency) count every run, retried attempts included.
+    """
+
+    records: list[JobRecord]  # the jobs (their last run), in order
+    runs: list[Run]  # every run, a job's attempts in order
     max_jobs: int
     max_jobs_given: bool  # False: inferred from the highest slot used
     t0: float
@@ -38,19 +52,19 @@ class Batch:
     busy: float
     cpu: float | None
     peak: int
-    counts: dict[str, int]
+    counts: dict[str, int]  # runs of each kind
 
     @property
     def utilization(self) -> float:
         """Busy time / (max_jobs x wall time); 0 for an empty batch."""
-        if not self.records or self.wall <= 0:
+        if not self.runs or self.wall <= 0:
             return 0.0
         return self.busy / (self.max_jobs * self.wall)
 
     @property
     def failed(self) -> int:
-        """Jobs that did not succeed (failed, killed by a signal, timed out)."""
-        return sum(self.counts[o] for o in ("failed", "signal", "timeout"))
+        """Jobs whose last run did not succeed (failed, killed by a signal, timed out)."""
+        return sum(r.outcome != "ok" for r in self.records)
 
     @property
     def jobs_per_second(self) -> float:
@@ -59,32 +73,40 @@ class Batch:
 
 
 def analyse(records: Sequence[JobRecord], max_jobs: int | None = None) -> Batch:
-    """The figures of ``records``; slots are inferred when any record lacks one, and
+    """The figures of ``records``; slots are inferred when any run lacks one, and
     ``max_jobs`` (None: the highest slot used) is at least that highest slot."""
-    with_slots = _with_slots(list(records))
-    highest = max((r.slot or 1 for r in with_slots), default=1)
-    t0 = min((r.start for r in with_slots), default=0.0)
-    end = max((r.end for r in with_slots), default=t0)
-    cpus = [r.cpu for r in with_slots if r.cpu is not None]
-    counts = Counter(r.outcome for r in with_slots)
+    runs = _with_slots([_run(job, run) for job in records for run in job.runs])
+    spans = [run.record for run in runs]
+    highest = max((r.slot or 1 for r in spans), default=1)
+    t0 = min((r.start for r in spans), default=0.0)
+    end = max((r.end for r in spans), default=t0)
+    cpus = [r.cpu for r in spans if r.cpu is not None]
+    counts = Counter(run.kind for run in runs)
     return Batch(
-        records=with_slots,
+        records=list(records),
+        runs=runs,
         max_jobs=max(highest, max_jobs or 0),
         max_jobs_given=max_jobs is not None,
         t0=t0,
         wall=max(0.0, end - t0),
-        busy=math.fsum(r.duration for r in with_slots),
+        busy=math.fsum(r.duration for r in spans),
         cpu=math.fsum(cpus) if cpus else None,
-        peak=peak_concurrency(with_slots),
-        counts={outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+        peak=peak_concurrency(spans),
+        counts={kind: counts.get(kind, 0) for kind in OUTCOMES},
     )
 
 
-def _with_slots(records: list[JobRecord]) -> list[JobRecord]:
-    if all(r.slot is not None and r.slot >= 1 for r in records):
-        return records
-    slots = assign_slots([(r.start, r.end) for r in records])
-    return [replace(r, slot=slot) for r, slot in zip(records, slots, strict=True)]
+def _run(job: JobRecord, run: JobRecord) -> Run:
+    return Run(run, run.outcome if run is job else "retried")
+
+
+def _with_slots(runs: list[Run]) -> list[Run]:
+    if all(run.record.slot is not None and run.record.slot >= 1 for run in runs):
+        return runs
+    slots = assign_slots([(run.record.start, run.record.end) for run in runs])
+    return [
+        Run(replace(run.record, slot=slot), run.kind) for run, slot in zip(runs, slots, strict=True)
+    ]
 
 
 def assign_slots(spans: Sequence[tuple[float, float]]) -> list[int]:
@@ -124,12 +146,12 @@ def peak_concurrency(records: Sequence[JobRecord]) -> int:
 
 def concurrency(batch: Batch, buckets: int = BUCKETS) -> list[float]:
     """The mean number of jobs running in each of ``buckets`` equal parts of the wall time."""
-    if batch.wall <= 0 or not batch.records:
+    if batch.wall <= 0 or not batch.runs:
         return [0.0] * buckets
     width = batch.wall / buckets
     partial = [0.0] * buckets
     whole = [0] * (buckets + 1)  # difference array: buckets a job covers entirely
-    for record in batch.records:
+    for record in (run.record for run in batch.runs):
         a = (record.start - batch.t0) / width
         z = max(a, (record.end - batch.t0) / width)
         first, last = min(int(a), buckets - 1), min(int(z), buckets - 1)

@@ -64,7 +64,7 @@
     var more = ["slot " + slotOf(k)];
     if (data.pid[k] !== null) more.push("pid " + data.pid[k]);
     if (data.host) more.push("host " + data.hosts[data.host[k]]);
-    if (attempts(k) > 1) more.push(attempts(k) + " attempts");
+    if (attempts(k) > 1) more.push("attempt " + attempts(k));
     add(tip, "k", more.join(" \u00b7 "));
     var usage = [];
     if (data.cpu && data.cpu[k] !== null) usage.push("CPU " + seconds(data.cpu[k] / 1000));
