@@ -247,15 +247,15 @@ def test_a_row_cut_off_by_a_crash_is_left_out(tmp_path: Path) -> None:
         ('{"seq": 1, "start": 1, "end": 2}\n', "line 1: not a job record (no command)"),
         (
             '{"seq": 1, "command": "x", "start": 1, "end": 2, "cpu": "lots"}\n',
-            "line 1: not a job record (cpu must be int or float or null, not 'lots')",
+            "line 1: not a job record (cpu must be a number or null, not 'lots')",
         ),
         (
             '{"seq": 1, "command": "x", "start": 1, "end": 2, "exit": true}\n',
-            "line 1: not a job record (exit must be int or null, not True)",
+            "line 1: not a job record (exit must be an integer or null, not True)",
         ),
         (
             '{"seq": 1, "command": "x", "start": 1, "end": 2, "earlier": [{"seq": 1}]}\n',
-            "line 1: not a job record (no command, start, end)",
+            "line 1: not a job record (no command, end, start)",
         ),
     ],
 )

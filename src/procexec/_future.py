@@ -102,7 +102,7 @@ class ProcessFuture(Future[T]):
         job = self._job
         if job is None or job.usage is None:
             return None
-        return Rusage.from_struct(job.usage)
+        return Rusage.from_figures(job.usage)
 
     @property
     def timed_out(self) -> bool:

@@ -27,6 +27,11 @@ class Rusage:
         """Build from the ``struct_rusage`` that ``os.wait4`` returns (Linux units)."""
         return cls(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * 1024)
 
+    @classmethod
+    def from_figures(cls, figures: tuple[float, float, int]) -> Rusage:
+        """Build from ``(ru_utime, ru_stime, ru_maxrss)`` as ``os.wait4`` reports them."""
+        return cls(figures[0], figures[1], figures[2] * 1024)
+
 
 class JobResult(subprocess.CompletedProcess[Any]):
     """A ``subprocess.CompletedProcess`` with the job's pid, timing and resource usage.

@@ -33,7 +33,7 @@ class ReportError(ValueError):
     """Input the report cannot use: a malformed log, a future not done, an unknown file."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobRecord:
     """One job that ran (or failed to start), as the report and the sidecar record it.
 
@@ -80,7 +80,7 @@ class JobRecord:
     @property
     def duration(self) -> float:
         """Seconds from start to end (never negative)."""
-        return max(0.0, self.end - self.start)
+        return self.end - self.start if self.end > self.start else 0.0
 
     @property
     def outcome(self) -> str:
@@ -116,47 +116,46 @@ class JobRecord:
         Raises TypeError for what is not a job's object."""
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        fields = {key: data[key] for key in _FIELDS if key in data}
-        if "earlier" in fields:
-            if not isinstance(fields["earlier"], list):
-                raise TypeError("earlier must be a list")
-            fields["earlier"] = tuple(map(cls.from_json, fields["earlier"]))
-        missing = [key for key in _REQUIRED if key not in fields]
-        if missing:
-            raise TypeError(f"no {', '.join(missing)}")
-        for key, value in fields.items():
-            kinds = _JSON_TYPES.get(key)
-            if kinds is None:
-                continue
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise TypeError(f"{key} must be {_JSON_TYPE_NAMES[key]}, not {value!r}")
-        return cls(**fields)
+        if not data.keys() <= _JSON_TYPES.keys():
+            data = {key: value for key, value in data.items() if key in _JSON_TYPES}
+        if not data.keys() >= _REQUIRED:
+            raise TypeError(f"no {', '.join(sorted(_REQUIRED - data.keys()))}")
+        for key, value in data.items():
+            if type(value) not in _JSON_TYPES[key]:  # exact: a bool is not a number here
+                raise TypeError(f"{key} must be {_type_names(key)}, not {value!r}")
+        if "earlier" in data:
+            data = {**data, "earlier": tuple(map(cls.from_json, data["earlier"]))}
+        return cls(**data)
 
 
-_FIELDS = tuple(JobRecord.__dataclass_fields__)
-_REQUIRED = ("seq", "command", "start", "end")
-_NUMBER = (int, float)
-#: What each sidecar key may hold (a bool is not a number here).
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "seq": (int,),
-    "command": (str,),
+_NUMBER = frozenset((int, float))
+_NULL = type(None)
+#: The sidecar's keys and the JSON types each may hold.
+_JSON_TYPES: dict[str, frozenset[type]] = {
+    "seq": frozenset((int,)),
+    "command": frozenset((str,)),
     "start": _NUMBER,
     "end": _NUMBER,
-    "exit": (int, type(None)),
-    "signal": (int,),
-    "timed_out": (bool,),
-    "slot": (int, type(None)),
-    "host": (str,),
-    "pid": (int, type(None)),
-    "attempts": (int,),
-    "cpu": (*_NUMBER, type(None)),
-    "max_rss": (int, type(None)),
-    "error": (str, type(None)),
+    "exit": frozenset((int, _NULL)),
+    "signal": frozenset((int,)),
+    "timed_out": frozenset((bool,)),
+    "slot": frozenset((int, _NULL)),
+    "host": frozenset((str,)),
+    "pid": frozenset((int, _NULL)),
+    "attempts": frozenset((int,)),
+    "cpu": _NUMBER | {_NULL},
+    "max_rss": frozenset((int, _NULL)),
+    "error": frozenset((str, _NULL)),
+    "earlier": frozenset((list,)),
 }
-_JSON_TYPE_NAMES = {
-    key: " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-    for key, kinds in _JSON_TYPES.items()
-}
+_REQUIRED = frozenset(("seq", "command", "start", "end"))
+
+
+def _type_names(key: str) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    names.update({_NULL: "null", list: "a list"})
+    kinds = _JSON_TYPES[key] - {int} if float in _JSON_TYPES[key] else _JSON_TYPES[key]
+    return " or ".join(sorted(names[kind] for kind in kinds))
 
 
 def signal_name(signum: int) -> str:
@@ -331,12 +330,38 @@ def _joblog_row(path: str, number: int, line: str) -> JobRecord:
 
 def _json_rows(path: str, lines: list[tuple[int, str]]) -> list[JobRecord]:
     objects = [line for _, line in lines if line.strip()]
-    try:  # all at once: one call into the C decoder
-        parsed = json.loads("[" + ",".join(objects) + "]")
-        return [JobRecord.from_json(data) for data in parsed]
-    except (ValueError, TypeError):
-        pass  # find the line at fault
+    try:  # all at once: one call into the C decoder, and the checks a key at a time
+        records = _checked_batch(json.loads("[" + ",".join(objects) + "]"))
+    except ValueError:
+        records = None
+    if records is not None:
+        return records
+    # Something is wrong: a line at a time, to name the line at fault.
     return [_json_row(path, number, line) for number, line in lines if line.strip()]
+
+
+def _checked_batch(objects: list[Any]) -> list[JobRecord] | None:
+    """The records of many sidecar objects, or None if any is not a job's object (then
+    ``JobRecord.from_json`` on each says which and why). Each key's types are checked
+    across all objects at once: per object, that checking dominated the reading."""
+    if not objects:
+        return []
+    if any(type(data) is not dict for data in objects):
+        return None
+    if not all(_REQUIRED <= data.keys() <= _JSON_TYPES.keys() for data in objects):
+        return None
+    for key, kinds in _JSON_TYPES.items():
+        if not {type(data[key]) for data in objects if key in data} <= kinds:
+            return None
+    nested = [data for data in objects if data.get("earlier")]
+    earlier = _checked_batch([e for data in nested for e in data["earlier"]])
+    if earlier is None:
+        return None
+    attempts = iter(earlier)
+    for data in objects:
+        if "earlier" in data:
+            data["earlier"] = tuple(next(attempts) for _ in data["earlier"])
+    return [JobRecord(**data) for data in objects]
 
 
 def _json_row(path: str, number: int, line: str) -> JobRecord:

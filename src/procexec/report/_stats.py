@@ -11,11 +11,13 @@ Definitions (docs/report.md repeats them):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from procexec.report._records import OUTCOMES, JobRecord, signal_name
 
@@ -26,8 +28,7 @@ SLOT_TOLERANCE = 0.001
 BUCKETS = 1000
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):
     """One bar of the timeline: a run of a job (its record) and how it is coloured."""
 
     record: JobRecord  # with a slot
@@ -129,18 +130,17 @@ def assign_slots(spans: Sequence[tuple[float, float]]) -> list[int]:
 def peak_concurrency(records: Sequence[JobRecord]) -> int:
     """The most jobs running at one instant. A job runs from its start up to (not at) its
     end, so one ending as another starts is not both; a job of no duration runs at its
-    start only, alongside whatever runs then."""
-    events: list[tuple[float, int, int, int]] = []  # (time, order, job, change)
-    for k, record in enumerate(records):
-        if record.end > record.start:
-            events += [(record.start, 2, k, 1), (record.end, 0, k, -1)]
-        else:  # at equal times: ends, then each instant job alone, then starts
-            events += [(record.start, 1, k, 1), (record.start, 1, k, -1)]
-    events.sort(key=lambda event: (event[0], event[1], event[2], -event[3]))
-    running = peak = 0
-    for *_, change in events:
-        running += change
-        peak = max(peak, running)
+    start only, alongside whatever runs then (but not alongside another such job)."""
+    starts = sorted(r.start for r in records if r.end > r.start)
+    ends = sorted(r.end for r in records if r.end > r.start)
+    peak = done = 0
+    for started, when in enumerate(starts, 1):
+        while ends[done] <= when:  # a job ends before any job starts at its end
+            done += 1
+        peak = max(peak, started - done)
+    for when in (r.start for r in records if r.end <= r.start):
+        running = bisect.bisect_left(starts, when) - bisect.bisect_right(ends, when)
+        peak = max(peak, running + 1)
     return peak
 
 
