@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -41,6 +42,19 @@ def _target(fd: str) -> str:
 def _subreaper() -> None:
     """Adopt orphaned grandchildren so tests can prove they died (PID 1 may not reap)."""
     become_subreaper()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_sighup() -> Iterator[None]:
+    """Run the tests, and the children they start, with SIGHUP's default action.
+
+    Under ``nohup`` (or a CI runner that ignores SIGHUP) the ignored disposition is
+    inherited by every child, and procexec rightly leaves an ignored SIGHUP alone: the tests
+    of what SIGHUP does would then fail, and their jobs outlive them.
+    """
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
 
 
 @pytest.fixture
