@@ -458,7 +458,7 @@ def test_property_failures_injected_at_every_step_stay_with_their_job(
 ) -> None:
     done_calls: Counter[int] = Counter()
     lines: Counter[int] = Counter()
-    futures: list[ProcessFuture[JobResult]] = []
+    futures: list[ProcessFuture[JobResult[Any]]] = []
     logging.getLogger("procexec").setLevel(logging.CRITICAL)  # the injected errors are logged
     try:
         with _faults(monkeypatch):
@@ -481,7 +481,7 @@ def test_property_failures_injected_at_every_step_stay_with_their_job(
 
 def _submit_faulty(
     ex: ProcessExecutor, index: int, step: str, raised: str, lines: Counter[int]
-) -> ProcessFuture[JobResult]:
+) -> ProcessFuture[JobResult[Any]]:
     marker = _marker(index, step, raised)
     script = r"printf 'caf\351\n'" if step == "decode" else 'printf "%s\n" "$0"'
     argv = ["sh", "-c", script, marker]
@@ -502,7 +502,7 @@ def _submit_faulty(
 
 
 def _check_job(
-    index: int, step: str, raised: str, future: ProcessFuture[JobResult], lines: Counter[int]
+    index: int, step: str, raised: str, future: ProcessFuture[JobResult[Any]], lines: Counter[int]
 ) -> None:
     expected = _expected_error(step, raised)
     error = future.exception(timeout=0)

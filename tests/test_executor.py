@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -424,11 +425,12 @@ def test_child_ignoring_sigterm_is_killed_after_grace() -> None:
         "print(flush=True); time.sleep(300)"
     )
     with ProcessExecutor(1, term_sequence=[(signal.SIGTERM, 0.2)]) as ex:
+        future: ProcessFuture[JobResult[bytes]]
         future = ex.run(py(code), on_stdout_line=lambda _: future.terminate())
         assert future.result(30).returncode == -signal.SIGKILL
 
 
-def _run_started_sleepers(ex: ProcessExecutor, count: int) -> list[ProcessFuture[JobResult]]:
+def _run_started_sleepers(ex: ProcessExecutor, count: int) -> list[ProcessFuture[JobResult[Any]]]:
     """Run ``count`` sleepers; return once each has printed its first line."""
     code = "import time; print(flush=True); time.sleep(300)"
     lines = threading.Semaphore(0)

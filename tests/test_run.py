@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -202,7 +205,7 @@ def test_256_jobs_with_output_at_once_without_a_thread_per_pipe() -> None:
 )
 def test_bad_run_arguments(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
     with ProcessExecutor(1) as ex, pytest.raises(error, match=match):
-        ex.run(py("pass"), **kwargs)  # type: ignore[arg-type]
+        ex.run(py("pass"), **kwargs)  # type: ignore[call-overload]
 
 
 def test_stdin_pipe_without_input_sees_end_of_file() -> None:
@@ -214,3 +217,57 @@ def test_stdin_pipe_without_input_sees_end_of_file() -> None:
             universal_newlines=True,
         )
     assert result.result().stdout == "0\n"
+
+
+# ------------------------------------------------------- exactly subprocess.run's values
+TRUE = shutil.which("true") or "/bin/true"
+
+
+def test_a_bare_path_is_a_program_as_in_subprocess() -> None:
+    with ProcessExecutor(1) as ex:
+        result = ex.run(Path(TRUE)).result()
+        status = ex.submit(Path(TRUE)).result()
+    expected = subprocess.run(Path(TRUE), check=False)
+    assert (result.returncode, result.args) == (expected.returncode, expected.args)
+    assert result.args == Path(TRUE) and result.returncode == 0
+    assert status == 0
+
+
+def test_a_tuple_of_args_stays_a_tuple_as_in_subprocess() -> None:
+    args = (sys.executable, "-c", "raise SystemExit(3)")
+    with ProcessExecutor(1) as ex:
+        result = ex.run(args).result()
+        checked = ex.run(args, check=True)
+    assert result.args == args and type(result.args) is tuple
+    with pytest.raises(subprocess.CalledProcessError) as raised:
+        checked.result()
+    with pytest.raises(subprocess.CalledProcessError) as theirs:
+        subprocess.run(args, check=True)
+    assert raised.value.cmd == theirs.value.cmd == args and type(raised.value.cmd) is tuple
+
+
+def test_a_list_is_copied_so_changing_it_later_changes_nothing(gate: Gate) -> None:
+    args = [sys.executable, "-c", "raise SystemExit(5)"]
+    with ProcessExecutor(1) as ex:
+        blocker = ex.submit(["cat"], stdin=gate.read_fd)
+        assert blocker.wait_started(30)
+        queued = ex.run(args)
+        args[-1] = "raise SystemExit(6)"
+        gate.open()
+    assert queued.result().returncode == 5
+
+
+@pytest.mark.parametrize("timeout", [1, 0.5])
+def test_timeout_expired_reports_the_timeout_as_given(timeout: float) -> None:
+    with ProcessExecutor(1, term_sequence=[(signal.SIGKILL, 0)]) as ex:
+        future = ex.run(["sleep", "60"], capture_output=True, text=True, timeout=timeout)
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        future.result()
+    with pytest.raises(subprocess.TimeoutExpired) as theirs:
+        subprocess.run(
+            ["sleep", "60"], check=False, capture_output=True, text=True, timeout=timeout
+        )
+    assert raised.value.timeout == theirs.value.timeout == timeout
+    assert type(raised.value.timeout) is type(timeout)
+    assert raised.value.cmd == theirs.value.cmd
+    assert raised.value.output == b"" and raised.value.stderr == b""  # bytes, always

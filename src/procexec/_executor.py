@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from functools import partial
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 from weakref import WeakSet
 
 from procexec._future import ProcessFuture
@@ -23,6 +23,7 @@ from procexec._reaper import Reaper
 from procexec._result import JobResult
 from procexec._signals import SignalsAsExit
 from procexec._streams import LineCallback
+from procexec._types import Command, RunKwargs, SubmitKwargs
 from procexec._validate import (
     check_argv,
     check_max_jobs,
@@ -30,6 +31,9 @@ from procexec._validate import (
     check_term_sequence,
     check_timeout,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: SIGTERM, two seconds' grace, then SIGKILL.
 DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
@@ -117,12 +121,12 @@ class ProcessExecutor(Executor):
 
     def submit(  # type: ignore[override]  # takes a command, not a callable
         self,
-        argv: Sequence[str | bytes | Any] | str | bytes,
+        argv: Command,
         /,
         *,
         timeout: float | None = None,
         new_process_group: bool | None = None,
-        **popen_kwargs: Any,
+        **popen_kwargs: Unpack[SubmitKwargs],
     ) -> ProcessFuture[int]:
         """Queue a command; the future resolves to its exit status.
 
@@ -145,11 +149,131 @@ class ProcessExecutor(Executor):
         for stream in _STREAMS:
             if popen_kwargs.get(stream) == subprocess.PIPE:
                 raise ValueError(f"submit() does not take {stream}=PIPE: use run() to capture")
-        return self._queue(argv, popen_kwargs, timeout, new_process_group, None)
+        return self._queue(argv, dict(popen_kwargs), timeout, new_process_group, None)
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout_line: Callable[[str], object] | None = None,
+        on_stderr_line: Callable[[str], object] | None = None,
+        universal_newlines: bool | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[str]]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+        on_stdout_line: Callable[[str], object] | None = None,
+        on_stderr_line: Callable[[str], object] | None = None,
+        universal_newlines: bool | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[str]]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str,
+        on_stdout_line: Callable[[str], object] | None = None,
+        on_stderr_line: Callable[[str], object] | None = None,
+        universal_newlines: bool | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[str]]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout_line: Callable[[str], object] | None = None,
+        on_stderr_line: Callable[[str], object] | None = None,
+        universal_newlines: Literal[True],
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[str]]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: bytes | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: None = None,
+        on_stdout_line: Callable[[bytes], object] | None = None,
+        on_stderr_line: Callable[[bytes], object] | None = None,
+        universal_newlines: Literal[False] | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[bytes]]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Command,
+        /,
+        *,
+        input: bytes | str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout_line: LineCallback | None = None,
+        on_stderr_line: LineCallback | None = None,
+        universal_newlines: bool | None = None,
+        new_process_group: bool | None = None,
+        **popen_kwargs: Unpack[RunKwargs],
+    ) -> ProcessFuture[JobResult[Any]]: ...
 
     def run(
         self,
-        argv: Sequence[str | bytes | Any] | str | bytes,
+        argv: Command,
         /,
         *,
         input: bytes | str | None = None,
@@ -163,7 +287,7 @@ class ProcessExecutor(Executor):
         on_stderr_line: LineCallback | None = None,
         new_process_group: bool | None = None,
         **popen_kwargs: Any,
-    ) -> ProcessFuture[JobResult]:
+    ) -> ProcessFuture[JobResult[Any]]:
         """Queue a command the way ``subprocess.run`` runs one; the future gives a JobResult.
 
         The arguments mean what they mean for ``subprocess.run``, except:
@@ -195,7 +319,7 @@ class ProcessExecutor(Executor):
 
     def map(  # type: ignore[override]  # maps commands, not a callable over iterables
         self,
-        argvs: Iterable[Sequence[str | bytes | Any] | str | bytes],
+        argvs: Iterable[Command],
         *,
         timeout: float | None = None,
         buffersize: int | None = None,

@@ -222,7 +222,7 @@ class Job:
         returncode: int,
         usage: resource.struct_rusage | None,
         ended_mono: float,
-    ) -> JobResult:
+    ) -> JobResult[Any]:
         assert self.popen is not None
         stdout = self.stdout.data() if self.stdout else None
         stderr = self.stderr.data() if self.stderr else None

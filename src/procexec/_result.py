@@ -5,7 +5,9 @@ from __future__ import annotations
 import resource
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Rusage:
         return cls(figures[0], figures[1], figures[2] * 1024)
 
 
-class JobResult(subprocess.CompletedProcess[Any]):
+class JobResult(subprocess.CompletedProcess[_T]):
     """A ``subprocess.CompletedProcess`` with the job's pid, timing and resource usage.
 
     Attributes:

@@ -40,14 +40,14 @@ def check_timeout(value: object, name: str = "timeout") -> float | None:
 
 
 def _check_seconds(value: object, name: str) -> float | None:
-    """``value`` as a non-negative float (infinity included) or None; else raise."""
+    """``value``, a non-negative int or float (infinity included), or None; else raise."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if not value >= 0:  # also rejects NaN
         raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
+    return value  # as given: TimeoutExpired.timeout reports it back, as subprocess does
 
 
 def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
@@ -55,8 +55,12 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
 
     A ``str`` or ``bytes`` command is accepted only with ``shell=True`` (as one shell command
     line); otherwise it is a TypeError, because ``"ls -l"`` would look for a program named
-    ``ls -l``.
+    ``ls -l``. A path-like object alone is a program run without arguments, as in
+    ``subprocess``. A tuple is kept as it is (it cannot change while the job waits); any
+    other sequence is copied into a list.
     """
+    if isinstance(argv, os.PathLike):
+        return argv  # type: ignore[return-value]  # Popen takes it as the program
     if isinstance(argv, (str, bytes)):
         if shell:
             if not argv:
@@ -76,7 +80,7 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
             raise TypeError(
                 f"argv[{position}] must be str, bytes or a path, not {type(item).__name__}"
             )
-    return list(argv)
+    return argv if isinstance(argv, tuple) else list(argv)
 
 
 def check_popen_kwargs(kwargs: Mapping[str, object]) -> None:

@@ -99,21 +99,21 @@ class _Finished:
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._futures: set[Future[JobResult]] = set()
+        self._futures: set[Future[JobResult[Any]]] = set()
 
-    def add(self, future: Future[JobResult]) -> None:
+    def add(self, future: Future[JobResult[Any]]) -> None:
         """Done-callback: record ``future`` and wake a waiting manager."""
         with self._changed:
             self._futures.add(future)
             self._changed.notify()
 
-    def take(self) -> set[Future[JobResult]]:
+    def take(self) -> set[Future[JobResult[Any]]]:
         """The futures recorded since the last call."""
         with self._changed:
             futures, self._futures = self._futures, set()
         return futures
 
-    def put_back(self, futures: set[Future[JobResult]]) -> None:
+    def put_back(self, futures: set[Future[JobResult[Any]]]) -> None:
         """Record again futures that were taken but not handled."""
         if futures:
             with self._changed:
@@ -232,7 +232,9 @@ class ProcessManager:
             self._finished = _Finished()
         return self._finished
 
-    def _start_failed(self, entry: ProcessManagerEntry, future: ProcessFuture[JobResult]) -> None:
+    def _start_failed(
+        self, entry: ProcessManagerEntry, future: ProcessFuture[JobResult[Any]]
+    ) -> None:
         error = future.exception()
         entry.start_error = error if isinstance(error, Exception) else None
         self.finished_entries.append(entry)
@@ -252,12 +254,12 @@ def _popen_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any
     return bound.pop("args"), bound
 
 
-def _future_of(entry: object) -> ProcessFuture[JobResult] | None:
-    future: ProcessFuture[JobResult] | None = getattr(entry, "_procexec_future", None)
+def _future_of(entry: object) -> ProcessFuture[JobResult[Any]] | None:
+    future: ProcessFuture[JobResult[Any]] | None = getattr(entry, "_procexec_future", None)
     return future
 
 
-def _status_of(entry: object, future: ProcessFuture[JobResult]) -> int:
+def _status_of(entry: object, future: ProcessFuture[JobResult[Any]]) -> int:
     """The exit status of a finished future, remembered on the entry for finished_status()."""
     error = future.exception()
     status = future.result().returncode if error is None else start_error_status(error)

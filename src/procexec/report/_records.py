@@ -9,6 +9,7 @@ time, peak memory, and whether the job timed out.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -200,11 +201,13 @@ def command_text(args: Any) -> str:
     """An argv (or shell command line) as one string, quoted as a shell would need it."""
     if isinstance(args, (str, bytes)):
         return args.decode(errors="replace") if isinstance(args, bytes) else args
-    words = [w.decode(errors="replace") if isinstance(w, bytes) else str(w) for w in args]
+    if isinstance(args, os.PathLike):  # a program alone
+        return shlex.quote(os.fsdecode(args))
+    words = [w.decode(errors="replace") if isinstance(w, bytes) else os.fsdecode(w) for w in args]
     return shlex.join(words)
 
 
-def _from_result(seq: int, result: JobResult) -> JobRecord:
+def _from_result(seq: int, result: JobResult[Any]) -> JobRecord:
     return JobRecord(
         seq=seq,
         command=command_text(result.args),
