@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 import procexec
+import procexec.aio
 import procexec.compat
 import procexec.report
 
 API_DOC = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
 
 
-@pytest.mark.parametrize("module", [procexec, procexec.compat, procexec.report])
+@pytest.mark.parametrize("module", [procexec, procexec.compat, procexec.report, procexec.aio])
 def test_all_is_a_tuple_of_existing_documented_names(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
     assert isinstance(names, tuple)

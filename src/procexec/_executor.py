@@ -435,6 +435,24 @@ class ProcessExecutor(Executor):
                 self._leave_block()
                 raise
 
+    async def __aenter__(self) -> ProcessExecutor:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """``async with``: as ``with``, but the wait for the jobs does not block the event
+        loop, and a cancellation of it stops and reaps them (:mod:`procexec.aio`)."""
+        from procexec.aio import leave_block  # noqa: PLC0415  # asyncio only for its users
+
+        try:
+            await leave_block(self, exc_type)
+        finally:
+            self._leave_block()
+
     def _leave_block(self) -> None:
         """Undo what __enter__ did; idempotent."""
         if self._sigterm is not None:

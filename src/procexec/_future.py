@@ -6,6 +6,7 @@ import contextlib
 import logging
 import subprocess
 import threading
+from collections.abc import Generator
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -133,6 +134,14 @@ class ProcessFuture(Future[T]):
         return self._reaper.wait_for_progress(
             lambda: self.popen is not None or self.done(), timeout
         )
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await future``: the job's result, in asyncio. Cancelling the awaiting task
+        stops the job: cancelled if it waits, stopped and reaped if it runs
+        (:mod:`procexec.aio`)."""
+        from procexec.aio import wait_job  # noqa: PLC0415  # asyncio only for its users
+
+        return wait_job(self).__await__()
 
     def _invoke_callbacks(self) -> None:
         """Run every done-callback once, whatever an earlier one raised.
