@@ -13,6 +13,7 @@ with ProcessExecutor(max_jobs=4) as ex:
 
 from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_max_jobs
 from procexec._future import ProcessFuture
+from procexec._progress import progress
 from procexec._result import JobResult, Rusage
 
 __all__ = (
@@ -22,6 +23,7 @@ __all__ = (
     "ProcessFuture",
     "Rusage",
     "default_max_jobs",
+    "progress",
 )
 
 __version__ = "0.1.0"

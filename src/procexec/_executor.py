@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from functools import partial
 from types import TracebackType
@@ -19,6 +19,7 @@ from weakref import WeakSet
 
 from procexec._future import ProcessFuture
 from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
+from procexec._progress import ExecutorBar
 from procexec._reaper import Reaper
 from procexec._result import JobResult
 from procexec._signals import SignalsAsExit
@@ -76,6 +77,9 @@ class ProcessExecutor(Executor):
             outer block armed it). A watch thread also starts stopping the jobs when one
             arrives, so that a main thread blocked in a wait is released. False leaves
             both alone.
+        progress: True, or a dict of ``tqdm`` options: a progress bar (``tqdm.auto``) of
+            the jobs queued and finished, with the failures counted; closed by
+            ``shutdown(wait=True)`` (the end of the ``with`` block).
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
     exception (KeyboardInterrupt, or SystemExit from SIGTERM or SIGHUP, too) cancels the
@@ -95,6 +99,7 @@ class ProcessExecutor(Executor):
         new_process_group: bool = True,
         at_exit: Literal["wait", "stop"] = "wait",
         sigterm: bool = True,
+        progress: bool | Mapping[str, Any] = False,
     ) -> None:
         if at_exit not in ("wait", "stop"):
             raise ValueError(f'at_exit must be "wait" or "stop", got {at_exit!r}')
@@ -107,6 +112,7 @@ class ProcessExecutor(Executor):
         _at_exit[at_exit].add(self._reaper)
         _register_exit_hook()
         self._sigterm = SignalsAsExit(partial(_start_stopping, self._reaper)) if sigterm else None
+        self._bar = _progress_bar(progress)
 
     @property
     def max_jobs(self) -> int:
@@ -383,6 +389,8 @@ class ProcessExecutor(Executor):
             self._reaper.close(cancel_pending=cancel_futures)
             if wait:
                 self._reaper.join()
+                if self._bar is not None:
+                    self._bar.close()
         except BaseException:
             if wait:
                 _abort(self._reaper)
@@ -478,8 +486,16 @@ class ProcessExecutor(Executor):
             command, popen_kwargs, future, timeout=seconds, own_group=own_group, options=options
         )
         future._bind(job, self._reaper)
+        if self._bar is not None:
+            self._bar.queued(future)
         self._reaper.enqueue(job)
         return future
+
+
+def _progress_bar(progress: bool | Mapping[str, Any]) -> ExecutorBar | None:
+    if not progress:
+        return None
+    return ExecutorBar(**(progress if isinstance(progress, Mapping) else {}))
 
 
 def _start_stopping(reaper: Reaper) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import reprlib
 import subprocess
 import threading
 from collections.abc import Generator
@@ -23,6 +24,13 @@ logger = logging.getLogger("procexec")
 #: Set on procexec's own threads (the lanes, the signal watch): there whatever a
 #: done-callback raises is logged, since no caller is there to receive it.
 _own_thread = threading.local()
+
+
+def _short(value: object) -> str:
+    """A result, briefly: an exit status as is, a JobResult by its class and status."""
+    if isinstance(value, int):
+        return str(value)
+    return f"{type(value).__name__}(returncode={getattr(value, 'returncode', '?')})"
 
 
 def contain_callback_errors() -> None:
@@ -134,6 +142,20 @@ class ProcessFuture(Future[T]):
         return self._reaper.wait_for_progress(
             lambda: self.popen is not None or self.done(), timeout
         )
+
+    def __repr__(self) -> str:
+        """``<ProcessFuture ['sleep', '60'] pid=1234 running>``; the command shortened."""
+        command = reprlib.repr(self.args) if self._job is not None else "(unbound)"
+        pid = self.pid
+        where = f" pid={pid}" if pid is not None else ""
+        with self._condition:
+            state = "cancelled" if self._state.startswith("CANCELLED") else self._state.lower()
+            if state == "finished":
+                if self._exception is not None:
+                    state += f" raised {type(self._exception).__name__}"
+                else:
+                    state += f" returned {_short(self._result)}"
+        return f"<ProcessFuture {command}{where} {state}>"
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await future``: the job's result, in asyncio. Cancelling the awaiting task

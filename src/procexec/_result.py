@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import resource
 import subprocess
 from dataclasses import dataclass
@@ -73,10 +74,20 @@ class JobResult(subprocess.CompletedProcess[_T]):
         self.rusage = rusage
 
     def __repr__(self) -> str:
+        """The args, status, pid and duration, and the size of the output (not the output:
+        it can be megabytes)."""
         return (
-            f"JobResult(args={self.args!r}, returncode={self.returncode!r}, "
-            f"pid={self.pid}, duration={self.duration:.3f})"
+            f"JobResult(args={reprlib.repr(self.args)}, returncode={self.returncode!r}, "
+            f"pid={self.pid}, duration={self.duration:.3f}, stdout={_size(self.stdout)}, "
+            f"stderr={_size(self.stderr)})"
         )
+
+
+def _size(output: object) -> str:
+    if output is None:
+        return "None"
+    unit = "chars" if isinstance(output, str) else "bytes"
+    return f"<{len(output)} {unit}>"  # type: ignore[arg-type]
 
 
 #: Status a shell gives a command it cannot find (program or directory missing).
