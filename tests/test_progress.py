@@ -4,6 +4,7 @@ of themselves (repr)."""
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 from typing import Any
@@ -81,3 +82,35 @@ def test_job_result_repr_keeps_the_size_of_the_output_not_the_output() -> None:
     assert isinstance(result, JobResult)
     assert "stdout=<100001 bytes>, stderr=<0 bytes>" in repr(result) and "xxx" not in repr(result)
     assert "stdout=<3 chars>, stderr=None" in repr(text)
+
+
+class _CountedPath:
+    """A program path whose repr() is counted: it shows when a log line was formatted."""
+
+    reprs = 0
+
+    def __fspath__(self) -> str:
+        return "true"
+
+    def __repr__(self) -> str:
+        _CountedPath.reprs += 1
+        return "<the true program>"
+
+
+def test_debug_log_says_queued_started_ended(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="procexec"), ProcessExecutor(1) as ex:
+        future = ex.submit([_CountedPath()])
+        ex.submit(["sleep", "60"], timeout=0.05)
+    pid = future.pid
+    lines = [r.getMessage() for r in caplog.records if r.name == "procexec"]
+    assert "procexec: queued [<the true program>]" in lines
+    assert f"procexec: started pid {pid}: [<the true program>]" in lines
+    assert any(line.startswith(f"procexec: ended pid {pid} with status 0 after ") for line in lines)
+    assert any(" with status -15 after " in line and "(timed out)" in line for line in lines)
+
+
+def test_nothing_is_formatted_when_debug_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    _CountedPath.reprs = 0
+    with caplog.at_level(logging.INFO, logger="procexec"), ProcessExecutor(1) as ex:
+        assert ex.submit([_CountedPath()]).result() == 0
+    assert _CountedPath.reprs == 0 and not caplog.records

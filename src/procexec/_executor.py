@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import itertools
+import logging
 import signal
 import subprocess
 import threading
@@ -35,6 +36,8 @@ from procexec._validate import (
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+logger = logging.getLogger("procexec")
 
 #: SIGTERM, two seconds' grace, then SIGKILL.
 DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
@@ -488,6 +491,8 @@ class ProcessExecutor(Executor):
         future._bind(job, self._reaper)
         if self._bar is not None:
             self._bar.queued(future)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("procexec: queued %r", command)
         self._reaper.enqueue(job)
         return future
 

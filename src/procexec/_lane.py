@@ -79,6 +79,19 @@ from procexec._streams import OutputPipe
 logger = logging.getLogger("procexec")
 
 
+def _log_end(job: Job, returncode: int, ended: float) -> None:
+    """The DEBUG line of a job that ended (only called when DEBUG is on)."""
+    assert job.popen is not None
+    logger.debug(
+        "procexec: ended pid %d with status %d after %.3f s%s: %r",
+        job.popen.pid,
+        returncode,
+        ended - job.started_mono,
+        " (timed out)" if job.timed_out else "",
+        job.argv,
+    )
+
+
 class Lane:
     """A loop and its children. The fields under "Guarded by host.lock" are shared with
     other threads; the rest belong to the lane's thread."""
@@ -351,6 +364,8 @@ class Lane:
             return False
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("procexec: started pid %d: %r", popen.pid, job.argv)
         try:
             job.take_pipes()
             self._watch(job, popen.pid)
@@ -416,6 +431,8 @@ class Lane:
         if job.timed_out:
             job.exited(returncode)
         value, error = job.outcome(returncode, rusage, ended)
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_end(job, returncode, ended)
         if error is not None:
             job.future.set_exception(error)
         else:
