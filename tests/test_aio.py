@@ -153,17 +153,21 @@ def test_a_queued_job_whose_waiter_is_cancelled_never_starts(
 ) -> None:
     read_fd, write_fd = report_pipe
 
-    async def main() -> bool:
+    async def main() -> tuple[bool, list[tuple[int, int]]]:
         with ProcessExecutor(1, term_sequence=[(signal.SIGKILL, 0)]) as ex:
             blocker = ex.submit(spawner(write_fd), pass_fds=(write_fd,))
             queued = ex.submit(py("raise SystemExit(9)"))
             task = asyncio.ensure_future(wait_job(queued))
-            await cancel_after_start(task, read_fd)
+            pids = await cancel_after_start(task, read_fd)
             blocker.kill()
             assert queued.pid is None
-            return queued.cancelled()
+            return queued.cancelled(), pids
 
-    assert run(main)
+    cancelled, pids = run(main)
+    assert cancelled
+    for child, grandchild in pids:
+        assert_dies(child)
+        assert_dies(grandchild)
 
 
 def test_a_second_cancellation_kills_at_once(run: Runner, report_pipe: tuple[int, int]) -> None:
@@ -194,21 +198,24 @@ def test_a_second_cancellation_kills_at_once(run: Runner, report_pipe: tuple[int
 def test_completed_yields_in_completion_order(run: Runner, report_pipe: tuple[int, int]) -> None:
     read_fd, write_fd = report_pipe
 
-    async def main() -> tuple[list[int], bool]:
+    async def main() -> tuple[list[int], bool, list[tuple[int, int]]]:
         with ProcessExecutor(3, term_sequence=[(signal.SIGKILL, 0)]) as ex:
             slow = ex.submit(spawner(write_fd), pass_fds=(write_fd,))
             quick = [ex.submit(py(f"raise SystemExit({i})")) for i in (1, 2)]
-            await started_pids(read_fd)
+            pids = await started_pids(read_fd)
             seen = []
             async for future in completed([slow, *quick]):
                 seen.append(future.result())
                 if len(seen) == 2:
                     slow_left_running = not slow.done()  # only watched, not owned
                     slow.kill()
-            return seen[:2], slow_left_running
+            return seen[:2], slow_left_running, pids
 
-    seen, left_running = run(main)
+    seen, left_running, pids = run(main)
     assert sorted(seen) == [1, 2] and left_running
+    for child, grandchild in pids:
+        assert_dies(child)
+        assert_dies(grandchild)
 
 
 def test_async_with_waits_without_blocking_the_loop(run: Runner) -> None:

@@ -18,6 +18,7 @@ from bs4 import BeautifulSoup, Tag
 from PIL import Image
 
 from procexec.cli import main
+from tests._helpers import assert_dies, my_children
 from tests._joblogs import batch_rows, write_log
 
 CHROMIUM = next(
@@ -58,6 +59,18 @@ DRIVER = """<script>
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium to its end, and reap the helpers it leaves behind: they are
+    orphaned to this process, which the test session makes a subreaper."""
+    assert CHROMIUM is not None
+    before = my_children()
+    try:
+        return _run_chromium(tmp_path, *args)
+    finally:
+        for pid in my_children() - before:
+            assert_dies(pid)
+
+
+def _run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     return subprocess.run(
         [
