@@ -1,4 +1,4 @@
-"""The measurements behind "What is in the way" in docs/benchmarks.md.
+"""The measurements behind "What is in the way" in docs/benchmarks-log.md.
 
 ``python -m bench.probes [cpu|latency|handoff|bytecodes|all] [--rounds N] [--quick]``
 

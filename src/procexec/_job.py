@@ -207,7 +207,7 @@ class Job:
         self.ended_mono = ended_mono
         if usage is not None:
             # The figures only: a struct_rusage kept alive with each job is a GC-tracked
-            # object per job, and made storm's parent CPU 4 % higher (docs/benchmarks.md).
+            # object per job, and made storm's parent CPU 4 % higher (docs/benchmarks-log.md).
             self.usage = (usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
         if self.options is None:
             return returncode, None

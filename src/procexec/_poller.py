@@ -5,7 +5,7 @@ child has exited, and each ``epoll_ctl`` is a system call that releases and reta
 GIL, two per job beside the wait itself. ``poll()`` is handed the whole set at each wait,
 so registering is a dict update. A lane's set is small (its share of ``max_jobs``, their
 pipes, the wake pipe), and handing it over costs less than the two calls saved. On storm
-(1000 x ``/bin/true``, j=2) the parent's CPU went down about a tenth (docs/benchmarks.md).
+(1000 x ``/bin/true``, j=2) the parent's CPU went down about a tenth (docs/benchmarks-log.md).
 """
 
 from __future__ import annotations
