@@ -1,11 +1,18 @@
-"""Every Python code block of README.md and docs/ runs, so an example can never again raise
-NameError. The blocks of a page run in order in one namespace, as a reader would paste them,
-in a temporary directory with the tiny fixtures they need (below)."""
+"""Every code block of README.md and docs/ runs, so an example can never again raise
+NameError or be a command procexec refuses.
+
+Python blocks of a page run in order in one namespace, as a reader would paste them; shell
+blocks run a line at a time with bash. Both run in a temporary directory with the tiny
+fixtures they need (below). A shell block that cannot run here (it installs from the
+package index, or it is a synopsis) says why in a ``<!-- not run by tests/test_docs.py:
+REASON -->`` line just before it, and the test checks that every such block has a reason."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+SHELL_BLOCK = re.compile(
+    r"(?:^<!-- not run by tests/test_docs.py: (?P<reason>.*?) -->\n)?^```sh\n(?P<code>.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
 
 #: Programs the examples run that a test machine may lack: stubs that succeed.
 STUB_PROGRAMS = ("convert", "openscad")
@@ -24,24 +35,48 @@ def python_blocks(page: Path) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
 
 
+def shell_blocks(page: Path) -> list[tuple[int, str, str | None]]:
+    """(line number, code, the reason it is not run or None) of each shell block."""
+    text = page.read_text()
+    return [
+        (text.count("\n", 0, m.start("code")) + 1, m.group("code"), m.group("reason"))
+        for m in SHELL_BLOCK.finditer(text)
+    ]
+
+
+def fixtures(directory: Path) -> list[str]:
+    """Make the files and stub programs the examples use; return the log files' names."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    for name in STUB_PROGRAMS:
+        stub = bin_dir / name
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+    (directory / "Makefile").write_text("all:\n\t@echo built\n")
+    paths = ["a.log", "b.log", "c.log"]
+    for name in [*paths, "my file.log"]:
+        (directory / name).write_text(f"{name}\nERROR one\n")
+    (directory / "commands.txt").write_text("echo one\necho two\n")
+    (directory / "part.scad").write_text("cube(1);\n")
+    (directory / "files.txt").write_text("part.scad\n")
+    return paths
+
+
+def with_fixture_path(directory: Path) -> str:
+    """PATH with the stubs first and this interpreter's procexec next."""
+    parts = [directory / "bin", Path(sys.executable).parent, os.environ["PATH"]]
+    return os.pathsep.join(map(str, parts))
+
+
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_python_blocks_run(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in STUB_PROGRAMS:
-        stub = bin_dir / name
-        stub.write_text("#!/bin/sh\nexit 0\n")
-        stub.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    paths = fixtures(tmp_path)
+    monkeypatch.setenv("PATH", with_fixture_path(tmp_path))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "Makefile").write_text("all:\n\t@echo built\n")
-    paths = ["a.log", "b.log", "c.log"]
-    for name in paths:
-        (tmp_path / name).write_text(f"{name}\n")
     namespace = {
         "__name__": "__docs__",
         "paths": paths,  # the reader's own files
@@ -53,3 +88,27 @@ def test_python_blocks_run(
         for gzipped in tmp_path.glob("*.gz"):  # gzip -k refuses to overwrite
             gzipped.unlink()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if shell_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_shell_blocks_run_or_say_why_not(page: Path, tmp_path: Path) -> None:
+    fixtures(tmp_path)
+    env = {**os.environ, "PATH": with_fixture_path(tmp_path)}
+    for line, code, reason in shell_blocks(page):
+        if reason is not None:
+            assert reason.strip(), f"{page.name}:{line}: a block not run needs a reason"
+            continue
+        for offset, command in enumerate(code.splitlines()):
+            if not command.strip():
+                continue
+            result = subprocess.run(
+                ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                text=True, timeout=120, check=False,
+            )  # fmt: skip
+            where = f"{page.name}:{line + offset}: {command}"
+            # 1..101: jobs failed (gzip -k refuses to overwrite what an earlier line made);
+            # 126, 127: the shell could not run it; 255: procexec refused it.
+            assert result.returncode not in (126, 127, 255), f"{where}\n{result.stderr}"
+            assert "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
