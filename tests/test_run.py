@@ -231,6 +231,10 @@ def test_a_bare_path_is_a_program_as_in_subprocess() -> None:
     assert (result.returncode, result.args) == (expected.returncode, expected.args)
     assert result.args == Path(TRUE) and result.returncode == 0
     assert status == 0
+    with ProcessExecutor(1) as ex, pytest.raises(TypeError, match="path-like command cannot"):
+        ex.run(Path(TRUE), shell=True)  # at the call; subprocess refuses it too
+    with pytest.raises(TypeError):
+        subprocess.run(Path(TRUE), shell=True, check=False)
 
 
 def test_a_tuple_of_args_stays_a_tuple_as_in_subprocess() -> None:
@@ -271,3 +275,19 @@ def test_timeout_expired_reports_the_timeout_as_given(timeout: float) -> None:
     assert type(raised.value.timeout) is type(timeout)
     assert raised.value.cmd == theirs.value.cmd
     assert raised.value.output == b"" and raised.value.stderr == b""  # bytes, always
+
+
+def test_default_encoding_warning_points_at_the_caller_as_in_subprocess() -> None:
+    code = (
+        "from procexec import ProcessExecutor\n"
+        "with ProcessExecutor(1) as ex:\n"
+        "    ex.run('echo hello', shell=True, text=True).result()\n"
+        "    ex.run('echo hello', shell=True, text=True, encoding='utf-8').result()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "warn_default_encoding", "-c", code],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if b"Warning" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(b"<string>:3: EncodingWarning: "), result.stderr

@@ -8,8 +8,10 @@ import itertools
 import logging
 import signal
 import subprocess
+import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
@@ -590,6 +592,9 @@ def _run_options(
     """
     text = bool(text or encoding or errors or popen_kwargs.pop("universal_newlines", False))
     if text:
+        if encoding is None and sys.flags.warn_default_encoding:
+            # As subprocess does under -X warn_default_encoding, at the caller's line.
+            warnings.warn("'encoding' argument not specified", EncodingWarning, stacklevel=3)
         codecs.lookup(text_encoding(encoding))
         codecs.lookup_error(errors or "strict")
     if capture_output:

@@ -47,8 +47,14 @@ class RunOptions:
 
 
 def text_encoding(encoding: str | None) -> str:
-    """The encoding text mode uses: the one given, else the locale's (as subprocess does)."""
-    return encoding or locale.getpreferredencoding(False)
+    """The encoding text mode uses: the one given, else UTF-8 in UTF-8 mode, else the
+    locale's (as subprocess does)."""
+    if encoding:
+        return encoding
+    if sys.flags.utf8_mode:
+        return "utf-8"
+    getencoding = getattr(locale, "getencoding", None)  # Python 3.11+
+    return getencoding() if getencoding is not None else locale.getpreferredencoding(False)
 
 
 def process_group_kwargs(popen_kwargs: dict[str, Any], new_group: bool) -> bool:

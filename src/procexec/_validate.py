@@ -60,6 +60,11 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
     other sequence is copied into a list.
     """
     if isinstance(argv, os.PathLike):
+        if shell:  # subprocess refuses it too
+            raise TypeError(
+                "a path-like command cannot be run with shell=True: pass the shell command "
+                "line as a str"
+            )
         return argv  # type: ignore[return-value]  # Popen takes it as the program
     if isinstance(argv, (str, bytes)):
         if shell:
