@@ -112,3 +112,32 @@ def test_shell_blocks_run_or_say_why_not(page: Path, tmp_path: Path) -> None:
             # 126, 127: the shell could not run it; 255: procexec refused it.
             assert result.returncode not in (126, 127, 255), f"{where}\n{result.stderr}"
             assert "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout to copy")
+def test_readme_install_and_run(tmp_path: Path) -> None:
+    """The README's first command, as a new user runs it: in a fresh copy of the checkout
+    (the tracked files), a new virtual environment, ``pip install .`` (from the package
+    index, as CI's machine allows), then the example batch with its log and report."""
+    text = (ROOT / "README.md").read_text()
+    first = next(code for _, code, _ in shell_blocks(ROOT / "README.md"))
+    assert text.index(first) < text.index("## "), "the README opens with this command"
+    copy = tmp_path / "procexec"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, tracked):
+        source, target = ROOT / os.fsdecode(name), copy / os.fsdecode(name)
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    result = subprocess.run(
+        ["bash", "-c", first], cwd=copy, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "six\tjob 6 says six" in result.stdout
+    assert result.stdout.count("\t:\t") == 6  # the job log's rows, printed by cat
+    assert 'data-outcome="ok" data-count="6"' in (copy / "example.html").read_text()
