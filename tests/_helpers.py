@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -29,6 +31,22 @@ def py_on_path(code: str, reaper_path: str) -> list[str]:
     ("pidfd" or "fallback"); fork()'s DeprecationWarning in a threaded process is muted."""
     prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
     return [sys.executable, "-W", "ignore::DeprecationWarning", "-c", prelude + code]
+
+
+def run_script(
+    code: str, reaper_path: str, *args: str, timeout: float = 60, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with ``args`` in a fresh interpreter on the given reaper path."""
+    argv = py_on_path(textwrap.dedent(code), reaper_path)
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON report a script printed last."""
+    assert proc.stdout.strip(), f"no report; stderr:\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 #: Records how many jobs run at once. It creates run-<pid>; waits (bounded) until argv[2]

@@ -9,12 +9,10 @@ concerned fail, that every future resolves once, that no child is left, and that
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import math
 import signal
 import subprocess
-import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from hypothesis import strategies as st
 from procexec import JobResult, ProcessExecutor, ProcessFuture, _limits
 from procexec._lane import Lane
 from procexec._streams import OutputPipe
-from tests._helpers import Gate, lane_threads, my_children, py_on_path
+from tests._helpers import Gate, lane_threads, last_json, my_children, run_script
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -220,15 +218,9 @@ print(json.dumps([type(error).__name__, small.stdout.decode(), after, big.popen.
 
 
 def test_memory_error_while_capturing_fails_that_job_and_kills_it(reaper_path: str) -> None:
-    proc = subprocess.run(
-        py_on_path(textwrap.dedent(MEMORY_LIMIT), reaper_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_script(MEMORY_LIMIT, reaper_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == [
+    assert last_json(proc) == [
         "MemoryError",
         "ok\n",
         3,

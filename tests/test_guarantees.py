@@ -33,27 +33,14 @@ from tests._helpers import (
     assert_dies,
     is_running,
     lane_threads,
+    last_json,
     my_children,
     py_on_path,
+    run_script,
     signal_other_thread,
 )
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
-
-
-def run_script(
-    code: str, reaper_path: str, *args: str, timeout: float = 60, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` with ``args`` in a fresh interpreter on the given reaper path."""
-    argv = py_on_path(textwrap.dedent(code), reaper_path)
-    return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-    )
-
-
-def last_json(proc: subprocess.CompletedProcess[str]) -> Any:
-    assert proc.stdout.strip(), f"no report; stderr:\n{proc.stderr}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 class _Errors(logging.Handler):

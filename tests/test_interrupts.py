@@ -10,12 +10,10 @@ interpreter, and checks the promises after every trial.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import random
 import signal
 import subprocess
-import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 
 from procexec import ProcessExecutor, ProcessFuture
 from procexec._reaper import Reaper
-from tests._helpers import Gate, lane_threads, my_children, py_on_path
+from tests._helpers import Gate, lane_threads, last_json, my_children, run_script
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -297,21 +295,12 @@ def test_interrupts_at_random_moments_break_no_promise(reaper_path: str, window:
     # which is not interrupt-safe (a lane then blocks in it for ever, holding our lock).
     # Every other test measures the same code.
     unmeasured = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    proc = subprocess.run(
-        [
-            *py_on_path(INTERRUPTED_TRIALS, reaper_path),
-            window,
-            str(trials),
-            str(random.randrange(1 << 30)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-        env=unmeasured,
+    seed = str(random.randrange(1 << 30))
+    proc = run_script(
+        INTERRUPTED_TRIALS, reaper_path, window, str(trials), seed, timeout=100, env=unmeasured
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.splitlines()[-1])
+    report = last_json(proc)
     assert report["problems"] == []
     assert report["fired"] >= trials // 4, "the timer should interrupt many operations"
     assert report["entries"] <= trials // 20, "landing on __exit__'s entry should be rare"
@@ -383,15 +372,9 @@ ex.shutdown()
 def test_fork_while_a_lane_starts_a_job_fails_that_jobs_future_in_the_child(
     reaper_path: str,
 ) -> None:
-    proc = subprocess.run(
-        py_on_path(textwrap.dedent(FORK_WHILE_STARTING), reaper_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_script(FORK_WHILE_STARTING, reaper_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == [0, 6]
+    assert last_json(proc) == [0, 6]
 
 
 # ------------------------------------------------------------ a timeout racing the exit
