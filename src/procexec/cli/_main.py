@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
 from procexec.cli._outputs import Outputs
-from procexec.cli._plan import command_text, make_plan
+from procexec.cli._plan import make_plan
 from procexec.cli._report import report_command
 from procexec.cli._runner import Runner
+from procexec.report._records import command_text
 
 INTERRUPTED = 130
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -130,7 +129,3 @@ def _already_done(joblog: str | None, resume: bool, resume_failed: bool) -> set[
     except OSError as error:
         raise UsageError(f"cannot read job log {joblog}: {error.strerror}") from None
     return {seq for seq, succeeded in outcomes.items() if succeeded or not resume_failed}
-
-
-def command_text(command: list[str] | str) -> str:
-    return command if isinstance(command, str) else shlex.join(command)

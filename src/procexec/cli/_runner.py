@@ -15,8 +15,9 @@ from procexec._executor import ProcessExecutor
 from procexec._future import ProcessFuture
 from procexec._result import start_error_status
 from procexec.cli._outputs import Outputs
-from procexec.cli._plan import Job, Plan, command_text
+from procexec.cli._plan import Job, Plan
 from procexec.report import JobRecord, record_of
+from procexec.report._records import command_text
 
 MAX_FAILED_STATUS = 101
 
@@ -124,10 +125,9 @@ class Runner:
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
     """The record of a finished run of a job."""
-    record = record_of(state.job.seq, future)
+    record = record_of(state.job.seq, future)  # its command is the future's, as run
     assert record is not None  # a finished job
-    command = command_text(state.command)
-    return replace(record, command=command, slot=state.slot, attempts=state.attempt)
+    return replace(record, slot=state.slot, attempts=state.attempt)
 
 
 def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int, bytes, bytes]:
