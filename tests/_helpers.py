@@ -159,12 +159,29 @@ def is_running(pid: int) -> bool:
 
 
 def my_children() -> set[int]:
-    """Pids whose parent is this process (zombies included)."""
+    """Pids whose parent is this process (zombies included), guardians left out.
+
+    A guardian is this process's own helper (procexec._guardian), or one that a child
+    made by os.fork() started and this subreaper adopted: an adopted one that has ended
+    is reaped here."""
     pids: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError):  # that thread ended while we looked
             pids.update(int(p) for p in (task / "children").read_text().split())
-    return pids
+    return {pid for pid in pids if not _is_guardian(pid)}
+
+
+def _is_guardian(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True  # gone already
+    if stat.split(" (", 1)[1].rsplit(")", 1)[0] != "procexec-guard":
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return True
 
 
 def lane_threads(executor: Any) -> list[threading.Thread]:

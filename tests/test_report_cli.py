@@ -20,7 +20,7 @@ from tests._helpers import PARALLEL, log_rows, needs_parallel, run_cli
 
 SIDECAR_KEYS = {
     "seq", "slot", "host", "pid", "start", "end", "exit", "signal", "timed_out", "attempts",
-    "cpu", "max_rss",
+    "cpu", "max_rss", "max_rss_upper",
 }  # fmt: skip
 
 #: A job per argument: "ok", "fail" (exit 3), "kill" (SIGKILL itself), "slow" (times out),
@@ -94,7 +94,7 @@ def test_sidecar_has_a_complete_object_per_job(tmp_path: Path) -> None:
         assert o["host"] == socket.gethostname()
         assert o["start"] == pytest.approx(float(rows[seq][2]), abs=0.001)
         assert o["end"] - o["start"] == pytest.approx(float(rows[seq][3]), abs=0.001)
-        assert o["cpu"] >= 0 and o["max_rss"] > 0
+        assert o["cpu"] >= 0 and o["max_rss_upper"] > 0
         assert o["command"].replace("\n", " ") == rows[seq][8]
     assert [objects[s]["exit"] for s in (1, 2, 5)] == [0, 3, 0]
     assert objects[3]["signal"] == signal.SIGKILL and objects[3]["exit"] is None

@@ -11,14 +11,22 @@ with ProcessExecutor(max_jobs=4) as ex:
 ```
 """
 
-from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor, default_max_jobs
+from procexec._executor import (
+    DEFAULT_TERM_SEQUENCE,
+    ExecutorStats,
+    ProcessExecutor,
+    default_max_jobs,
+)
 from procexec._future import ProcessFuture
 from procexec._progress import progress
 from procexec._result import JobResult, Rusage
+from procexec._rlimits import Limits
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
+    "ExecutorStats",
     "JobResult",
+    "Limits",
     "ProcessExecutor",
     "ProcessFuture",
     "Rusage",

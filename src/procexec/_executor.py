@@ -15,16 +15,19 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 from weakref import WeakSet
 
+from procexec._admission import make_admission
 from procexec._future import ProcessFuture
 from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
 from procexec._progress import ExecutorBar
 from procexec._reaper import Reaper
 from procexec._result import JobResult
+from procexec._rlimits import add_limits, check_limits
 from procexec._signals import SignalsAsExit
 from procexec._streams import LineCallback
 from procexec._types import Command, RunKwargs, SubmitKwargs
@@ -62,6 +65,22 @@ def default_max_jobs() -> int:
     return cpus if cpus <= 2 else cpus - 1
 
 
+@dataclass(frozen=True)
+class ExecutorStats:
+    """A look at an executor (:meth:`ProcessExecutor.stats`).
+
+    Attributes:
+        running: jobs started (or being started) and not finished.
+        queued: jobs waiting to start.
+        held_by: why the waiting jobs wait when it is not for a free slot: ``"memfree"``,
+            ``"load"``, ``"pressure:<resource>"`` or ``"delay"``; None otherwise.
+    """
+
+    running: int
+    queued: int
+    held_by: str | None
+
+
 class ProcessExecutor(Executor):
     """Runs external commands as child processes, at most ``max_jobs`` at once.
 
@@ -85,6 +104,24 @@ class ProcessExecutor(Executor):
         progress: True, or a dict of ``tqdm`` options: a progress bar (``tqdm.auto``) of
             the jobs queued and finished, with the failures counted; closed by
             ``shutdown(wait=True)`` (the end of the ``with`` block).
+        memfree: start a job only while at least this much memory is available (bytes,
+            or a size like ``"2G"``; MemAvailable, and the room under this process's
+            cgroup memory limit). Under half of it, the youngest of two or more running
+            jobs is stopped with the termination sequence and queued again (GNU
+            parallel's ``--memfree``); its future stays running.
+        load: start a job only while fewer than this many processes are running or
+            runnable on the machine (GNU parallel's ``--load``).
+        pressure: start a job only while Linux pressure stall information ("some
+            avg10", a percentage) is under the given limit for each resource:
+            ``{"memory": 10, "cpu": 50, "io": 20}``.
+        delay: at least this many seconds between two starts (GNU parallel's ``--delay``).
+        on_held: called on procexec's own thread with the reason (``"memfree"``,
+            ``"load"``, ``"pressure:memory"``, ``"delay"``) when jobs begin to be held back
+            by the settings above, and with None when they no longer are.
+        guardian: whether a helper process stops the running jobs if this process dies
+            in a way no code of its own can act on (SIGKILL, the OOM killer): None (the
+            default) guards the jobs of ``with`` and ``async with`` blocks, True every
+            job, False none. See docs/guarantees.md for what it costs.
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
     exception (KeyboardInterrupt, or SystemExit from SIGTERM or SIGHUP, too) cancels the
@@ -105,13 +142,27 @@ class ProcessExecutor(Executor):
         at_exit: Literal["wait", "stop"] = "wait",
         sigterm: bool = True,
         progress: bool | Mapping[str, Any] = False,
+        memfree: int | str | None = None,
+        load: float | None = None,
+        pressure: Mapping[str, float] | None = None,
+        delay: float | None = None,
+        on_held: Callable[[str | None], object] | None = None,
+        guardian: bool | None = None,
     ) -> None:
+        if guardian not in (None, True, False):
+            raise TypeError(f"guardian must be None, True or False, got {guardian!r}")
+        self._guardian = guardian
+        self._guarded = bool(guardian)
         if at_exit not in ("wait", "stop"):
             raise ValueError(f'at_exit must be "wait" or "stop", got {at_exit!r}')
         limit = default_max_jobs() if max_jobs is None else check_max_jobs(max_jobs)
         self._new_process_group = bool(new_process_group)
         self._reaper = Reaper(
-            limit, check_term_sequence(term_sequence), name=f"procexec-reaper-{next(_counter)}"
+            limit,
+            check_term_sequence(term_sequence),
+            name=f"procexec-reaper-{next(_counter)}",
+            admission=make_admission(memfree, load, pressure, delay),
+            on_held=on_held,
         )
         self._at_exit = at_exit
         _at_exit[at_exit].add(self._reaper)
@@ -401,6 +452,11 @@ class ProcessExecutor(Executor):
                 _abort(self._reaper)
             raise
 
+    def stats(self) -> ExecutorStats:
+        """How many jobs run and wait now, and why the waiting ones wait."""
+        running, queued, held_by = self._reaper.stats()
+        return ExecutorStats(running, queued, held_by)
+
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
 
@@ -419,6 +475,8 @@ class ProcessExecutor(Executor):
             # (CPython checks for signals as a function starts) leaves the block without
             # its cleanup, and the program is then on its way out.
             _at_exit["stop"].add(self._reaper)
+        if self._guardian is None:
+            self._guarded = True
         if self._sigterm is not None:
             self._sigterm.arm()
         return self
@@ -481,14 +539,24 @@ class ProcessExecutor(Executor):
         new_process_group: bool | None,
         options: RunOptions | None,
     ) -> ProcessFuture[Any]:
+        limits = check_limits(popen_kwargs.pop("limits", None))
         check_popen_kwargs(popen_kwargs)
+        if limits is not None:
+            add_limits(popen_kwargs, limits)
         command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
         seconds = check_timeout(timeout)
         new_group = self._new_process_group if new_process_group is None else new_process_group
         own_group = process_group_kwargs(popen_kwargs, new_group)
         future: ProcessFuture[Any] = ProcessFuture()
         job = Job(
-            command, popen_kwargs, future, timeout=seconds, own_group=own_group, options=options
+            command,
+            popen_kwargs,
+            future,
+            timeout=seconds,
+            own_group=own_group,
+            options=options,
+            guarded=self._guarded,
+            limits=limits,
         )
         future._bind(job, self._reaper)
         if self._bar is not None:

@@ -114,6 +114,22 @@ class ProcessFuture(Future[T]):
         return Rusage.from_figures(job.usage)
 
     @property
+    def requeues(self) -> int:
+        """How many times the job was stopped to free memory (``memfree``) and queued
+        again; it then ran again from the start."""
+        return self._job.requeues if self._job is not None else 0
+
+    @property
+    def limit_hit(self) -> str | None:
+        """For a finished job run with ``limits=`` that failed, the limit it most likely
+        ran into (as ``JobResult.limit_hit``), else None."""
+        job = self._job
+        if job is None or job.ended_mono is None or job.popen is None:
+            return None
+        returncode = job.popen.returncode
+        return None if returncode is None else job.limit_hit(returncode)
+
+    @property
     def timed_out(self) -> bool:
         """True when the job was stopped because its ``timeout`` expired."""
         return self._job is not None and self._job.timed_out

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from procexec._result import JobResult, Rusage
+from procexec._result import JobResult, Rusage, UsageFigures, usage_figures
+from procexec._rlimits import Limits, limit_hit
 from procexec._streams import InputPipe, LineCallback, OutputPipe
 
 if TYPE_CHECKING:
@@ -80,11 +81,15 @@ class Job:
         "deadline",
         "ended_mono",
         "future",
+        "guarded",
         "lane",
+        "limits",
         "options",
         "own_group",
         "popen",
         "popen_kwargs",
+        "requeue",
+        "requeues",
         "started_mono",
         "started_wall",
         "stderr",
@@ -106,8 +111,14 @@ class Job:
         timeout: float | None,
         own_group: bool,
         options: RunOptions | None,
+        guarded: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self.argv = argv
+        #: Registered with the guardian while it runs (``_guardian.py``).
+        self.guarded = guarded
+        #: The job's resource limits (``_rlimits.py``), or None.
+        self.limits = limits
         self.popen_kwargs = popen_kwargs
         self.future = future
         self.timeout = timeout
@@ -118,7 +129,7 @@ class Job:
         self.started_mono = 0.0
         #: Monotonic instant the child was reaped, and its usage then; None before.
         self.ended_mono: float | None = None
-        self.usage: tuple[float, float, int] | None = None
+        self.usage: UsageFigures | None = None
         self.stdout: OutputPipe | None = None
         self.stderr: OutputPipe | None = None
         self.stdin: InputPipe | None = None
@@ -131,6 +142,24 @@ class Job:
         self.stop_is_fatal = False
         #: The lane that took this job from the queue; None while it waits.
         self.lane: Lane | None = None
+        #: Being stopped to free memory (``memfree``): queue it again once it has exited.
+        self.requeue = False
+        #: How many times it was stopped and queued again.
+        self.requeues = 0
+
+    def reset_for_requeue(self) -> None:
+        """Forget the run that was stopped to free memory, so that the job can start again
+        (its future stays running)."""
+        self.popen = None
+        self.stdout = self.stderr = None
+        self.stdin = None
+        self.deadline = None
+        self.stop_steps = None
+        self.timed_out = self.stop_is_fatal = False
+        self.usage = None
+        self.lane = None
+        self.requeue = False
+        self.requeues += 1
 
     def started(self, popen: subprocess.Popen[bytes]) -> None:
         """Record the started child, its start time and its timeout deadline (cannot fail)."""
@@ -212,13 +241,11 @@ class Job:
         """
         self.ended_mono = ended_mono
         if usage is not None:
-            # The figures only: a struct_rusage kept alive with each job is a GC-tracked
-            # object per job, and made storm's parent CPU 4 % higher (docs/benchmarks-log.md).
-            self.usage = (usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
+            self.usage = usage_figures(usage)
         if self.options is None:
             return returncode, None
         try:
-            return self._result(self.options, returncode, usage, ended_mono), None
+            return self._result(self.options, returncode, ended_mono), None
         except Exception as exc:
             return None, exc
 
@@ -226,7 +253,6 @@ class Job:
         self,
         options: RunOptions,
         returncode: int,
-        usage: resource.struct_rusage | None,
         ended_mono: float,
     ) -> JobResult[Any]:
         assert self.popen is not None
@@ -251,5 +277,14 @@ class Job:
             started_at=self.started_wall,
             ended_at=time.time(),
             duration=ended_mono - self.started_mono,
-            rusage=Rusage.from_struct(usage) if usage is not None else None,
+            rusage=Rusage.from_figures(self.usage) if self.usage is not None else None,
+            limit_hit=self.limit_hit(returncode),
+            requeues=self.requeues,
         )
+
+    def limit_hit(self, returncode: int) -> str | None:
+        """The resource limit this finished job most likely ran into, or None."""
+        if self.limits is None:
+            return None
+        cpu = self.usage[0] + self.usage[1] if self.usage is not None else None
+        return limit_hit(self.limits, returncode, cpu)

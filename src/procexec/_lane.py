@@ -69,6 +69,7 @@ from functools import partial
 from procexec import _platform
 from procexec._failures import interrupt_behind, job_error, logged, loop_failure
 from procexec._future import contain_callback_errors
+from procexec._guardian import GUARDIAN
 from procexec._job import Job
 from procexec._lanehost import LaneHost, Run
 from procexec._limits import explain, with_more_files
@@ -352,11 +353,12 @@ class Lane:
 
     def _start(self, job: Job) -> bool:
         """Start ``job``; False if it gave its slot back (cancelled, or it failed)."""
-        if self._host.cancelling:
-            job.future.cancel()
-        if not job.future.set_running_or_notify_cancel():
-            self._host.give_back(self, job)
-            return False
+        if not job.requeues:  # a job queued again after a memfree stop is running already
+            if self._host.cancelling:
+                job.future.cancel()
+            if not job.future.set_running_or_notify_cancel():
+                self._host.give_back(self, job)
+                return False
         try:
             popen = with_more_files(partial(_popen, job))
         except BaseException as exc:
@@ -364,6 +366,8 @@ class Lane:
             return False
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
+        if job.guarded:
+            GUARDIAN.watch(popen.pid, group=job.own_group)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("procexec: started pid %d: %r", popen.pid, job.argv)
         try:
@@ -428,6 +432,11 @@ class Lane:
         returncode, rusage = self._reap(job)
         ended = time.monotonic()
         self._release(job)
+        if job.requeue and returncode != 0:  # stopped to free memory: it runs again later
+            job.reset_for_requeue()
+            self._host.requeue(self, job)
+            self._host.notify_progress()
+            return
         if job.timed_out:
             job.exited(returncode)
         value, error = job.outcome(returncode, rusage, ended)
@@ -446,19 +455,11 @@ class Lane:
         """Reap the exited child, keeping its Popen consistent for a caller who holds it."""
         popen = job.popen
         assert popen is not None
-        # Popen serialises its own waitpid calls with this private lock; holding it keeps a
-        # caller's concurrent popen.poll()/wait() from reaping the pid between our check
-        # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
-        with getattr(popen, "_waitpid_lock", _NO_LOCK):
-            if popen.returncode is not None:  # the caller's poll()/wait() got there first
-                return popen.returncode, None
-            try:
-                _, status, usage = os.wait4(popen.pid, 0)
-            except ChildProcessError:  # SIGCHLD ignored: Popen reports 0 in that case too
-                popen.returncode = 0
-                return 0, None
-            popen.returncode = os.waitstatus_to_exitcode(status)
-        return popen.returncode, usage
+        try:
+            return _wait4(popen)
+        finally:
+            if job.guarded:  # reaped: its pid may be reused, so the guardian forgets it
+                GUARDIAN.forget(popen.pid)
 
     def _release(self, job: Job) -> None:
         """Forget a reaped job: its deadline and its pipes (drained first). Its slot is given
@@ -513,6 +514,24 @@ _NO_LOCK = nullcontext()
 
 def _popen(job: Job) -> subprocess.Popen[bytes]:
     return subprocess.Popen(job.argv, **job.popen_kwargs)
+
+
+def _wait4(popen: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None]:
+    """Reap ``popen``'s exited child: its status, and its usage unless a caller's
+    ``poll()``/``wait()`` reaped it first."""
+    # Popen serialises its own waitpid calls with this private lock; holding it keeps a
+    # caller's concurrent popen.poll()/wait() from reaping the pid between our check
+    # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
+    with getattr(popen, "_waitpid_lock", _NO_LOCK):
+        if popen.returncode is not None:  # the caller's poll()/wait() got there first
+            return popen.returncode, None
+        try:
+            _, status, usage = os.wait4(popen.pid, 0)
+        except ChildProcessError:  # SIGCHLD ignored: Popen reports 0 in that case too
+            popen.returncode = 0
+            return 0, None
+        popen.returncode = os.waitstatus_to_exitcode(status)
+    return popen.returncode, usage
 
 
 def _wake_pipe() -> tuple[int, int]:

@@ -5,6 +5,7 @@
  Lane (its own thread)                      Reaper (LaneHost; any thread, under lock)
  take(lane)            ─── a waiting job ──►  pending deque, max_jobs, shares
  give_back(lane, job)  ─── a free slot ────►
+ requeue(lane, job)    ─── stopped for memfree: first in line again
  held_by(lane)         ─── its jobs ───────►  (to fail them when its loop fails)
  lane_failed(...)      ─── its loop died ──►  restart it, or give up
  notify_progress()     ─── started/ended ──►  wait_started() callers
@@ -46,6 +47,10 @@ class LaneHost(Protocol):
 
     def give_back(self, lane: Lane, job: Job) -> None:
         """``job`` no longer holds a slot (resolved, or never started); idempotent."""
+
+    def requeue(self, lane: Lane, job: Job) -> None:
+        """``job`` was stopped to free memory (``memfree``) and has exited: it waits again,
+        first in line, and no longer holds a slot."""
 
     def held_by(self, lane: Lane) -> list[Job]:
         """The jobs ``lane`` took and has not given back."""

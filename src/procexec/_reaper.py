@@ -23,11 +23,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from weakref import WeakSet
 
+from procexec._admission import Admission, AdmissionWatch
 from procexec._job import Job
 from procexec._lane import Lane
 from procexec._validate import TermSequence
@@ -53,8 +55,17 @@ class Reaper:
     """Runs jobs under a limit on its lanes; the methods without a leading underscore are
     safe to call from any thread."""
 
-    def __init__(self, max_jobs: int, term_sequence: TermSequence, name: str) -> None:
+    def __init__(
+        self,
+        max_jobs: int,
+        term_sequence: TermSequence,
+        name: str,
+        admission: Admission | None = None,
+        on_held: Callable[[str | None], object] | None = None,
+    ) -> None:
         self.term_sequence = term_sequence
+        #: Starts only what the machine has room for (``_admission.py``), or None.
+        self._admission = None if admission is None else AdmissionWatch(admission, self, on_held)
         self._name = name
         #: Notified whenever jobs were started or finished, while someone waits on it in
         #: wait_for_progress (ProcessFuture.wait_started).
@@ -111,6 +122,8 @@ class Reaper:
                 raise RuntimeError("cannot schedule new jobs after shutdown")
             try:
                 self._pending.append(job)
+                if self._admission is not None:
+                    self._admission.ensure_running_locked(self._name)
                 self._wake_takers_locked()
             except BaseException:
                 if self._pending and self._pending[-1] is job:  # no lane took it: it needs
@@ -150,10 +163,28 @@ class Reaper:
             if any(run.thread is me for run in runs):
                 return
             going = [run for run in runs if run.done.locked()]
+            if not going and self._held_back():
+                # Admission holds the waiting jobs: its watch wakes a lane when they may go.
+                self.wait_for_progress(self._lane_runs_or_nothing_waits, None)
+                continue
             if not going and not self._drain_without_threads():
                 return
             for run in going:
                 run.wait()
+
+    def _held_back(self) -> bool:
+        """Whether jobs wait, with no lane running, because admission holds them back."""
+        with self.lock:
+            return (
+                self._admission is not None
+                and self._admission.watching_locked()
+                and bool(self._pending)
+                and not any(lane.has_thread_locked() for lane in self._lanes)
+            )
+
+    def _lane_runs_or_nothing_waits(self) -> bool:
+        with self.lock:
+            return not self._pending or any(lane.has_thread_locked() for lane in self._lanes)
 
     def _drain_without_threads(self) -> bool:
         """No lane's thread runs: start one if jobs still wait (a thread could not be
@@ -232,7 +263,21 @@ class Reaper:
         """How many more jobs ``lane`` may take now."""
         if not self._pending:
             return 0
-        return min(lane.share - lane.taken, self._max_jobs - len(self._taken))
+        room = min(lane.share - lane.taken, self._max_jobs - len(self._taken))
+        if room <= 0 or self._admission is None:
+            return room
+        return self._admitted_locked(room)
+
+    def _admitted_locked(self, room: int) -> int:
+        """``room``, or 0 while admission holds jobs back (1 with a delay between starts)."""
+        assert self._admission is not None
+        admission = self._admission.admission
+        reason = admission.check(time.monotonic())
+        if reason is not None:
+            self._admission.hold_locked(reason)
+            return 0
+        self._admission.held_by = None
+        return 1 if admission.one_at_a_time() else room
 
     def busy_locked(self) -> bool:
         """Whether any job waits or runs: the lanes' threads stay until neither does."""
@@ -249,6 +294,8 @@ class Reaper:
             job.lane = lane
             lane.taken += 1
             self._taken.add(job)
+            if self._admission is not None:
+                self._admission.started_locked(len(self._taken))
             return job, free > 1 and bool(self._pending)
 
     def give_back(self, lane: Lane, job: Job) -> None:
@@ -259,15 +306,75 @@ class Reaper:
             except KeyError:  # given back already (a failed job's cleanup)
                 return
             lane.taken -= 1
+            if self._admission is not None:
+                self._admission.admission.after_stop = False  # memory was given back
             if not self.busy_locked():  # the last job: let the idle lanes end
                 for other in self._lanes:
                     if other is not lane:
                         other.post_locked(_nothing)
+                if self._admission is not None:
+                    self._admission.poke()
             if self._pending and lane.taken >= lane.share:
                 # This lane is over its share (the limit was re-split): let another take.
                 # A lane whose thread cannot start now is started by the next enqueue.
                 with contextlib.suppress(RuntimeError):
                     self._wake_takers_locked()
+
+    def requeue(self, lane: Lane, job: Job) -> None:
+        """``job`` of ``lane`` was stopped to free memory: it waits again, first in line."""
+        with self.lock:
+            self._taken.discard(job)
+            lane.taken -= 1
+            self._pending.appendleft(job)
+            if self._admission is not None:
+                self._admission.admission.after_stop = True
+            with contextlib.suppress(RuntimeError):  # the next enqueue or join retries
+                self._wake_takers_locked()
+
+    # --------------------------------------------- AdmissionWatch's thread
+    def running_count_locked(self) -> int:
+        """How many jobs the lanes hold."""
+        return len(self._taken)
+
+    def recheck(self) -> None:
+        """Look again whether held-back jobs may start; wake the lanes if they may."""
+        with self.lock:
+            assert self._admission is not None
+            if self._admission.admission.check(time.monotonic()) is None:
+                self._admission.held_by = None
+            if self._pending:
+                with contextlib.suppress(RuntimeError):
+                    self._wake_takers_locked()
+        self.notify_progress()  # a join() waiting for held-back jobs looks again
+
+    def requeue_youngest(self) -> None:
+        """Memory is under half of ``memfree``: stop the youngest running job (of two or
+        more) with the termination sequence; its lane queues it again when it has exited."""
+        with self.lock:
+            running = [
+                job
+                for job in self._taken
+                if job.popen is not None and job.stop_steps is None and not job.requeue
+            ]
+            if len(running) < 2:
+                return
+            job = max(running, key=lambda j: j.started_mono)
+            job.requeue = True
+            lane = job.lane
+            assert lane is not None
+            lane.post_locked(partial(lane.stop_if_running, job, False))
+        logger.warning(
+            "procexec: memfree: less than half of the memory asked for is available; "
+            "stopping the youngest job (pid %d) to run it again later: %r",
+            job.popen.pid if job.popen is not None else 0,
+            job.argv,
+        )
+
+    def stats(self) -> tuple[int, int, str | None]:
+        """``(running, queued, held_by)`` now."""
+        with self.lock:
+            held = self._admission.held_by if self._admission is not None else None
+            return len(self._taken), len(self._pending), held if self._pending else None
 
     def held_by(self, lane: Lane) -> list[Job]:
         """The jobs ``lane`` took and has not given back."""

@@ -15,25 +15,60 @@ _T = TypeVar("_T")
 class Rusage:
     """Resource usage of one child, from ``os.wait4``.
 
+    Linux carries the peak memory of the process that starts a child across ``exec``: the
+    kernel's figure for a child is the higher of its own peak and the peak its parent (this
+    Python process) had when it started it. ``true`` started from a 500 MiB interpreter
+    reports 500 MiB. So the figure is kept as an upper bound, and counts as the child's own
+    peak only when it is higher than this process's own peak.
+
     Attributes:
         user_time: CPU seconds spent in user mode.
         system_time: CPU seconds spent in the kernel.
-        max_rss: peak resident set size in bytes (Linux reports KiB; this is converted).
+        max_rss: the child's own peak resident set size in bytes, or None when it cannot
+            be told apart from the parent's peak it inherited (a child that stayed smaller
+            than this process); it is then at most ``max_rss_upper``.
+        max_rss_upper: the kernel's figure (``ru_maxrss``, in bytes): the higher of the
+            child's own peak and this process's peak when it started the child.
     """
 
     user_time: float
     system_time: float
-    max_rss: int
+    max_rss: int | None
+    max_rss_upper: int
 
     @classmethod
-    def from_struct(cls, usage: resource.struct_rusage) -> Rusage:
-        """Build from the ``struct_rusage`` that ``os.wait4`` returns (Linux units)."""
-        return cls(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * 1024)
+    def from_figures(cls, figures: UsageFigures) -> Rusage:
+        """Build from the figures a job keeps (see :func:`usage_figures`)."""
+        utime, stime, kib, own = figures
+        return cls(utime, stime, kib * 1024 if own else None, kib * 1024)
 
-    @classmethod
-    def from_figures(cls, figures: tuple[float, float, int]) -> Rusage:
-        """Build from ``(ru_utime, ru_stime, ru_maxrss)`` as ``os.wait4`` reports them."""
-        return cls(figures[0], figures[1], figures[2] * 1024)
+
+#: ``(ru_utime, ru_stime, ru_maxrss in KiB, whether ru_maxrss is the child's own)``.
+UsageFigures = tuple[float, float, int, bool]
+
+
+def usage_figures(usage: resource.struct_rusage) -> UsageFigures:
+    """What a job keeps of ``os.wait4``'s usage, decided when it is reaped: the figures
+    only (a struct_rusage kept alive with each job is a GC-tracked object per job, and made
+    storm's parent CPU 4 % higher, docs/benchmarks-log.md)."""
+    kib = usage.ru_maxrss
+    return usage.ru_utime, usage.ru_stime, kib, exceeds_parent_peak(kib)
+
+
+class _ParentPeak:
+    """This process's peak RSS in KiB as last read; it only grows, so a child's figure at
+    or under it needs no new read (no system call for the many small children)."""
+
+    kib = 0
+
+
+def exceeds_parent_peak(kib: int) -> bool:
+    """Whether a child's ``ru_maxrss`` (KiB) is higher than this process's own peak, so
+    that it is the child's own and not the peak it inherited."""
+    if kib <= _ParentPeak.kib:
+        return False
+    _ParentPeak.kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib > _ParentPeak.kib
 
 
 class JobResult(subprocess.CompletedProcess[_T]):
@@ -51,6 +86,10 @@ class JobResult(subprocess.CompletedProcess[_T]):
             for a free slot is not included.
         rusage: the child's CPU time and peak memory, or None where it cannot be known
             (the child was reaped by someone else, e.g. a caller's ``popen.wait()``).
+        requeues: how many times the job was stopped to free memory (``memfree``) and
+            run again from the start; its output is the last run's.
+        limit_hit: for a job run with ``limits=`` that failed, the limit it most likely
+            ran into ("cpu", "memory" or "data"; see :class:`procexec.Limits`), else None.
     """
 
     def __init__(
@@ -65,8 +104,12 @@ class JobResult(subprocess.CompletedProcess[_T]):
         ended_at: float,
         duration: float,
         rusage: Rusage | None,
+        limit_hit: str | None = None,
+        requeues: int = 0,
     ) -> None:
         super().__init__(args, returncode, stdout, stderr)
+        self.requeues = requeues
+        self.limit_hit = limit_hit
         self.pid = pid
         self.started_at = started_at
         self.ended_at = ended_at

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeAlias, TypedDict, Union
 
+from procexec._rlimits import Limits
+
 #: A program or argument: text, bytes or a path.
 StrOrBytesPath: TypeAlias = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: A command: a sequence of arguments, or one program (a str or bytes only with shell=True).
@@ -41,6 +43,8 @@ class RunKwargs(TypedDict, total=False):
     umask: int
     pipesize: int
     process_group: int | None
+    #: procexec's own, not Popen's: resource limits for the job (procexec.Limits).
+    limits: Limits | Mapping[str, int | float | str | None] | None
 
 
 class SubmitKwargs(RunKwargs, total=False):

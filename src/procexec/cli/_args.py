@@ -71,6 +71,40 @@ def parse_jobs(text: str, cpus: int) -> int:
     return jobs
 
 
+def parse_load(text: str, cpus: int) -> float:
+    """``--load``: N processes, or N% of the CPUs (100% is one per CPU); 0 means 0.01."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%?)", text.strip())
+    if match is None:
+        raise UsageError(f"--load takes N or N% (of the CPUs), not {text!r}")
+    load = float(match.group(1)) * (cpus / 100 if match.group(2) else 1)
+    return load if load > 0 else 0.01
+
+
+_DURATION = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from ``1.5``, ``30s``, ``2m``, ``1h``, ``1d`` or a sum such as ``1m30s``."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip().lower())
+    if not parts or "".join(a + b for a, b in parts) != text.strip().lower():
+        raise UsageError(f"{option} takes seconds, optionally with s, m, h or d, not {text!r}")
+    return sum(float(number) * _DURATION[unit] for number, unit in parts)
+
+
+def parse_pressure(text: str) -> dict[str, float]:
+    """``--pressure``: ``memory=10,cpu=50,io=20`` (percentages of "some avg10")."""
+    limits: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            limits[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"--pressure takes RESOURCE=PERCENT[,...], not {text!r}")
+    return limits
+
+
 def parse_halt(text: str) -> Halt | None:
     """``--halt``: never, or soon|now,fail|success|done=N or N%."""
     if text == "never":
@@ -127,5 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dry-run", action="store_true", help="print the commands instead of running them")
     add("--shell", action="store_true", help="run the command through /bin/sh")
     add("--term-seq", "--termseq", metavar="SEQ", help="how to stop a job, e.g. TERM,2000,KILL,0")
+    add("--memfree", metavar="SIZE", help="start a job only while SIZE of memory is free (e.g. 2G)")
+    add("--load", metavar="N", help="start a job only while fewer than N processes run (N or N%%)")
+    add("--delay", metavar="SECS", help="at least SECS between two starts (s, m, h, d suffixes)")
+    add(
+        "--pressure",
+        metavar="RES=PCT,...",
+        help="start a job only while Linux PSI 'some avg10' is under PCT, e.g. memory=10,io=20",
+    )
+    add(
+        "--no-guardian",
+        dest="guardian",
+        action="store_false",
+        help="let jobs outlive procexec if it is killed with SIGKILL (default: they are stopped)",
+    )
     add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
     return parser

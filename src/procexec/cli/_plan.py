@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from procexec._admission import make_admission
 from procexec._executor import DEFAULT_TERM_SEQUENCE, default_max_jobs
 from procexec.cli._args import (
     Halt,
     UsageError,
     build_parser,
+    parse_duration,
     parse_halt,
     parse_jobs,
+    parse_load,
+    parse_pressure,
     parse_term_seq,
 )
 from procexec.cli._joblog import read_outcomes
@@ -48,6 +54,8 @@ class Plan:
     tag: bool
     bar: bool
     dry_run: bool
+    guardian: bool  # stop the jobs if procexec is killed (see procexec._guardian)
+    admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
 
     def command(self, job: Job, slot: int) -> list[str] | str:
         """The argv, or the shell command line, for ``job`` in ``slot``."""
@@ -90,7 +98,29 @@ def make_plan(argv: list[str]) -> Plan:
         tag=options.tag,
         bar=options.bar,
         dry_run=options.dry_run,
+        guardian=options.guardian,
+        admission=_admission(options),
     )
+
+
+def _admission(options: argparse.Namespace) -> dict[str, Any]:
+    """``--memfree``, ``--load``, ``--delay``, ``--pressure``, checked (and probed) now."""
+    admission: dict[str, Any] = {}
+    if options.memfree is not None:
+        admission["memfree"] = options.memfree
+    if options.load is not None:
+        from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
+
+        admission["load"] = parse_load(options.load, int(cpu_count()))
+    if options.delay is not None:
+        admission["delay"] = parse_duration(options.delay, "--delay")
+    if options.pressure is not None:
+        admission["pressure"] = parse_pressure(options.pressure)
+    try:
+        make_admission(**admission)
+    except (TypeError, ValueError, OSError) as error:
+        raise UsageError(f"--{error}") from None  # its messages begin with the option
+    return admission
 
 
 def _max_jobs(text: str | None) -> int:

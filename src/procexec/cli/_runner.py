@@ -50,7 +50,13 @@ class Runner:
     def run(self) -> int:
         """Run every job; return the exit status (failed jobs, capped at 101)."""
         shell = self.plan.template is None or self.plan.template.shell
-        with ProcessExecutor(self.plan.max_jobs, term_sequence=self.plan.term_sequence) as ex:
+        with ProcessExecutor(
+            self.plan.max_jobs,
+            term_sequence=self.plan.term_sequence,
+            guardian=None if self.plan.guardian else False,
+            on_held=self._held,
+            **self.plan.admission,
+        ) as ex:
             try:
                 while self.running or (self.todo and not self.halting):
                     self._start_more(ex, shell)
@@ -68,6 +74,11 @@ class Runner:
                 if self.bar is not None:
                     self.bar.close()
         return min(self.failed, MAX_FAILED_STATUS)
+
+    def _held(self, reason: str | None) -> None:
+        """Show on the bar why jobs wait (admission: --memfree, --load, ...)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str("" if reason is None else f"held: {reason}")
 
     def wake(self) -> None:
         """End the main thread's current wait (called from the signal watch thread)."""

@@ -51,7 +51,11 @@ class JobRecord:
         pid: the child's process id, or None.
         attempts: how many times the job has been run (``--retries``), this run included.
         cpu: user + system CPU seconds of the child, or None when not known.
-        max_rss: peak resident memory in bytes as ``wait4`` reports it, or None.
+        max_rss: the child's own peak resident memory in bytes, or None when not known
+            (see :class:`procexec.Rusage`: a child smaller than its parent cannot be told
+            apart from the parent's peak it inherits).
+        max_rss_upper: the kernel's figure (``wait4``), an upper bound of the child's own
+            peak: the higher of it and the parent's peak when it started the child.
         error: why the job failed without an exit status (e.g. it could not start).
         earlier: the job's earlier attempts, which failed and were retried (their own
             records; their ``attempts`` is their number, and they have no ``earlier``).
@@ -70,6 +74,7 @@ class JobRecord:
     attempts: int = 1
     cpu: float | None = None
     max_rss: int | None = None
+    max_rss_upper: int | None = None
     error: str | None = None
     earlier: tuple[JobRecord, ...] = ()
 
@@ -146,6 +151,7 @@ _JSON_TYPES: dict[str, frozenset[type]] = {
     "attempts": frozenset((int,)),
     "cpu": _NUMBER | {_NULL},
     "max_rss": frozenset((int, _NULL)),
+    "max_rss_upper": frozenset((int, _NULL)),
     "error": frozenset((str, _NULL)),
     "earlier": frozenset((list,)),
 }
@@ -262,7 +268,11 @@ def _status(returncode: int) -> dict[str, Any]:
 def _usage(usage: Rusage | None) -> dict[str, Any]:
     if usage is None:
         return {}
-    return {"cpu": usage.user_time + usage.system_time, "max_rss": usage.max_rss}
+    return {
+        "cpu": usage.user_time + usage.system_time,
+        "max_rss": usage.max_rss,
+        "max_rss_upper": usage.max_rss_upper,
+    }
 
 
 # ----------------------------------------------------------------------- from files

@@ -1,0 +1,170 @@
+"""Per-job resource limits: ``limits=`` of ``submit()`` and ``run()``.
+
+The limits are set with ``setrlimit`` in the child, after the fork and before ``exec``, so
+they bind the command and whatever it starts, and nothing else. That needs a
+``preexec_fn``, with which CPython starts the child with ``fork()`` instead of ``vfork()``:
+a job with limits costs a copy of this process's page tables at its start (measured in
+docs/benchmarks.md); a job without limits starts as before.
+
+What ran into a limit is not reported by the kernel. A job stopped by SIGXCPU (or by
+SIGKILL at the hard CPU limit, one second later) certainly hit its CPU limit. A job that
+failed while it had a memory limit most likely ran out of it: allocations fail, and the
+program exits with an error or a signal. ``limit_hit`` names that limit.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeAlias
+
+#: A size: bytes, or a string with a K, M, G or T suffix (powers of 1024).
+Size: TypeAlias = int | str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one job, applied in its child before ``exec``.
+
+    Attributes:
+        memory: address space (``RLIMIT_AS``): the most virtual memory the command may map.
+        data: data segment and heap (``RLIMIT_DATA``; on Linux 4.7+ all private writable
+            mappings): nearer to the memory a program allocates than ``memory``.
+        cpu: CPU seconds (``RLIMIT_CPU``): SIGXCPU when they are used up, SIGKILL one
+            second later.
+        open_files: open file descriptors (``RLIMIT_NOFILE``).
+        processes: processes and threads of this user (``RLIMIT_NPROC``; on Linux the
+            count is per user, not per job).
+
+    Sizes are bytes, or strings such as ``"512M"`` or ``"2G"``. None leaves a limit as
+    this process has it. A limit may not exceed this process's hard limit.
+    """
+
+    memory: Size | None = None
+    data: Size | None = None
+    cpu: float | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    def rlimits(self) -> tuple[tuple[int, tuple[int, int]], ...]:
+        """``(resource, (soft, hard))`` pairs to set; raises ValueError or TypeError."""
+        pairs: list[tuple[int, tuple[int, int]]] = []
+        for name, (which, parse) in _RESOURCES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            soft = parse(name, value)
+            hard = soft + 1 if which == resource.RLIMIT_CPU else soft  # SIGXCPU, then SIGKILL
+            pairs.append((which, (soft, _within_hard_limit(name, which, hard))))
+        return tuple(pairs)
+
+    def memory_limited(self) -> bool:
+        """Whether a memory limit (``memory`` or ``data``) is set."""
+        return self.memory is not None or self.data is not None
+
+
+def _size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"limits: {name} must be a number of bytes or a size like '512M'")
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
+        if match is None:
+            raise ValueError(f"limits: {name}={value!r} is not a size like '512M' or '2G'")
+        power = " KMGT".index(match.group(2).upper() or " ")
+        value = int(float(match.group(1)) * 1024**power)
+    if value <= 0:
+        raise ValueError(f"limits: {name} must be positive, got {value}")
+    return value
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"limits: {name} must be an integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"limits: {name} must be positive, got {value}")
+    return value
+
+
+def _seconds(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"limits: {name} must be a number of seconds, got {value!r}")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"limits: {name} must be a positive number of seconds, got {value}")
+    return max(1, round(value))  # the kernel counts whole seconds
+
+
+_RESOURCES: dict[str, tuple[int, Callable[[str, object], int]]] = {
+    "memory": (resource.RLIMIT_AS, _size),
+    "data": (resource.RLIMIT_DATA, _size),
+    "cpu": (resource.RLIMIT_CPU, _seconds),
+    "open_files": (resource.RLIMIT_NOFILE, _count),
+    "processes": (resource.RLIMIT_NPROC, _count),
+}
+
+
+def _within_hard_limit(name: str, which: int, value: int) -> int:
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY and value > hard:
+        raise ValueError(
+            f"limits: {name}={value} is above this process's hard limit ({hard}), which "
+            "only root can raise"
+        )
+    return value
+
+
+def check_limits(value: object) -> Limits | None:
+    """A Limits from ``limits=`` (a Limits, a mapping of its fields, or None), or raise."""
+    if value is None or isinstance(value, Limits):
+        limits = value
+    elif isinstance(value, Mapping):
+        known = {field.name for field in fields(Limits)}
+        unknown = set(value) - known
+        if unknown:
+            raise TypeError(
+                f"limits: unknown limit(s) {', '.join(sorted(map(str, unknown)))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        limits = Limits(**value)
+    else:
+        raise TypeError(f"limits must be a procexec.Limits or a dict, got {type(value).__name__}")
+    if limits is not None:
+        limits.rlimits()  # check every value now, in the caller, not in the child
+    return limits
+
+
+class SetLimits:
+    """The ``preexec_fn`` that sets a job's limits, then runs the caller's own, if any."""
+
+    def __init__(
+        self, pairs: tuple[tuple[int, tuple[int, int]], ...], then: Callable[[], Any] | None
+    ) -> None:
+        self._pairs = pairs
+        self._then = then
+
+    def __call__(self) -> None:
+        for which, pair in self._pairs:
+            resource.setrlimit(which, pair)
+        if self._then is not None:
+            self._then()
+
+
+def add_limits(popen_kwargs: dict[str, Any], limits: Limits) -> None:
+    """Make the child set ``limits`` before ``exec`` (the caller's preexec_fn still runs)."""
+    popen_kwargs["preexec_fn"] = SetLimits(limits.rlimits(), popen_kwargs.get("preexec_fn"))
+
+
+def limit_hit(limits: Limits | None, returncode: int, cpu_seconds: float | None) -> str | None:
+    """The limit a finished job most likely ran into, or None (see the module docstring)."""
+    if limits is None or returncode == 0:
+        return None
+    if limits.cpu is not None and (
+        returncode == -signal.SIGXCPU
+        or (returncode == -signal.SIGKILL and cpu_seconds is not None and cpu_seconds >= limits.cpu)
+    ):
+        return "cpu"
+    if limits.memory_limited():
+        return "memory" if limits.memory is not None else "data"
+    return None

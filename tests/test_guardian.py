@@ -1,0 +1,325 @@
+"""The guardian: when the parent dies by any means, SIGKILL included, its jobs die too.
+
+Each test starts a real parent (a script, or the ``procexec`` command) whose jobs each
+start a grandchild; every process of the tree carries a marker in its argv. The jobs write
+their pids to files; once all have, the test kills the parent and scans /proc for the
+marker. This test session is a subreaper (conftest.py), so the orphans become its children:
+the test reaps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procexec import ProcessExecutor
+from procexec._guardian import Guardian
+
+#: A job: start a grandchild, then record both pids (atomically) and sleep.
+JOB = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    marker, ready = sys.argv[1], sys.argv[2]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    tmp = f"{ready}/.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.rename(tmp, f"{ready}/{os.getpid()}")
+    time.sleep(300)
+    """
+)
+
+#: A parent: start ``n`` jobs in a with block (or not), then wait for ever.
+PARENT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from procexec import ProcessExecutor
+    job, marker, ready, n, mode, fork = sys.argv[1:7]
+    options = {} if mode == "default" else {"guardian": mode == "on"}
+    ex = ProcessExecutor(max_jobs=int(n), **options)
+    if mode != "plain":
+        ex.__enter__()
+    for _ in range(int(n)):
+        ex.submit([sys.executable, "-c", job, marker, ready])
+    # Fork once every job has started: a fork while a lane is inside Popen would hand the
+    # child Popen's error pipe, and that Popen would wait for the child (CPython's hazard).
+    while fork == "fork" and len([f for f in os.listdir(ready) if f[0] != "."]) < int(n):
+        time.sleep(0.01)
+    if fork == "fork" and os.fork() == 0:  # a child that outlives the parent
+        with open(f"{ready}/.forked", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(f"{ready}/.forked", f"{ready}/.fork")
+        threading.Event().wait()
+    threading.Event().wait()
+    """
+)
+
+
+class Tree:
+    """A parent process and the pids its jobs reported."""
+
+    def __init__(self, tmp_path: Path, argv_of: str, n: int = 3) -> None:
+        self.marker = f"procexec-guardian-test-{uuid.uuid4().hex}"
+        self.ready = tmp_path / "ready"
+        self.ready.mkdir()
+        self.n = n
+        self.argv_of = argv_of
+
+    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        self.parent: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)
+        return self.parent
+
+    def wait_ready(self, timeout: float = 60) -> list[int]:
+        """The pids of every job and grandchild, once all jobs reported them."""
+        end = time.monotonic() + timeout
+        while len(files := [p for p in self.ready.iterdir() if p.name[0] != "."]) < self.n:
+            assert self.parent.poll() is None, "the parent ended before its jobs started"
+            assert time.monotonic() < end, f"only {len(files)} of {self.n} jobs started"
+            time.sleep(0.01)
+        return [int(pid) for path in files for pid in path.read_text().split()]
+
+    def alive(self, ignore: frozenset[int] = frozenset()) -> list[int]:
+        """Pids of live (not zombie) processes with the marker in their argv, the parent
+        (it has the marker too) left out."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in {self.parent.pid, *ignore}:
+                continue
+            with contextlib.suppress(OSError):
+                if self.marker.encode() in (entry / "cmdline").read_bytes():
+                    stat = (entry / "stat").read_text()
+                    if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(entry.name))
+        return found
+
+    def gone_within(self, seconds: float, ignore: frozenset[int] = frozenset()) -> list[int]:
+        """Wait until no marked process is alive, or ``seconds``; what is still alive."""
+        end = time.monotonic() + seconds
+        while (alive := self.alive(ignore)) and time.monotonic() < end:
+            time.sleep(0.01)
+        return alive
+
+    def cleanup(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        _reap_orphans()
+
+
+def _reap_orphans() -> None:
+    """Reap the zombies this subreaper adopted from the killed parent (the guardian too)."""
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for pid in (task / "children").read_text().split():
+                stat = Path(f"/proc/{pid}/stat")
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                        with contextlib.suppress(ChildProcessError):
+                            os.waitpid(int(pid), 0)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[Tree]:
+    t = Tree(tmp_path, "script")
+    yield t
+    if hasattr(t, "parent") and t.parent.poll() is None:
+        t.parent.kill()
+        t.parent.wait()
+    t.cleanup(t.alive())
+
+
+def _parent_argv(tree: Tree, mode: str, fork: str = "") -> list[str]:
+    return [
+        sys.executable,
+        "-W",
+        "ignore::DeprecationWarning",  # fork() in a threaded process, on purpose
+        "-c",
+        PARENT,
+        JOB,
+        tree.marker,
+        str(tree.ready),
+        str(tree.n),
+        mode,
+        fork or "nofork",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["default", "on"])
+def test_sigkilled_parent_takes_its_jobs_and_grandchildren(tree: Tree, mode: str) -> None:
+    parent = tree.start(_parent_argv(tree, mode))
+    pids = tree.wait_ready()
+    assert sorted(tree.alive()) == sorted(pids)  # the scan sees the whole tree
+    parent.kill()
+    parent.wait()
+    assert tree.gone_within(2.0) == []
+    tree.cleanup(pids)
+
+
+def test_without_the_guardian_jobs_outlive_a_sigkilled_parent(tree: Tree) -> None:
+    """What the guardian prevents (and proof that the scan would see it)."""
+    parent = tree.start(_parent_argv(tree, "off"))
+    pids = tree.wait_ready()
+    parent.kill()
+    parent.wait()
+    assert sorted(tree.alive()) == sorted(pids)
+    tree.cleanup(pids)
+
+
+def test_plain_executor_outside_a_with_block_is_not_guarded_by_default(tree: Tree) -> None:
+    parent = tree.start(_parent_argv(tree, "plain"))
+    pids = tree.wait_ready()
+    parent.kill()
+    parent.wait()
+    assert sorted(tree.alive()) == sorted(pids)
+    tree.cleanup(pids)
+
+
+def test_a_kill_of_the_parents_whole_group_does_not_reach_the_guardian(tree: Tree) -> None:
+    """A CI runner's timeout kills the process group: the guardian has a session of its own."""
+    parent = tree.start(_parent_argv(tree, "default"), start_new_session=True)
+    pids = tree.wait_ready()
+    os.killpg(parent.pid, signal.SIGKILL)
+    parent.wait()
+    assert tree.gone_within(2.0) == []
+    tree.cleanup(pids)
+
+
+def test_a_forked_child_does_not_keep_the_guardian_waiting(tree: Tree) -> None:
+    """A child made by os.fork() closes its copy of the pipe, so the parent's death is seen
+    while that child lives on."""
+    parent = tree.start(_parent_argv(tree, "default", fork="fork"))
+    pids = tree.wait_ready()
+    end = time.monotonic() + 60
+    while not (tree.ready / ".fork").exists():
+        assert time.monotonic() < end, "the forked child did not start"
+        time.sleep(0.01)
+    forked = int((tree.ready / ".fork").read_text())
+    parent.kill()
+    parent.wait()
+    try:
+        assert tree.gone_within(2.0, ignore=frozenset({forked})) == []
+        assert forked in tree.alive()  # it lives on, holding no pipe end
+    finally:
+        tree.cleanup([*pids, forked])
+
+
+def test_the_cli_guards_its_jobs(tree: Tree) -> None:
+    argv = [sys.executable, "-m", "procexec", "-j", str(tree.n), sys.executable, "-c", JOB]
+    argv += [tree.marker, str(tree.ready), ":::", *map(str, range(tree.n))]
+    # The CLI appends the input as the last argument: JOB ignores it.
+    parent = tree.start(argv, stdin=subprocess.DEVNULL)
+    pids = tree.wait_ready()
+    parent.kill()
+    parent.wait()
+    assert tree.gone_within(2.0) == []
+    tree.cleanup(pids)
+
+
+def test_the_cli_without_the_guardian(tree: Tree) -> None:
+    argv = [sys.executable, "-m", "procexec", "--no-guardian", "-j", str(tree.n)]
+    argv += [sys.executable, "-c", JOB, tree.marker, str(tree.ready), ":::", "1", "2", "3"]
+    parent = tree.start(argv, stdin=subprocess.DEVNULL)
+    pids = tree.wait_ready()
+    parent.kill()
+    parent.wait()
+    assert sorted(tree.alive()) == sorted(pids)
+    tree.cleanup(pids)
+
+
+# ------------------------------------------------------------ in this process
+def test_jobs_are_registered_while_they_run_and_forgotten_when_reaped(
+    reaper_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    guardian = Guardian()
+    monkeypatch.setattr(guardian, "_send", lambda fd, line: sent.append(line.decode()))
+    monkeypatch.setattr(guardian, "_fd", -1)
+    monkeypatch.setattr("procexec._lane.GUARDIAN", guardian)
+    with ProcessExecutor(max_jobs=2) as ex:
+        grouped = ex.submit(["true"])
+        plain = ex.submit(["true"], new_process_group=False)
+        captured = ex.run(["true"], capture_output=True)
+    with ProcessExecutor(max_jobs=2, guardian=False) as unguarded:
+        unguarded.submit(["true"]).result()
+    pids = [grouped.pid, plain.pid, captured.result().pid]
+    assert sorted(sent) == sorted(
+        [f"g{pids[0]}\n", f"p{pids[1]}\n", f"g{pids[2]}\n", *(f"-{pid}\n" for pid in pids)]
+    )
+    for pid in pids:  # each registered before it is forgotten
+        registered = [i for i, line in enumerate(sent) if line in (f"g{pid}\n", f"p{pid}\n")]
+        assert sent.index(f"-{pid}\n") > registered[0]
+
+
+def test_executor_outside_with_is_guarded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    watched: list[int] = []
+    guardian = Guardian()
+    monkeypatch.setattr(guardian, "watch", lambda pid, group: watched.append(pid))
+    monkeypatch.setattr("procexec._lane.GUARDIAN", guardian)
+    ex = ProcessExecutor(max_jobs=1, guardian=True)
+    future = ex.submit(["true"])
+    ex.shutdown()
+    assert watched == [future.pid]
+
+
+def test_guardian_option_is_checked() -> None:
+    with pytest.raises(TypeError, match="guardian must be None, True or False"):
+        ProcessExecutor(guardian="yes")  # type: ignore[arg-type]
+
+
+def test_a_killed_guardian_leaves_jobs_running_unguarded(caplog: pytest.LogCaptureFixture) -> None:
+    guardian = Guardian()
+    guardian.watch(os.getpid(), group=False)  # starts it
+    assert guardian.pid is not None
+    os.kill(guardian.pid, signal.SIGKILL)
+    os.waitpid(guardian.pid, 0)
+    guardian.forget(os.getpid())  # EPIPE: it warns and carries on
+    guardian.watch(os.getpid(), group=False)
+    assert guardian._fd is None
+    assert "the guardian has gone" in caplog.text
+
+
+def test_a_guardian_that_cannot_start_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    guardian = Guardian()
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    guardian.watch(1, group=True)
+    guardian.watch(1, group=True)
+    assert caplog.text.count("cannot start the guardian") == 1
+
+
+def test_the_guardian_stops_registered_jobs_at_the_end_of_its_input(tmp_path: Path) -> None:
+    """The helper on its own: SIGTERM first; SIGKILL for a job that ignores it."""
+    ignore_term = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", ignore_term + "print(flush=True)\ntime.sleep(300)"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    polite = subprocess.Popen(["sleep", "300"])
+    forgotten = subprocess.Popen(["sleep", "300"])
+    assert stubborn.stdout is not None
+    stubborn.stdout.readline()  # its handler is in place
+    program = Path(sys.modules["procexec._guardian"].__file__).with_name("_guardian_main.py")  # type: ignore[arg-type]
+    lines = f"g{stubborn.pid}\np{polite.pid}\np{forgotten.pid}\n-{forgotten.pid}\nbogus\n"
+    subprocess.run([sys.executable, "-I", "-S", str(program)], input=lines.encode(), check=True)
+    assert stubborn.wait(5) == -signal.SIGKILL
+    assert polite.wait(5) == -signal.SIGTERM
+    assert forgotten.poll() is None
+    forgotten.kill()
+    forgotten.wait()
+    stubborn.stdout.close()
