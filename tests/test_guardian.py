@@ -241,38 +241,54 @@ def test_the_cli_without_the_guardian(tree: Tree) -> None:
 
 
 # ------------------------------------------------------------ in this process
+class Recorder:
+    """Stands in for the guardian: records what the lanes register and forget."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, bool]] = []
+        self._slots: dict[int, int] = {}
+
+    def watch(self, pid: int, *, group: bool) -> int:
+        self.calls.append(("watch", pid, group))
+        self._slots[pid + 1] = pid
+        return pid + 1  # a slot of its own per job
+
+    def forget(self, slot: int) -> None:
+        self.calls.append(("forget", self._slots.pop(slot), False))
+
+
 def test_jobs_are_registered_while_they_run_and_forgotten_when_reaped(
     reaper_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[str] = []
-    guardian = Guardian()
-    monkeypatch.setattr(guardian, "_send", lambda fd, line: sent.append(line.decode()))
-    monkeypatch.setattr(guardian, "_fd", -1)
-    monkeypatch.setattr("procexec._lane.GUARDIAN", guardian)
+    recorder = Recorder()
+    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
     with ProcessExecutor(max_jobs=2) as ex:
         grouped = ex.submit(["true"])
         plain = ex.submit(["true"], new_process_group=False)
         captured = ex.run(["true"], capture_output=True)
+        failed = ex.run(["true"], capture_output=True, on_stdout_line=lambda line: None)
     with ProcessExecutor(max_jobs=2, guardian=False) as unguarded:
         unguarded.submit(["true"]).result()
-    pids = [grouped.pid, plain.pid, captured.result().pid]
-    assert sorted(sent) == sorted(
-        [f"g{pids[0]}\n", f"p{pids[1]}\n", f"g{pids[2]}\n", *(f"-{pid}\n" for pid in pids)]
+    pids = [grouped.pid, plain.pid, captured.result().pid, failed.result().pid]
+    watched = [(pid, group) for what, pid, group in recorder.calls if what == "watch"]
+    assert sorted(watched) == sorted(
+        [(pids[0], True), (pids[1], False), (pids[2], True), (pids[3], True)]
     )
-    for pid in pids:  # each registered before it is forgotten
-        registered = [i for i, line in enumerate(sent) if line in (f"g{pid}\n", f"p{pid}\n")]
-        assert sent.index(f"-{pid}\n") > registered[0]
+    forgotten = [pid for what, pid, _ in recorder.calls if what == "forget"]
+    assert sorted(forgotten) == sorted(pids)  # each exactly once
+    for pid in pids:  # registered before it is forgotten
+        assert recorder.calls.index(("forget", pid, False)) > next(
+            i for i, call in enumerate(recorder.calls) if call[:2] == ("watch", pid)
+        )
 
 
 def test_executor_outside_with_is_guarded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    watched: list[int] = []
-    guardian = Guardian()
-    monkeypatch.setattr(guardian, "watch", lambda pid, group: watched.append(pid))
-    monkeypatch.setattr("procexec._lane.GUARDIAN", guardian)
+    recorder = Recorder()
+    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
     ex = ProcessExecutor(max_jobs=1, guardian=True)
     future = ex.submit(["true"])
     ex.shutdown()
-    assert watched == [future.pid]
+    assert recorder.calls == [("watch", future.pid, True), ("forget", future.pid, False)]
 
 
 def test_guardian_option_is_checked() -> None:
@@ -280,30 +296,39 @@ def test_guardian_option_is_checked() -> None:
         ProcessExecutor(guardian="yes")  # type: ignore[arg-type]
 
 
-def test_a_killed_guardian_leaves_jobs_running_unguarded(caplog: pytest.LogCaptureFixture) -> None:
-    guardian = Guardian()
-    guardian.watch(os.getpid(), group=False)  # starts it
-    assert guardian.pid is not None
-    os.kill(guardian.pid, signal.SIGKILL)
-    os.waitpid(guardian.pid, 0)
-    guardian.forget(os.getpid())  # EPIPE: it warns and carries on
-    guardian.watch(os.getpid(), group=False)
-    assert guardian._fd is None
-    assert "the guardian has gone" in caplog.text
-
-
 def test_a_guardian_that_cannot_start_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     guardian = Guardian()
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
-    guardian.watch(1, group=True)
-    guardian.watch(1, group=True)
+    assert guardian.watch(1, group=True) == 0
+    assert guardian.watch(1, group=True) == 0
+    guardian.forget(0)
     assert caplog.text.count("cannot start the guardian") == 1
 
 
-def test_the_guardian_stops_registered_jobs_at_the_end_of_its_input(tmp_path: Path) -> None:
-    """The helper on its own: SIGTERM first; SIGKILL for a job that ignores it."""
+def test_a_full_registry_leaves_the_rest_unguarded_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    guardian = Guardian()
+    first = guardian.watch(os.getpid(), group=False)  # starts it
+    monkeypatch.setattr(guardian, "_free", [])
+    assert guardian.watch(os.getpid(), group=False) == 0
+    assert guardian.watch(os.getpid(), group=False) == 0
+    assert caplog.text.count("unguarded") == 1
+    guardian.forget(first)
+    _stop_helper(guardian)
+
+
+def _stop_helper(guardian: Guardian) -> None:
+    """End a test's own guardian: close its pipe (it then stops what is registered)."""
+    assert guardian._pipe is not None and guardian.pid is not None
+    os.close(guardian._pipe)
+    os.waitpid(guardian.pid, 0)
+
+
+def test_the_helper_stops_registered_jobs_when_the_pipe_ends() -> None:
+    """SIGTERM first; SIGKILL for a job that ignores it; a forgotten job is left alone."""
     ignore_term = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     stubborn = subprocess.Popen(
         [sys.executable, "-c", ignore_term + "print(flush=True)\ntime.sleep(300)"],
@@ -314,12 +339,41 @@ def test_the_guardian_stops_registered_jobs_at_the_end_of_its_input(tmp_path: Pa
     forgotten = subprocess.Popen(["sleep", "300"])
     assert stubborn.stdout is not None
     stubborn.stdout.readline()  # its handler is in place
-    program = Path(sys.modules["procexec._guardian"].__file__).with_name("_guardian_main.py")  # type: ignore[arg-type]
-    lines = f"g{stubborn.pid}\np{polite.pid}\np{forgotten.pid}\n-{forgotten.pid}\nbogus\n"
-    subprocess.run([sys.executable, "-I", "-S", str(program)], input=lines.encode(), check=True)
+    guardian = Guardian()
+    guardian.watch(stubborn.pid, group=True)
+    guardian.watch(polite.pid, group=False)
+    guardian.forget(guardian.watch(forgotten.pid, group=False))
+    _stop_helper(guardian)
     assert stubborn.wait(5) == -signal.SIGKILL
     assert polite.wait(5) == -signal.SIGTERM
     assert forgotten.poll() is None
     forgotten.kill()
     forgotten.wait()
     stubborn.stdout.close()
+
+
+def test_the_helper_is_named_for_ps() -> None:
+    guardian = Guardian()
+    guardian.forget(guardian.watch(os.getpid(), group=False))
+    assert guardian.pid is not None
+    comm = Path(f"/proc/{guardian.pid}/comm")
+    end = time.monotonic() + 30
+    while comm.read_text().strip() != "procexec-guard":
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    _stop_helper(guardian)
+
+
+def test_after_fork_a_child_starts_afresh() -> None:
+    """In a forked child the guardian forgets the parent's helper and registry and closes
+    its copy of the pipe (here, in this process, that is the last copy: the helper then
+    stops what is registered, as at the parent's death)."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    guardian = Guardian()
+    assert guardian.watch(sleeper.pid, group=False) > 0
+    helper = guardian.pid
+    assert helper is not None
+    guardian.after_fork_in_child()
+    assert guardian._slots is None and guardian.pid is None and guardian._pipe is None
+    assert sleeper.wait(30) == -signal.SIGTERM
+    os.waitpid(helper, 0)

@@ -81,6 +81,7 @@ class Job:
         "deadline",
         "ended_mono",
         "future",
+        "guard_slot",
         "guarded",
         "lane",
         "limits",
@@ -117,6 +118,8 @@ class Job:
         self.argv = argv
         #: Registered with the guardian while it runs (``_guardian.py``).
         self.guarded = guarded
+        #: Its slot in the guardian's registry while it runs, else 0.
+        self.guard_slot = 0
         #: The job's resource limits (``_rlimits.py``), or None.
         self.limits = limits
         self.popen_kwargs = popen_kwargs

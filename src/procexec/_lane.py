@@ -367,7 +367,7 @@ class Lane:
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
         if job.guarded:
-            GUARDIAN.watch(popen.pid, group=job.own_group)
+            job.guard_slot = GUARDIAN.watch(popen.pid, group=job.own_group)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("procexec: started pid %d: %r", popen.pid, job.argv)
         try:
@@ -458,8 +458,9 @@ class Lane:
         try:
             return _wait4(popen)
         finally:
-            if job.guarded:  # reaped: its pid may be reused, so the guardian forgets it
-                GUARDIAN.forget(popen.pid)
+            if job.guard_slot:  # reaped: its pid may be reused, so the guardian forgets it
+                GUARDIAN.forget(job.guard_slot)
+                job.guard_slot = 0
 
     def _release(self, job: Job) -> None:
         """Forget a reaped job: its deadline and its pipes (drained first). Its slot is given
