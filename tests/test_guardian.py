@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from procexec import ProcessExecutor
-from procexec._guardian import Guardian
+from procexec._guardian import SLOTS, Guardian
 
 #: A job: start a grandchild, then record both pids (atomically) and sleep.
 JOB = textwrap.dedent(
@@ -312,7 +312,7 @@ def test_a_full_registry_leaves_the_rest_unguarded_with_a_warning(
 ) -> None:
     guardian = Guardian()
     first = guardian.watch(os.getpid(), group=False)  # starts it
-    monkeypatch.setattr(guardian, "_free", [])
+    monkeypatch.setattr(guardian, "_fresh", iter([SLOTS + 1, SLOTS + 2]))
     assert guardian.watch(os.getpid(), group=False) == 0
     assert guardian.watch(os.getpid(), group=False) == 0
     assert caplog.text.count("unguarded") == 1

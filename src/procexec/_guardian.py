@@ -30,6 +30,7 @@ registry's ``SLOTS`` running at once (they run unguarded, with a warning).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import mmap
 import os
@@ -51,7 +52,8 @@ class Guardian:
         self._lock = threading.Lock()
         self._slots: memoryview | None = None  # the registry, once the helper runs
         self._region: mmap.mmap | None = None
-        self._free: list[int] = []  # free slots (list.pop and append are atomic)
+        self._free: list[int] = []  # slots given back (list.pop and append are atomic)
+        self._fresh = itertools.count(1)  # slots never used yet
         self._pipe: int | None = None  # write end of the pipe the helper waits on
         self._pid: int | None = None  # the helper's
         self._failed = False  # it could not be started: jobs run unguarded
@@ -70,9 +72,11 @@ class Guardian:
             return 0
         try:
             slot = self._free.pop()
-        except IndexError:
-            self._registry_full()
-            return 0
+        except IndexError:  # none given back: a slot never used yet
+            slot = next(self._fresh)  # atomic in CPython, as list.pop and append are
+            if slot > SLOTS:
+                self._registry_full()
+                return 0
         slots[slot] = pid if group else -pid
         return slot
 
@@ -112,7 +116,7 @@ class Guardian:
             os.close(registry)
         slots = memoryview(region).cast("i")
         slots[0] = SLOTS  # the helper scans every slot: the count is fixed
-        self._free = list(range(SLOTS, 0, -1))  # low slots first
+        self._free, self._fresh = [], itertools.count(1)
         self._region, self._pipe, self._slots = region, write_end, slots
 
     def _registry_full(self) -> None:
@@ -130,7 +134,7 @@ class Guardian:
             with contextlib.suppress(OSError):  # closed already
                 os.close(self._pipe)
         self._slots = self._region = None
-        self._free = []
+        self._free, self._fresh = [], itertools.count(1)
         self._pipe = self._pid = None
         self._failed = self._full_warned = False
 
