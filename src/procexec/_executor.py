@@ -27,7 +27,7 @@ from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
 from procexec._progress import ExecutorBar
 from procexec._reaper import Reaper
 from procexec._result import JobResult
-from procexec._rlimits import add_limits, check_limits
+from procexec._rlimits import check_limits, limited
 from procexec._signals import SignalsAsExit
 from procexec._streams import LineCallback
 from procexec._types import Command, RunKwargs, SubmitKwargs
@@ -541,9 +541,8 @@ class ProcessExecutor(Executor):
     ) -> ProcessFuture[Any]:
         limits = check_limits(popen_kwargs.pop("limits", None))
         check_popen_kwargs(popen_kwargs)
-        if limits is not None:
-            add_limits(popen_kwargs, limits)
         command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
+        launch = command if limits is None else limited(command, popen_kwargs, limits)
         seconds = check_timeout(timeout)
         new_group = self._new_process_group if new_process_group is None else new_process_group
         own_group = process_group_kwargs(popen_kwargs, new_group)
@@ -557,6 +556,7 @@ class ProcessExecutor(Executor):
             options=options,
             guarded=self._guarded,
             limits=limits,
+            launch=launch,
         )
         future._bind(job, self._reaper)
         if self._bar is not None:

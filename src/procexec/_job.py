@@ -84,6 +84,7 @@ class Job:
         "guard_slot",
         "guarded",
         "lane",
+        "launch",
         "limits",
         "options",
         "own_group",
@@ -114,6 +115,7 @@ class Job:
         options: RunOptions | None,
         guarded: bool = False,
         limits: Limits | None = None,
+        launch: Sequence[Any] | str | bytes | None = None,
     ) -> None:
         self.argv = argv
         #: Registered with the guardian while it runs (``_guardian.py``).
@@ -122,6 +124,8 @@ class Job:
         self.guard_slot = 0
         #: The job's resource limits (``_rlimits.py``), or None.
         self.limits = limits
+        #: What Popen starts: ``argv``, or ``argv`` under ``prlimit`` for limits.
+        self.launch = argv if launch is None else launch
         self.popen_kwargs = popen_kwargs
         self.future = future
         self.timeout = timeout

@@ -514,7 +514,7 @@ _NO_LOCK = nullcontext()
 
 
 def _popen(job: Job) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(job.argv, **job.popen_kwargs)
+    return subprocess.Popen(job.launch, **job.popen_kwargs)
 
 
 def _wait4(popen: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None]:

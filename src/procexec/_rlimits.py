@@ -1,10 +1,13 @@
-"""Per-job resource limits: ``limits=`` of ``submit()`` and ``run()``.
+r"""Per-job resource limits: ``limits=`` of ``submit()`` and ``run()``.
 
-The limits are set with ``setrlimit`` in the child, after the fork and before ``exec``, so
-they bind the command and whatever it starts, and nothing else. That needs a
-``preexec_fn``, with which CPython starts the child with ``fork()`` instead of ``vfork()``:
-a job with limits costs a copy of this process's page tables at its start (measured in
-docs/benchmarks.md); a job without limits starts as before.
+The limits bind the command and whatever it starts, and nothing else. A job with limits
+runs as ``prlimit --as=... -- COMMAND`` (util-linux, on every Linux distribution): the
+limits are set by that program before it ``exec``\ s the command, and the job keeps
+CPython's fast vfork start. Where ``prlimit`` is missing, or the command cannot be found
+here (so that its start fails with FileNotFoundError as usual), or ``executable=`` is
+given, a ``preexec_fn`` sets them in the child instead; CPython then starts the child
+with ``fork()``, whose cost grows with this process's memory (docs/benchmarks.md). A job
+without limits starts as before.
 
 What ran into a limit is not reported by the kernel. A job stopped by SIGXCPU (or by
 SIGKILL at the hard CPU limit, one second later) certainly hit its CPU limit. A job that
@@ -14,8 +17,11 @@ program exits with an error or a signal. ``limit_hit`` names that limit.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import resource
+import shutil
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -154,6 +160,51 @@ class SetLimits:
 def add_limits(popen_kwargs: dict[str, Any], limits: Limits) -> None:
     """Make the child set ``limits`` before ``exec`` (the caller's preexec_fn still runs)."""
     popen_kwargs["preexec_fn"] = SetLimits(limits.rlimits(), popen_kwargs.get("preexec_fn"))
+
+
+_PRLIMIT_OPTION = {
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_DATA: "--data",
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_NOFILE: "--nofile",
+    resource.RLIMIT_NPROC: "--nproc",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _prlimit() -> str | None:
+    return shutil.which("prlimit")
+
+
+def limited(command: Any, popen_kwargs: dict[str, Any], limits: Limits) -> Any:
+    """The command to start for a job with ``limits``: ``prlimit ... -- COMMAND`` where
+    that can be used, else ``command`` itself with a preexec_fn added to
+    ``popen_kwargs`` (see the module docstring)."""
+    prlimit = _prlimit()
+    argv = _argv(command, popen_kwargs)
+    if prlimit is None or argv is None or popen_kwargs.get("executable") is not None:
+        add_limits(popen_kwargs, limits)
+        return command
+    popen_kwargs.pop("shell", None)
+    options = [
+        f"{_PRLIMIT_OPTION[which]}={soft}:{hard}" for which, (soft, hard) in limits.rlimits()
+    ]
+    return [prlimit, *options, "--", *argv]
+
+
+def _argv(command: Any, popen_kwargs: dict[str, Any]) -> list[Any] | None:
+    """``command`` as the argv Popen would run, or None if its program is not found here."""
+    if popen_kwargs.get("shell"):
+        return ["/bin/sh", "-c", command]
+    argv = [command] if isinstance(command, (str, bytes, os.PathLike)) else list(command)
+    program = os.fsdecode(argv[0])
+    env = popen_kwargs.get("env")
+    if os.sep in program:
+        cwd = popen_kwargs.get("cwd")
+        path = os.path.join(os.fsdecode(cwd), program) if cwd is not None else program
+        return argv if os.access(path, os.X_OK) and not os.path.isdir(path) else None
+    search = os.pathsep.join(os.get_exec_path(env))
+    return argv if shutil.which(program, path=search) is not None else None
 
 
 def limit_hit(limits: Limits | None, returncode: int, cpu_seconds: float | None) -> str | None:
