@@ -10,6 +10,7 @@ import pytest
 from tests._helpers import Gate, become_subreaper
 
 from procexec import _platform
+from procexec._guardian import GUARDIAN
 
 
 @pytest.fixture(params=["pidfd", "fallback"])
@@ -36,6 +37,13 @@ def _target(fd: str) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return "?"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _guardian_started() -> None:
+    """Start this process's guardian first: the two fds it holds for good (its pipe and its
+    registry) then count as there before every test that checks for leaked fds."""
+    GUARDIAN._start()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -350,7 +350,7 @@ def test_write_html_from_futures_knows_every_ending(tmp_path: Path, gate: Gate) 
     assert undecodable.exit == 0 and undecodable.error is not None
     assert undecodable.error.startswith("UnicodeDecodeError")
     assert checked.exit == 5 and checked.error is None
-    assert all(r.cpu is not None and r.max_rss for r in batch.records if r.pid is not None)
+    assert all(r.cpu is not None and r.max_rss_upper for r in batch.records if r.pid is not None)
     assert len(bars(soup_of(out))) == 9  # the cancelled job never ran: no bar
 
 

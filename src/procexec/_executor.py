@@ -539,10 +539,12 @@ class ProcessExecutor(Executor):
         new_process_group: bool | None,
         options: RunOptions | None,
     ) -> ProcessFuture[Any]:
-        limits = check_limits(popen_kwargs.pop("limits", None))
+        limits = popen_kwargs.pop("limits", None)
+        if limits is not None:
+            limits = check_limits(limits)
         check_popen_kwargs(popen_kwargs)
         command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
-        launch = command if limits is None else limited(command, popen_kwargs, limits)
+        launch = None if limits is None else limited(command, popen_kwargs, limits)
         seconds = check_timeout(timeout)
         new_group = self._new_process_group if new_process_group is None else new_process_group
         own_group = process_group_kwargs(popen_kwargs, new_group)

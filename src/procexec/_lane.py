@@ -455,12 +455,22 @@ class Lane:
         """Reap the exited child, keeping its Popen consistent for a caller who holds it."""
         popen = job.popen
         assert popen is not None
-        try:
-            return _wait4(popen)
-        finally:
-            if job.guard_slot:  # reaped: its pid may be reused, so the guardian forgets it
-                GUARDIAN.forget(job.guard_slot)
-                job.guard_slot = 0
+        if job.guard_slot:  # reaped from here on: its pid may be reused
+            GUARDIAN.forget(job.guard_slot)
+            job.guard_slot = 0
+        # Popen serialises its own waitpid calls with this private lock; holding it keeps a
+        # caller's concurrent popen.poll()/wait() from reaping the pid between our check
+        # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
+        with getattr(popen, "_waitpid_lock", _NO_LOCK):
+            if popen.returncode is not None:  # the caller's poll()/wait() got there first
+                return popen.returncode, None
+            try:
+                _, status, usage = os.wait4(popen.pid, 0)
+            except ChildProcessError:  # SIGCHLD ignored: Popen reports 0 in that case too
+                popen.returncode = 0
+                return 0, None
+            popen.returncode = os.waitstatus_to_exitcode(status)
+        return popen.returncode, usage
 
     def _release(self, job: Job) -> None:
         """Forget a reaped job: its deadline and its pipes (drained first). Its slot is given
@@ -515,24 +525,6 @@ _NO_LOCK = nullcontext()
 
 def _popen(job: Job) -> subprocess.Popen[bytes]:
     return subprocess.Popen(job.launch, **job.popen_kwargs)
-
-
-def _wait4(popen: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None]:
-    """Reap ``popen``'s exited child: its status, and its usage unless a caller's
-    ``poll()``/``wait()`` reaped it first."""
-    # Popen serialises its own waitpid calls with this private lock; holding it keeps a
-    # caller's concurrent popen.poll()/wait() from reaping the pid between our check
-    # and our wait4 (tests/test_executor.py::test_popen_stays_consistent).
-    with getattr(popen, "_waitpid_lock", _NO_LOCK):
-        if popen.returncode is not None:  # the caller's poll()/wait() got there first
-            return popen.returncode, None
-        try:
-            _, status, usage = os.wait4(popen.pid, 0)
-        except ChildProcessError:  # SIGCHLD ignored: Popen reports 0 in that case too
-            popen.returncode = 0
-            return 0, None
-        popen.returncode = os.waitstatus_to_exitcode(status)
-    return popen.returncode, usage
 
 
 def _wake_pipe() -> tuple[int, int]:

@@ -264,9 +264,9 @@ class Reaper:
         if not self._pending:
             return 0
         room = min(lane.share - lane.taken, self._max_jobs - len(self._taken))
-        if room <= 0 or self._admission is None:
+        if self._admission is None:
             return room
-        return self._admitted_locked(room)
+        return self._admitted_locked(room) if room > 0 else room
 
     def _admitted_locked(self, room: int) -> int:
         """``room``, or 0 while admission holds jobs back (1 with a delay between starts)."""

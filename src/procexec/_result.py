@@ -38,24 +38,17 @@ class Rusage:
 
     @classmethod
     def from_figures(cls, figures: UsageFigures) -> Rusage:
-        """Build from the figures a job keeps (see :func:`usage_figures`)."""
+        """Build from the figures a job keeps (``UsageFigures``)."""
         utime, stime, kib, own = figures
         return cls(utime, stime, kib * 1024 if own else None, kib * 1024)
 
 
-#: ``(ru_utime, ru_stime, ru_maxrss in KiB, whether ru_maxrss is the child's own)``.
+#: ``(ru_utime, ru_stime, ru_maxrss in KiB, whether ru_maxrss is the child's own)``, as a
+#: job keeps them once reaped.
 UsageFigures = tuple[float, float, int, bool]
 
 
-def usage_figures(usage: resource.struct_rusage) -> UsageFigures:
-    """What a job keeps of ``os.wait4``'s usage, decided when it is reaped: the figures
-    only (a struct_rusage kept alive with each job is a GC-tracked object per job, and made
-    storm's parent CPU 4 % higher, docs/benchmarks-log.md)."""
-    kib = usage.ru_maxrss
-    return usage.ru_utime, usage.ru_stime, kib, exceeds_parent_peak(kib)
-
-
-class _ParentPeak:
+class ParentPeak:
     """This process's peak RSS in KiB as last read; it only grows, so a child's figure at
     or under it needs no new read (no system call for the many small children)."""
 
@@ -65,10 +58,10 @@ class _ParentPeak:
 def exceeds_parent_peak(kib: int) -> bool:
     """Whether a child's ``ru_maxrss`` (KiB) is higher than this process's own peak, so
     that it is the child's own and not the peak it inherited."""
-    if kib <= _ParentPeak.kib:
+    if kib <= ParentPeak.kib:
         return False
-    _ParentPeak.kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib > _ParentPeak.kib
+    ParentPeak.kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib > ParentPeak.kib
 
 
 class JobResult(subprocess.CompletedProcess[_T]):
