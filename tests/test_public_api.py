@@ -9,12 +9,15 @@ import pytest
 import procexec
 import procexec.aio
 import procexec.compat
+import procexec.dask
 import procexec.report
 
 API_DOC = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
 
 
-@pytest.mark.parametrize("module", [procexec, procexec.compat, procexec.report, procexec.aio])
+@pytest.mark.parametrize(
+    "module", [procexec, procexec.compat, procexec.report, procexec.aio, procexec.dask]
+)
 def test_all_is_a_tuple_of_existing_documented_names(module: object) -> None:
     names = module.__all__  # type: ignore[attr-defined]
     assert isinstance(names, tuple)
@@ -33,6 +36,8 @@ def test_public_methods_have_docstrings() -> None:
         procexec.compat.ProcessManagerEntry,
         procexec.report.JobRecord,
         procexec.report.Batch,
+        procexec.dask.DaskExecutor,
+        procexec.dask.DaskFuture,
     ):
         for name, member in vars(cls).items():
             if not name.startswith("_") and callable(member):

@@ -1,0 +1,592 @@
+"""Run the same jobs on a Dask cluster: ``DaskExecutor`` (``pip install procexec[dask]``).
+
+Dask places the jobs; procexec runs and stops them on each worker. A worker plugin the
+client registers gives every worker one :class:`procexec.ProcessExecutor` (guarded: its jobs
+die with the worker, SIGKILL included), whose ``max_jobs`` is the worker's
+``procexec-slots`` resource. Each job is one Dask task with a unique key (``pure=False``)
+that needs one slot; the task hands the command to the worker's executor and waits for it.
+
+```
+ client (this process)                      each worker
+ DaskExecutor.submit/run ── task ──────────►  the task: the worker's ProcessExecutor runs
+   DaskFuture (concurrent.futures.Future)       the command (process group, timeout,
+   ◄── "started" event (log_event) ────────     capture, rusage as locally)
+   ◄── the outcome: a value or the job's  ──   an ordinary failure is a value, not a
+       exception, fetched and released         task error
+ terminate()/kill()/cancel() ── client.run ─►  stop the job by its key (or never start it)
+```
+
+Results are fetched and released as soon as they arrive, so a worker lost later never makes
+Dask compute a finished job again. A job whose worker is lost while it runs is re-run when
+``retries`` allows, else it fails with :class:`WorkerLostError`: runs are at-least-once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import queue
+import subprocess
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future
+from typing import Any, TypeVar, cast
+
+from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor
+from procexec._future import ProcessFuture
+from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
+
+try:
+    import dask
+    from distributed import (
+        Client,
+        KilledWorker,
+        LocalCluster,
+        WorkerPlugin,
+        get_worker,
+    )
+except ImportError as exc:  # pragma: no cover - the extra is not installed
+    raise ImportError(
+        "procexec.dask needs Dask's distributed: pip install 'procexec[dask]'"
+    ) from exc
+
+__all__ = ("DaskExecutor", "DaskFuture", "WorkerLostError")
+
+logger = logging.getLogger("procexec")
+
+_T = TypeVar("_T")
+
+#: The worker resource that caps how many commands a worker runs at once.
+SLOTS = "procexec-slots"
+#: The name of the worker plugin, and the topic of the "started" events.
+PLUGIN = "procexec"
+_RUN_KEYWORDS = ("input", "capture_output", "check", "text", "encoding", "errors")
+#: Outcomes up to this size (pickled) travel with the events rather than be fetched. The
+#: scheduler keeps the last ``distributed.admin.low-level-log-length`` (1,000) events of a
+#: topic: at most 8 MB here.
+PUSH_LIMIT = 8 * 1024
+#: How many "never start this key" marks a worker keeps for jobs cancelled before they ran.
+_TOMBSTONES = 10_000
+
+
+class WorkerLostError(RuntimeError):
+    """The worker running a job was lost (killed, crashed, cut off) and no retry was left.
+
+    Attributes:
+        worker: the lost worker's address.
+    """
+
+    def __init__(self, worker: str) -> None:
+        super().__init__(f"the Dask worker {worker} running this job was lost")
+        self.worker = worker
+
+
+# ------------------------------------------------------------------ on each worker
+class _WorkerJobs(WorkerPlugin):
+    """One ProcessExecutor per worker, and its jobs by key."""
+
+    name = PLUGIN
+
+    def __init__(self, term_sequence: Sequence[tuple[int, float]]) -> None:
+        self.term_sequence = tuple(term_sequence)
+
+    def setup(self, worker: Any) -> None:
+        slots = worker.state.total_resources.get(SLOTS) or worker.state.nthreads
+        self.address = worker.address
+        self.executor = ProcessExecutor(
+            int(slots), term_sequence=self.term_sequence, guardian=True, sigterm=False
+        )
+        self.lock = threading.Lock()
+        self.running: dict[str, ProcessFuture[Any]] = {}
+        self.tombstones: OrderedDict[str, None] = OrderedDict()
+
+    def teardown(self, worker: Any) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.kill_jobs()
+
+    def start(
+        self, key: str, argv: Any, kwargs: dict[str, Any], run: bool
+    ) -> ProcessFuture[Any] | None:
+        """Hand a job to the executor, unless it was cancelled before it got here."""
+        with self.lock:
+            if key in self.tombstones:
+                del self.tombstones[key]
+                return None
+            future = (
+                self.executor.run(argv, **kwargs) if run else self.executor.submit(argv, **kwargs)
+            )
+            self.running[key] = future
+        return future
+
+    def finished(self, key: str) -> None:
+        with self.lock:
+            self.running.pop(key, None)
+
+    def stop(self, key: str, kill: bool) -> bool:
+        """Stop the job ``key`` if it runs here; else make sure it never starts here."""
+        with self.lock:
+            future = self.running.get(key)
+            if future is None:
+                self.tombstones[key] = None
+                while len(self.tombstones) > _TOMBSTONES:
+                    self.tombstones.popitem(last=False)
+                return False
+        if kill:
+            future.kill()
+        else:
+            future.terminate()
+        return True
+
+
+def _run_on_worker(key: str, argv: Any, kwargs: dict[str, Any], run: bool) -> tuple[Any, ...]:
+    """The Dask task of one job: ``("ok", value, worker, pid)``, ``("error", exception,
+    worker, pid)`` or ``("cancelled",)``. Ordinary failures are values, so that Dask logs no
+    task error for a job that failed."""
+    worker = get_worker()
+    jobs = cast(_WorkerJobs, worker.plugins[PLUGIN])
+    future = jobs.start(key, argv, kwargs, run)
+    if future is None:
+        return ("cancelled",)
+    try:
+        try:
+            value = future.result()
+        except BaseException as exc:  # the job's own failure, as it would be raised locally
+            outcome: tuple[Any, ...] = ("error", exc, jobs.address, future.pid)
+        else:
+            if run:
+                value.worker = jobs.address
+            outcome = ("ok", value, jobs.address, future.pid)
+        _push(worker, key, outcome)
+        return outcome
+    finally:
+        jobs.finished(key)
+
+
+def _push(worker: Any, key: str, outcome: tuple[Any, ...]) -> None:
+    """Send a small outcome to the client with the task's events, ahead of the task's own
+    result: the client then needs no request to fetch it (a round trip per job). A large
+    one (captured output) is fetched from the worker as usual."""
+    try:
+        payload = pickle.dumps(outcome)
+    except Exception:  # not picklable here: Dask's own serialisation will say why
+        return
+    if len(payload) <= PUSH_LIMIT:
+        worker.log_event(PLUGIN, {"key": key, "outcome": payload})
+
+
+async def _stop_on_worker(key: str, kill: bool, dask_worker: Any = None) -> bool:
+    """Run by ``client.run`` on every worker's event loop (a coroutine: it need not be
+    waited for). Stopping only posts to the executor's lanes: it does not block."""
+    jobs = dask_worker.plugins.get(PLUGIN) if dask_worker is not None else None
+    return bool(jobs is not None and jobs.stop(key, kill))
+
+
+# ---------------------------------------------------------------------- the client
+class DaskFuture(Future[_T]):
+    """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``)
+    or its :class:`procexec.JobResult` (``run``), with the worker's address and the pid once
+    it finished.
+
+    ``cancel()`` means a job not yet started never runs and a running one is killed;
+    ``terminate()`` and ``kill()`` stop a running job's process group on its worker.
+    """
+
+    def __init__(self, executor: DaskExecutor, argv: Any) -> None:
+        super().__init__()
+        self._executor = executor
+        self.args = argv
+        self.key = ""
+        self.attempts = 0
+        #: The address of the worker that ran the job, once it finished.
+        self.worker: str | None = None
+        #: The job's process id on that worker, once it finished.
+        self.pid: int | None = None
+        self._task: Any = None  # the Dask future of the current attempt
+        self._state_lock = threading.Lock()
+
+    def cancel(self) -> bool:
+        """Cancel the job unless it has finished: one not started never runs, one that
+        runs on a worker is killed (its process group). False once it has finished.
+
+        The client does not learn when a job starts on a worker (one more message per job
+        would cost the round trip 15 %), so the future stays pending until it finishes.
+        """
+        if not super().cancel():
+            return False
+        self._executor._cancel_remote(self)
+        return True
+
+    def terminate(self) -> None:
+        """Stop the running job with the termination sequence (its whole process group)."""
+        self._executor._stop_remote(self, kill=False)
+
+    def kill(self) -> None:
+        """Send SIGKILL to the running job's process group."""
+        self._executor._stop_remote(self, kill=True)
+
+    def _ensure_running(self) -> bool:
+        """Mark the future running if it is pending; False if it is cancelled or done."""
+        with self._state_lock:
+            if self.running():
+                return True
+            if self.done():
+                return False
+            return self.set_running_or_notify_cancel()
+
+
+class DaskExecutor:
+    """Runs commands on a Dask cluster, with the surface of :class:`procexec.ProcessExecutor`.
+
+    Args:
+        client_or_address: a ``distributed.Client``, or a scheduler address such as
+            ``"tcp://host:8786"`` (a client is then made, and closed by ``shutdown()``).
+        slots_per_worker: how many commands each worker's executor runs at once; None: the
+            worker's ``procexec-slots`` resource, else its thread count. Start workers
+            with ``dask worker --resources procexec-slots=N`` so that Dask places no
+            more than N jobs on each.
+        term_sequence: how a job is stopped on its worker (as for ProcessExecutor).
+        retries: how many times a job whose worker was lost is run again elsewhere.
+
+    Errors are raised in the caller as they would be locally: ``TimeoutExpired``,
+    ``CalledProcessError``, ``FileNotFoundError``...; a lost worker is :class:`WorkerLostError`.
+    """
+
+    def __init__(
+        self,
+        client_or_address: Client | str,
+        *,
+        slots_per_worker: int | None = None,
+        term_sequence: Sequence[tuple[int, float]] = DEFAULT_TERM_SEQUENCE,
+        retries: int = 0,
+    ) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        self._owned: list[Any] = []
+        if isinstance(client_or_address, str):
+            self._client = Client(client_or_address)  # type: ignore[no-untyped-call]
+            self._owned.append(self._client)
+        else:
+            self._client = client_or_address
+        self._retries = retries
+        self._lock = threading.Lock()
+        self._pending: dict[str, DaskFuture[Any]] = {}  # by key: not resolved yet
+        #: Tasks in flight by key: their future and what to send again after a lost worker.
+        self._tasks: dict[str, tuple[DaskFuture[Any], Any, dict[str, Any], bool]] = {}
+        #: What the collector thread handles: ended tasks, pushed (key, outcome), None: stop.
+        self._ended: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._collector = threading.Thread(
+            target=self._collect, name="procexec-dask-results", daemon=True
+        )
+        self._collector.start()
+        self._closed = False
+        self._resources = self._slot_resource(slots_per_worker)
+        self._client.register_plugin(_WorkerJobs(check_term_sequence(term_sequence)), name=PLUGIN)
+        self._client.subscribe_topic(PLUGIN, self._on_event)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def local(cls, n_workers: int = 2, slots_per_worker: int = 2, **options: Any) -> DaskExecutor:
+        """A LocalCluster of ``n_workers`` worker processes on 127.0.0.1 (every port, the
+        dashboard's too, chosen by the OS), owned and closed by the executor. A job whose
+        worker is lost is not re-run by Dask itself (allowed-failures 0): ``retries``
+        decides."""
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n_workers,
+                threads_per_worker=slots_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,
+                dashboard_address="127.0.0.1:0",  # its HTTP server listens anyway: here only
+                resources={SLOTS: slots_per_worker},
+            )
+        try:
+            client = Client(cluster)  # type: ignore[no-untyped-call]
+        except BaseException:
+            cluster.close()
+            raise
+        executor = cls(client, slots_per_worker=slots_per_worker, **options)
+        executor._owned += [client, cluster]
+        return executor
+
+    @property
+    def client(self) -> Client:
+        """The ``distributed.Client`` the jobs go through."""
+        return self._client
+
+    def _slot_resource(self, slots_per_worker: int | None) -> dict[str, int] | None:
+        if slots_per_worker is not None and (
+            isinstance(slots_per_worker, bool)
+            or not isinstance(slots_per_worker, int)
+            or slots_per_worker < 1
+        ):
+            raise ValueError(
+                f"slots_per_worker must be a positive integer, got {slots_per_worker!r}"
+            )
+        workers = self._client.scheduler_info().get("workers", {})
+        if any(SLOTS in w.get("resources", {}) for w in workers.values()):
+            return {SLOTS: 1}
+        logger.warning(
+            "procexec.dask: no worker has a %r resource; each worker runs as many jobs as it "
+            "has threads (start workers with --resources %s=N to set it)",
+            SLOTS,
+            SLOTS,
+        )
+        return None
+
+    # ------------------------------------------------------------------ submit/run
+    def submit(
+        self, argv: Any, /, *, timeout: float | None = None, **popen_kwargs: Any
+    ) -> DaskFuture[int]:
+        """Queue a command on the cluster; the future resolves to its exit status."""
+        for stream in ("stdin", "stdout", "stderr"):
+            if popen_kwargs.get(stream) == subprocess.PIPE:
+                raise ValueError(f"submit() does not take {stream}=PIPE: use run() to capture")
+        return self._queue(argv, timeout, popen_kwargs, run=False)
+
+    def run(
+        self,
+        argv: Any,
+        /,
+        *,
+        input: bytes | str | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        **popen_kwargs: Any,
+    ) -> DaskFuture[Any]:
+        """``subprocess.run`` on the cluster: the future resolves to a JobResult (with
+        ``worker``, the worker's address) or raises what ``subprocess.run`` would."""
+        options = dict(
+            input=input, capture_output=capture_output, check=check, text=text,
+            encoding=encoding, errors=errors,
+        )  # fmt: skip
+        return self._queue(argv, timeout, {**popen_kwargs, **options}, run=True)
+
+    def map(
+        self, argvs: Iterable[Any], *, timeout: float | None = None, **popen_kwargs: Any
+    ) -> Iterator[int]:
+        """Submit every command; yield their exit statuses in order."""
+        futures = [self.submit(argv, timeout=timeout, **popen_kwargs) for argv in argvs]
+        for future in futures:
+            yield future.result()
+
+    def _queue(
+        self, argv: Any, timeout: object, kwargs: dict[str, Any], run: bool
+    ) -> DaskFuture[Any]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new jobs after shutdown")
+        check_popen_kwargs({k: v for k, v in kwargs.items() if k not in _RUN_KEYWORDS})
+        command = check_argv(argv, shell=bool(kwargs.get("shell")))
+        kwargs["timeout"] = check_timeout(timeout)
+        future: DaskFuture[Any] = DaskFuture(self, command)
+        self._send(future, command, kwargs, run)
+        return future
+
+    def _send(self, future: DaskFuture[Any], argv: Any, kwargs: dict[str, Any], run: bool) -> None:
+        key = f"procexec-{uuid.uuid4().hex}"
+        future.key = key
+        future.attempts += 1
+        with self._lock:
+            self._pending[key] = future
+        task = self._client.submit(
+            _run_on_worker, key, argv, kwargs, run,
+            key=key, pure=False, resources=self._resources,
+        )  # fmt: skip
+        future._task = task
+        with self._lock:
+            self._tasks[key] = (future, argv, kwargs, run)
+        task.add_done_callback(self._ended.put)  # type: ignore[no-untyped-call]
+
+    def _collect(self) -> None:
+        """The collector thread: resolve futures from the outcomes workers push, and from
+        the tasks that ended without one (fetched together, in one request per batch).
+        Every task is released as soon as its outcome is in, so that Dask never computes
+        it again. Futures resolve here, never on Dask's event loop, so done-callbacks may
+        submit more jobs."""
+        while True:
+            items = [self._ended.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(self._ended.get_nowait())
+            tasks = []
+            for item in items:
+                if item is None:
+                    return
+                if isinstance(item, tuple):  # (key, outcome) pushed by a worker
+                    self._resolve(item[0], item[1])
+                else:
+                    tasks.append(item)
+            unresolved = [task for task in tasks if not self._resolve(task.key, None, task)]
+            if unresolved:
+                for task, outcome in zip(unresolved, self._outcomes(unresolved), strict=True):
+                    self._resolve(task.key, outcome, task)
+
+    def _resolve(self, key: str, outcome: Any, task: Any = None) -> bool:
+        """Settle the job of ``key`` with ``outcome`` (None: only if settled already).
+        True if it is settled now."""
+        with self._lock:
+            entry = self._tasks.get(key)
+            if entry is None:
+                return True  # settled already (its outcome was pushed)
+            if outcome is None:
+                return False
+            del self._tasks[key]
+            future, argv, kwargs, run = entry
+            self._pending.pop(future.key, None)
+        if task is None:
+            task = future._task
+        if task is not None:
+            task.release()
+        try:
+            self._settle(future, _outcome_of(outcome), argv, kwargs, run)
+        except Exception:  # a bug here must not stop the others' results
+            logger.exception("procexec.dask: settling a job failed")
+            self._fail(future, RuntimeError("procexec.dask: settling this job failed"))
+        return True
+
+    def _outcomes(self, batch: list[Any]) -> list[Any]:
+        """The results of the finished tasks of ``batch``, fetched in one request (a request
+        per task costs a round trip each), and the exception of each other task."""
+        finished = [task for task in batch if task.status == "finished"]
+        try:
+            values = iter(self._client.gather(finished)) if finished else iter(())  # type: ignore[no-untyped-call]
+        except Exception:  # one of them could not be fetched: each on its own
+            values = iter([_fetch(task) for task in finished])
+        return [
+            next(values) if task.status == "finished" and task in finished else _error_of(task)
+            for task in batch
+        ]
+
+    def _settle(
+        self,
+        future: DaskFuture[Any],
+        outcome: tuple[Any, ...],
+        argv: Any,
+        kwargs: dict[str, Any],
+        run: bool,
+    ) -> None:
+        kind = outcome[0]
+        if kind == "lost":
+            if future.attempts <= self._retries and not future.cancelled() and not self._closed:
+                logger.warning(
+                    "procexec.dask: worker %s was lost; running %r again", outcome[1], argv
+                )
+                self._send(future, argv, kwargs, run)
+                return
+            self._fail(future, WorkerLostError(outcome[1]))
+            return
+        if kind == "cancelled" or future.cancelled():
+            return
+        if kind == "dask-error":
+            self._fail(future, outcome[1])
+            return
+        _, value, worker, pid = outcome
+        future.worker, future.pid = worker, pid
+        if not future._ensure_running():
+            return  # cancelled meanwhile
+        if kind == "ok":
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    @staticmethod
+    def _fail(future: DaskFuture[Any], error: BaseException) -> None:
+        if future._ensure_running():
+            future.set_exception(error)
+
+    def _on_event(self, event: Any) -> None:
+        """A worker pushed a job's outcome (on the client's event loop: handed on)."""
+        _, message = event
+        if "outcome" in message:
+            self._ended.put((message.get("key"), pickle.loads(message["outcome"])))
+
+    # -------------------------------------------------------------------- stopping
+    def _stop_remote(
+        self, future: DaskFuture[Any], *, kill: bool, even_if_done: bool = False
+    ) -> None:
+        """Stop the job on whichever worker runs it (every worker is asked: a running task
+        is not where Dask's ``who_has`` looks)."""
+        if (future.done() and not even_if_done) or not future.key:
+            return
+        self._client.run(_stop_on_worker, future.key, kill, wait=False, on_error="ignore")
+
+    def _cancel_remote(self, future: DaskFuture[Any]) -> None:
+        """Never start the cancelled job: Dask forgets the task (its own cancel does not stop
+        a task that has begun), and every worker marks the key, or kills the job if the
+        task got there already."""
+        if future._task is not None:
+            future._task.cancel()
+        self._stop_remote(future, kill=True, even_if_done=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new jobs; with ``cancel_futures`` cancel those not started; with ``wait``
+        wait for the others; then close what this executor opened (client, cluster)."""
+        self._closed = True
+        with self._lock:
+            futures = list(self._pending.values())
+        if cancel_futures:
+            for future in futures:
+                future.cancel()
+        if wait:
+            for future in futures:
+                with contextlib.suppress(BaseException):
+                    future.exception()
+        self._ended.put(None)  # the collector ends once it has handled what came before
+        if wait and threading.current_thread() is not self._collector:
+            self._collector.join()
+        for owned in self._owned:
+            with contextlib.suppress(Exception):
+                owned.close()
+        self._owned.clear()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            with self._lock:
+                futures = list(self._pending.values())
+            for future in futures:
+                if not future.cancel():
+                    future.kill()
+        self.shutdown(wait=True)
+
+
+def _fetch(task: Any) -> Any:
+    try:
+        return task.result()
+    except BaseException as exc:
+        return exc
+
+
+def _error_of(task: Any) -> BaseException:
+    """The exception of a task that did not finish: its error, or CancelledError."""
+    if task.cancelled():
+        return CancelledError()
+    try:
+        return cast(BaseException, task.exception())
+    except BaseException as exc:
+        return exc
+
+
+def _outcome_of(result: Any) -> tuple[Any, ...]:
+    """What a task gave back: its outcome tuple, or Dask's own error as one (a task that
+    raised comes as ``(type, exception, traceback)``, a cancelled one as CancelledError)."""
+    if isinstance(result, tuple) and result[:1] in (("ok",), ("error",), ("cancelled",)):
+        return result
+    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+        result = result[1]
+    if isinstance(result, KilledWorker):
+        return ("lost", _worker_of(result))
+    return ("dask-error", result)
+
+
+def _worker_of(exc: KilledWorker) -> str:
+    worker = getattr(exc, "last_worker", None)
+    return str(getattr(worker, "address", worker) or "unknown")

@@ -1,0 +1,255 @@
+"""procexec.dask on a LocalCluster of 2 worker processes on 127.0.0.1 (OS-chosen ports, no
+dashboard), shut down by the tests. Each job's own process group is checked on the worker's
+machine (this one): stops reach the grandchildren, a lost worker leaves no orphan."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, as_completed, wait
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="procexec[dask] is not installed")
+
+from procexec import JobResult
+from procexec.dask import DaskExecutor, DaskFuture, WorkerLostError
+from tests._helpers import is_running, my_children
+
+#: A job that records its pid and its grandchild's (both in its process group), then waits.
+GROUP_JOB = 'sleep 300 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait'
+
+
+@pytest.fixture(scope="module")
+def ex() -> Iterator[DaskExecutor]:
+    before = my_children()
+    with DaskExecutor.local(n_workers=2, slots_per_worker=2) as executor:
+        yield executor
+    assert not our_leftovers(before), "the cluster left processes behind"
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> str:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.01)
+    return path.read_text()
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    """Wait until none of ``pids`` runs; what still runs after ``seconds``. The orphans this
+    session adopts as a subreaper (conftest.py) are reaped."""
+    end = time.monotonic() + seconds
+    while (alive := [p for p in pids if is_running(p)]) and time.monotonic() < end:
+        time.sleep(0.005)
+    for pid in pids:
+        if pid in my_children():
+            os.waitpid(pid, 0)
+    return alive
+
+
+def our_leftovers(before: set[int]) -> dict[int, bytes]:
+    """Children that appeared since ``before``, multiprocessing's resource tracker (it
+    serves the whole session) left out."""
+    left = {}
+    for pid in my_children() - before:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"multiprocessing.resource_tracker" not in cmdline:
+            left[pid] = cmdline[:200] or Path(f"/proc/{pid}/stat").read_bytes()[:60]
+    return left
+
+
+def test_submit_run_map_and_the_futures_api(ex: DaskExecutor, tmp_path: Path) -> None:
+    futures = [ex.submit(["sh", "-c", f"exit {i}"]) for i in range(6)]
+    assert sorted(f.result(timeout=60) for f in as_completed(futures)) == list(range(6))
+    assert all(
+        isinstance(f, DaskFuture) and f.worker and f.worker.startswith("tcp://127.0.0.1:")
+        for f in futures
+    )
+    done, _ = wait([ex.submit(["true"])], return_when=FIRST_COMPLETED, timeout=60)
+    assert [f.result() for f in done] == [0]
+    env = {"FOO": "bar", "PATH": os.environ["PATH"]}
+    script = "echo $FOO; pwd; echo err >&2"
+    command = ex.run(["sh", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = command.result(timeout=60)
+    assert isinstance(result, JobResult) and result.stdout.split() == ["bar", str(tmp_path)]
+    assert result.stderr == "err\n" and result.returncode == 0 and result.pid > 0
+    assert result.worker.startswith("tcp://127.0.0.1:")  # type: ignore[attr-defined]
+    assert ex.run(["cat"], input=b"fed", capture_output=True).result(timeout=60).stdout == b"fed"
+    assert list(ex.map([["true"], ["false"], ["sh", "-c", "exit 7"]])) == [0, 1, 7]
+
+
+def test_asyncio_wrap_future(ex: DaskExecutor) -> None:
+    async def main() -> int:
+        return await asyncio.wrap_future(ex.submit(["sh", "-c", "exit 5"]))
+
+    assert asyncio.run(main()) == 5
+
+
+def test_ordinary_failures_are_values_raised_in_the_caller(ex: DaskExecutor) -> None:
+    with pytest.raises(FileNotFoundError):
+        ex.run(["/nonexistent/program"]).result(timeout=60)
+    with pytest.raises(subprocess.TimeoutExpired):
+        ex.run(["sleep", "30"], timeout=0.2).result(timeout=60)
+    with pytest.raises(subprocess.CalledProcessError) as raised:
+        ex.run(["sh", "-c", "exit 3"], check=True, capture_output=True).result(timeout=60)
+    assert raised.value.returncode == 3
+    assert ex.submit(["sh", "-c", "exit 9"]).result(timeout=60) == 9
+    logs = ex.client.get_worker_logs()  # type: ignore[no-untyped-call]
+    errors = [
+        msg for lines in logs.values() for level, msg in lines if level in ("ERROR", "CRITICAL")
+    ]
+    assert errors == []
+
+
+def test_terminate_and_kill_stop_the_remote_process_group(ex: DaskExecutor, tmp_path: Path) -> None:
+    for how in ("terminate", "kill"):
+        mark = tmp_path / how
+        future = ex.submit(["sh", "-c", GROUP_JOB, "job", str(mark)])
+        pids = [int(p) for p in wait_for_file(mark).split()]
+        start = time.monotonic()
+        getattr(future, how)()
+        assert gone_within(pids, 0.5) == [], f"{how}: the group outlived 0.5 s"
+        status = future.result(timeout=60)
+        assert status == (-signal.SIGTERM if how == "terminate" else -signal.SIGKILL)
+        assert time.monotonic() - start < 30
+    # the slots were given back: four more jobs run at once
+    assert [f.result(timeout=60) for f in [ex.submit(["true"]) for _ in range(4)]] == [0] * 4
+
+
+def test_a_timeout_stops_the_group(ex: DaskExecutor, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    future = ex.run(["sh", "-c", GROUP_JOB, "job", str(mark)], timeout=1.0)
+    pids = [int(p) for p in wait_for_file(mark).split()]
+    with pytest.raises(subprocess.TimeoutExpired):
+        future.result(timeout=60)
+    assert gone_within(pids, 0.5) == []
+
+
+def test_cancel_of_a_queued_job_never_runs_it(ex: DaskExecutor, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    hold = f'touch "$1"; while [ ! -e "{gate}" ]; do sleep 0.01; done'
+    marks = [tmp_path / f"blocker{i}" for i in range(4)]
+    blockers = [ex.submit(["sh", "-c", hold, "job", str(m)]) for m in marks]  # every slot
+    for mark in marks:
+        wait_for_file(mark)
+    never = tmp_path / "never"
+    queued = ex.submit(["touch", str(never)])
+    assert queued.cancel() and queued.cancelled()
+    gate.touch()
+    assert [f.result(timeout=60) for f in blockers] == [0] * 4
+    after = ex.submit(["true"])  # queued behind the cancelled one, which held no slot
+    assert after.result(timeout=60) == 0
+    assert not never.exists()
+
+
+def test_cancel_of_a_running_job_kills_its_group(ex: DaskExecutor, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    future = ex.submit(["sh", "-c", GROUP_JOB, "job", str(mark)])
+    pids = [int(p) for p in wait_for_file(mark).split()]
+    assert future.cancel() and future.cancelled()
+    assert gone_within(pids, 0.5) == []
+    assert not future.cancel() or future.cancelled()
+
+
+def test_fifty_mebibytes_of_output_arrive_intact(ex: DaskExecutor) -> None:
+    code = "import sys\nsys.stdout.buffer.write(bytes(range(256)) * (50 * 4096))"
+    result = ex.run([sys.executable, "-c", code], capture_output=True).result(timeout=120)
+    expected = bytes(range(256)) * (50 * 4096)
+    assert len(result.stdout) == 50 << 20
+    assert hashlib.sha256(result.stdout).digest() == hashlib.sha256(expected).digest()
+
+
+def test_caps_hold_per_worker_and_in_total(ex: DaskExecutor, tmp_path: Path) -> None:
+    """Each job marks itself running as run-<worker pid>-<pid>, counts the marks, and
+    leaves: at most 2 per worker (its slots) and 4 in all."""
+    record = (
+        "import os, sys, time\n"
+        "d = sys.argv[1]; me = f'run-{os.getppid()}-{os.getpid()}'\n"
+        "open(os.path.join(d, me), 'w').close()\n"
+        "time.sleep(0.2)\n"
+        "names = [n for n in os.listdir(d) if n.startswith('run-')]\n"
+        "mine = [n for n in names if n.split('-')[1] == str(os.getppid())]\n"
+        "open(os.path.join(d, f'seen-{os.getpid()}'), 'w').write(f'{len(names)} {len(mine)}')\n"
+        "os.remove(os.path.join(d, me))\n"
+    )
+    futures = [ex.submit([sys.executable, "-c", record, str(tmp_path)]) for _ in range(12)]
+    assert [f.result(timeout=120) for f in futures] == [0] * 12
+    seen = [tuple(map(int, p.read_text().split())) for p in tmp_path.glob("seen-*")]
+    assert len(seen) == 12
+    assert max(total for total, _ in seen) <= 4
+    assert max(mine for _, mine in seen) <= 2
+
+
+def test_bad_arguments(ex: DaskExecutor) -> None:
+    with pytest.raises(ValueError, match="does not take stdout=PIPE"):
+        ex.submit(["true"], stdout=subprocess.PIPE)
+    with pytest.raises(ValueError, match="argv is empty"):
+        ex.submit([])
+    with pytest.raises(ValueError, match="retries must be a non-negative integer"):
+        DaskExecutor(ex.client, retries=-1)
+    with pytest.raises(ValueError, match="slots_per_worker must be a positive integer"):
+        DaskExecutor(ex.client, slots_per_worker=0)
+
+
+# ------------------------------------------------------------------- worker loss
+def _worker_pids(executor: DaskExecutor) -> dict[str, int]:
+    return dict(executor.client.run(os.getpid))
+
+
+def _ancestor(ancestor: int, pid: int) -> bool:
+    """Whether ``ancestor`` is ``pid``'s parent (a worker and the job it started)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1]) == ancestor
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_lost_worker_leaves_no_orphan(retries: int, tmp_path: Path) -> None:
+    """kill -9 of the worker process that runs a job: the job's group is gone within 2 s
+    (the worker's guardian), and the job fails naming the worker, or with retries runs
+    again on a worker (here it then succeeds: the second run sees the first's mark)."""
+    first = tmp_path / "first"
+    job = f'if [ -e "{first}" ]; then exit 0; fi; {GROUP_JOB}'
+    before = my_children()
+    with DaskExecutor.local(n_workers=2, slots_per_worker=1, retries=retries) as executor:
+        future = executor.submit(["sh", "-c", job, "job", str(first)])
+        pids = [int(p) for p in wait_for_file(first).split()]
+        workers = _worker_pids(executor)
+        lost = next(address for address, pid in workers.items() if _ancestor(pid, pids[0]))
+        os.kill(workers[lost], signal.SIGKILL)
+        assert gone_within(pids, 2.0) == [], "the job outlived its worker by 2 s"
+        if retries:
+            assert future.result(timeout=120) == 0 and future.attempts == 2
+        else:
+            with pytest.raises(WorkerLostError, match=lost):
+                future.result(timeout=120)
+    assert not our_leftovers(before)
+
+
+def test_finished_jobs_never_run_again_after_a_worker_is_lost(tmp_path: Path) -> None:
+    count = tmp_path / "count"
+    with DaskExecutor.local(n_workers=2, slots_per_worker=1) as executor:
+        futures = [executor.submit(["sh", "-c", f'echo x >> "{count}"']) for _ in range(4)]
+        assert [f.result(timeout=60) for f in futures] == [0] * 4
+        pids = _worker_pids(executor)
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 60
+        while True:  # until the scheduler has replaced both (the nannies restart them)
+            workers = set(executor.client.scheduler_info()["workers"])
+            if len(workers) == 2 and workers.isdisjoint(pids):
+                break
+            assert time.monotonic() < end, "the workers were not replaced"
+            time.sleep(0.05)
+        assert executor.submit(["true"]).result(timeout=60) == 0  # the cluster works again
+    assert count.read_text().count("x") == 4
