@@ -21,7 +21,7 @@ pytest.importorskip("distributed", reason="procexec[dask] is not installed")
 
 from procexec import JobResult
 from procexec.dask import DaskExecutor, DaskFuture, WorkerLostError
-from tests._helpers import is_running, my_children
+from tests._helpers import is_running, log_rows, my_children, run_cli
 
 #: A job that records its pid and its grandchild's (both in its process group), then waits.
 GROUP_JOB = 'sleep 300 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait'
@@ -253,3 +253,54 @@ def test_finished_jobs_never_run_again_after_a_worker_is_lost(tmp_path: Path) ->
             time.sleep(0.05)
         assert executor.submit(["true"]).result(timeout=60) == 0  # the cluster works again
     assert count.read_text().count("x") == 4
+
+
+# -------------------------------------------------------------------- the command line
+def test_cli_runs_the_batch_on_the_cluster(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    result = run_cli(
+        "--dask", "local:2", "-j", "4", "-k", "--tag", "--joblog", str(log), "--retries", "2",
+        "--timeout", "5", "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0",
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == ["0\tjob 0", "1\tjob 1", "0\tjob 0"]
+    rows = log_rows(log)
+    assert sorted(int(r[0]) for r in rows) == [1, 2, 3]
+    assert all(r[1].startswith("tcp://127.0.0.1:") for r in rows)  # Host: the worker
+    assert {int(r[0]): int(r[6]) for r in rows} == {1: 0, 2: 1, 3: 0}
+    again = run_cli(
+        "--dask", "local:1", "--resume-failed", "--joblog", str(log),
+        "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0", timeout=120,
+    )  # fmt: skip
+    assert again.stdout == "job 1\n"  # only the failed job ran again
+
+
+def test_cli_timeout_and_halt_on_the_cluster(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    result = run_cli(
+        "--dask", "local:2", "-j", "2", "--timeout", "0.5", "--joblog", str(log),
+        "sleep", ":::", "30", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert log_rows(log)[0][6] == "-1"  # timed out: Exitval -1, as GNU parallel logs it
+    halted = run_cli(
+        "--dask", "local:2", "-j", "2", "--halt", "now,fail=1",
+        "sh", "-c", 'if [ "$1" = x ]; then exit 3; fi; sleep 30', "sh", ":::", "x", "y", "z",
+        timeout=120,
+    )  # fmt: skip
+    assert halted.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dask", "nowhere"], "--dask takes a scheduler address (tcp://host:8786) or local:N"),
+        (["--dask", "local:0"], "--dask local:N needs a number of workers"),
+        (["--dask", "local:2", "--memfree", "1G"], "--memfree watch this machine, not the cluster"),
+    ],
+)
+def test_cli_dask_usage_errors(args: list[str], message: str) -> None:
+    result = run_cli(*args, "echo", ":::", "1")
+    assert result.returncode == 255 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

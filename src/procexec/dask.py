@@ -29,6 +29,7 @@ import pickle
 import queue
 import subprocess
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -204,6 +205,8 @@ class DaskFuture(Future[_T]):
         self.worker: str | None = None
         #: The job's process id on that worker, once it finished.
         self.pid: int | None = None
+        #: Wall-clock time (``time.time()``) when the client learnt the job's end.
+        self.ended_at: float | None = None
         self._task: Any = None  # the Dask future of the current attempt
         self._state_lock = threading.Lock()
 
@@ -229,6 +232,7 @@ class DaskFuture(Future[_T]):
 
     def _ensure_running(self) -> bool:
         """Mark the future running if it is pending; False if it is cancelled or done."""
+        self.ended_at = time.time()  # only ever called as the job ends
         with self._state_lock:
             if self.running():
                 return True
@@ -523,6 +527,20 @@ class DaskExecutor:
         if future._task is not None:
             future._task.cancel()
         self._stop_remote(future, kill=True, even_if_done=True)
+
+    def terminate_jobs(self) -> None:
+        """Stop every job not finished yet with the termination sequence, on its worker."""
+        with self._lock:
+            futures = list(self._pending.values())
+        for future in futures:
+            future.terminate()
+
+    def kill_jobs(self) -> None:
+        """Send SIGKILL to every job not finished yet, on its worker."""
+        with self._lock:
+            futures = list(self._pending.values())
+        for future in futures:
+            future.kill()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new jobs; with ``cancel_futures`` cancel those not started; with ``wait``

@@ -170,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a job only while Linux PSI 'some avg10' is under PCT, e.g. memory=10,io=20",
     )
     add(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the jobs on a Dask cluster: a scheduler address (tcp://host:8786), or "
+        "local:N for N local workers (needs procexec[dask])",
+    )
+    add(
         "--no-guardian",
         dest="guardian",
         action="store_false",

@@ -27,6 +27,7 @@ class Row:
     returncode: int
     command: str
     timed_out: bool = False
+    host: str = ":"  # GNU parallel's ":" is this machine; else the Dask worker
 
     def format(self) -> str:
         """The row as GNU parallel writes it (a timed-out job: Exitval -1, and the signal)."""
@@ -35,7 +36,7 @@ class Row:
             exitval = -1
         command = self.command.replace("\n", " ").replace("\t", " ")
         return (
-            f"{self.seq}\t:\t{self.start:.3f}\t{self.runtime:10.3f}\t0\t{self.received}\t"
+            f"{self.seq}\t{self.host}\t{self.start:.3f}\t{self.runtime:10.3f}\t0\t{self.received}\t"
             f"{exitval}\t{signum}\t{command}\n"
         )
 

@@ -13,7 +13,7 @@ from procexec.cli._args import USAGE_ERROR, UsageError
 from procexec.cli._outputs import Outputs
 from procexec.cli._plan import make_plan
 from procexec.cli._report import report_command
-from procexec.cli._runner import Runner
+from procexec.cli._runner import DaskUnreachableError, Runner
 from procexec.report._records import command_text
 
 INTERRUPTED = 130
@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = Runner(plan, outputs)
         with _signals_interrupt(runner.wake):
             return runner.run()
+    except DaskUnreachableError as error:
+        print(f"procexec: {error}", file=sys.stderr)
+        return USAGE_ERROR
     except KeyboardInterrupt:
         return INTERRUPTED
     except _Terminated as terminated:

@@ -59,10 +59,12 @@ class Outputs:
                     returncode=returncode,
                     command=record.command,
                     timed_out=record.timed_out,
+                    host=record.host or ":",
                 )
             )
         if self.sidecar is not None:
-            self.sidecar.write(json.dumps(replace(record, host=self.host).to_json()) + "\n")
+            where = record.host or self.host  # a Dask worker, or this machine
+            self.sidecar.write(json.dumps(replace(record, host=where).to_json()) + "\n")
             self.sidecar.flush()
         if self.records is not None:
             self.records.append(record)

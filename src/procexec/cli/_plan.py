@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Plan:
     dry_run: bool
     guardian: bool  # stop the jobs if procexec is killed (see procexec._guardian)
     admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
+    dask: str | None  # a scheduler address, or "local:N"
 
     def command(self, job: Job, slot: int) -> list[str] | str:
         """The argv, or the shell command line, for ``job`` in ``slot``."""
@@ -100,6 +102,7 @@ def make_plan(argv: list[str]) -> Plan:
         dry_run=options.dry_run,
         guardian=options.guardian,
         admission=_admission(options),
+        dask=_dask(options),
     )
 
 
@@ -121,6 +124,30 @@ def _admission(options: argparse.Namespace) -> dict[str, Any]:
     except (TypeError, ValueError, OSError) as error:
         raise UsageError(f"--{error}") from None  # its messages begin with the option
     return admission
+
+
+def _dask(options: argparse.Namespace) -> str | None:
+    """``--dask ADDRESS`` or ``--dask local:N``, checked."""
+    address: str | None = options.dask
+    if address is None:
+        return None
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError("--dask needs Dask's distributed: pip install 'procexec[dask]'")
+    if address.startswith("local:"):
+        count = address.partition(":")[2]
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--dask local:N needs a number of workers, not {address!r}")
+    elif ":" not in address:
+        raise UsageError(
+            f"--dask takes a scheduler address (tcp://host:8786) or local:N, not {address!r}"
+        )
+    local_only = [f"--{name}" for name in ("memfree", "load", "pressure") if getattr(options, name)]
+    if local_only:
+        raise UsageError(
+            f"{', '.join(local_only)} watch this machine, not the cluster: with --dask, give "
+            "the workers their procexec-slots resource instead"
+        )
+    return address
 
 
 def _max_jobs(text: str | None) -> int:

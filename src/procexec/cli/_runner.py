@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import subprocess
 import sys
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from contextlib import suppress
@@ -20,6 +21,10 @@ from procexec.report import JobRecord, record_of
 from procexec.report._records import command_text
 
 MAX_FAILED_STATUS = 101
+
+
+class DaskUnreachableError(Exception):
+    """``--dask``: no cluster at that address (main() prints it on one line)."""
 
 
 @dataclass
@@ -50,13 +55,7 @@ class Runner:
     def run(self) -> int:
         """Run every job; return the exit status (failed jobs, capped at 101)."""
         shell = self.plan.template is None or self.plan.template.shell
-        with ProcessExecutor(
-            self.plan.max_jobs,
-            term_sequence=self.plan.term_sequence,
-            guardian=None if self.plan.guardian else False,
-            on_held=self._held,
-            **self.plan.admission,
-        ) as ex:
+        with self._executor() as ex:
             try:
                 while self.running or (self.todo and not self.halting):
                     self._start_more(ex, shell)
@@ -74,6 +73,31 @@ class Runner:
                 if self.bar is not None:
                     self.bar.close()
         return min(self.failed, MAX_FAILED_STATUS)
+
+    def _executor(self) -> Any:
+        """This machine's ProcessExecutor, or with ``--dask`` a DaskExecutor (its ``-j``
+        jobs in flight spread over the workers)."""
+        if self.plan.dask is None:
+            return ProcessExecutor(
+                self.plan.max_jobs,
+                term_sequence=self.plan.term_sequence,
+                guardian=None if self.plan.guardian else False,
+                on_held=self._held,
+                **self.plan.admission,
+            )
+        from procexec.dask import DaskExecutor  # noqa: PLC0415  # the extra, only with --dask
+
+        address, stop = self.plan.dask, self.plan.term_sequence
+        try:
+            if address.startswith("local:"):
+                workers = int(address.partition(":")[2])
+                slots = -(-self.plan.max_jobs // workers)
+                return DaskExecutor.local(workers, slots_per_worker=slots, term_sequence=stop)
+            return DaskExecutor(address, term_sequence=stop)
+        except OSError as error:
+            raise DaskUnreachableError(
+                f"cannot reach the Dask scheduler at {address}: {error}"
+            ) from None
 
     def _held(self, reason: str | None) -> None:
         """Show on the bar why jobs wait (admission: --memfree, --load, ...)."""
@@ -136,9 +160,39 @@ class Runner:
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
     """The record of a finished run of a job."""
+    worker = getattr(future, "worker", None)  # a Dask worker's address (--dask)
+    if worker is not None or (
+        future.exception() is not None and not isinstance(future, ProcessFuture)
+    ):
+        return replace(_remote_record(future, state), slot=state.slot, attempts=state.attempt)
     record = record_of(state.job.seq, future)  # its command is the future's, as run
     assert record is not None  # a finished job
     return replace(record, slot=state.slot, attempts=state.attempt)
+
+
+def _remote_record(future: Any, state: _Running) -> JobRecord:
+    """The record of a job run on a Dask worker: its result's, with the worker as host, or
+    what is known of a job that raised (its worker, when it ended)."""
+    error = future.exception()
+    if error is None:
+        record = record_of(state.job.seq, future.result())
+        assert record is not None
+        return replace(record, host=future.worker or "")
+    ended = future.ended_at if future.ended_at is not None else time.time()
+    returncode, _, _ = _outcome(future, state.command)
+    return JobRecord(
+        seq=state.job.seq,
+        command=command_text(state.command),
+        start=ended,
+        end=ended,
+        exit=None if isinstance(error, subprocess.TimeoutExpired) else returncode,
+        timed_out=isinstance(error, subprocess.TimeoutExpired),
+        host=future.worker or "",
+        pid=future.pid,
+        error=None
+        if isinstance(error, subprocess.TimeoutExpired)
+        else f"{type(error).__name__}: {error}",
+    )
 
 
 def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int, bytes, bytes]:
@@ -146,7 +200,7 @@ def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int,
     try:
         result = future.result()
     except subprocess.TimeoutExpired as expired:
-        popen = future.popen
+        popen = getattr(future, "popen", None)  # a DaskFuture has none: the status is -1
         returncode = popen.returncode if popen is not None and popen.returncode is not None else -1
         return returncode, expired.stdout or b"", expired.stderr or b""
     except OSError as error:
