@@ -159,7 +159,8 @@ def is_running(pid: int) -> bool:
 
 
 def my_children() -> set[int]:
-    """Pids whose parent is this process (zombies included), guardians left out.
+    """Pids whose parent is this process (zombies included), guardians and multiprocessing's
+    resource tracker left out.
 
     A guardian is this process's own helper (procexec._guardian), or one that a child
     made by os.fork() started and this subreaper adopted: an adopted one that has ended
@@ -168,7 +169,16 @@ def my_children() -> set[int]:
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError):  # that thread ended while we looked
             pids.update(int(p) for p in (task / "children").read_text().split())
-    return {pid for pid in pids if not _is_guardian(pid)}
+    return {pid for pid in pids if not _is_guardian(pid) and not _is_resource_tracker(pid)}
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    """multiprocessing's resource tracker: started once for the session by the first Dask
+    LocalCluster (tests/test_dask.py), it serves every later one."""
+    try:
+        return b"multiprocessing.resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
 
 
 def _is_guardian(pid: int) -> bool:

@@ -5,6 +5,7 @@ machine (this one): stops reach the grandchildren, a lost worker leaves no orpha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -55,18 +56,40 @@ def gone_within(pids: list[int], seconds: float) -> list[int]:
     return alive
 
 
-def our_leftovers(before: set[int]) -> dict[int, bytes]:
-    """Children that appeared since ``before``, multiprocessing's resource tracker (it
-    serves the whole session) left out."""
-    left = {}
-    for pid in my_children() - before:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"multiprocessing.resource_tracker" not in cmdline:
-            left[pid] = cmdline[:200] or Path(f"/proc/{pid}/stat").read_bytes()[:60]
-    return left
+def reap_adopted() -> None:
+    """Reap the zombies this session adopted as a subreaper (conftest.py): a cluster's
+    worker processes outlive their nannies by a moment, and a stopped job's grandchildren
+    outlive the job; once they have exited they are this process's to reap."""
+    for pid in my_children():
+        with contextlib.suppress(FileNotFoundError, ChildProcessError):
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                os.waitpid(pid, 0)
+
+
+@pytest.fixture(autouse=True)
+def _reap_after() -> Iterator[None]:
+    yield
+    reap_adopted()
+
+
+def our_leftovers(before: set[int], timeout: float = 30) -> dict[int, bytes]:
+    """Live children that appeared since ``before`` and are still there after ``timeout``
+    (what has exited is reaped), multiprocessing's resource tracker (it serves the whole
+    session) left out."""
+    end = time.monotonic() + timeout
+    while True:
+        reap_adopted()
+        left = {}
+        for pid in my_children() - before:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"multiprocessing.resource_tracker" not in cmdline:
+                left[pid] = cmdline[:200]
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.05)
 
 
 def test_submit_run_map_and_the_futures_api(ex: DaskExecutor, tmp_path: Path) -> None:
