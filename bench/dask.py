@@ -5,7 +5,7 @@
 The cluster: 2 worker processes on 127.0.0.1, 2 ``procexec-slots`` each. The plain loop is
 ``client.submit(subprocess.run, argv, pure=False, resources={"procexec-slots": 1})`` for
 every job, then every result; procexec is ``DaskExecutor.submit`` on the same client. The
-two alternate, round after round. Workloads: 1,000 × ``/bin/true``, 200 × ``sleep 0.01``,
+two alternate, round after round. Workloads: 1,000 x ``/bin/true``, 200 x ``sleep 0.01``,
 and the round trip of one ``/bin/true`` job at a time (submit, wait, next).
 
 Prints a Markdown table: median wall seconds of each and procexec's ratio.
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 from distributed import Client, LocalCluster
 
@@ -26,10 +27,9 @@ from procexec.dask import SLOTS, DaskExecutor
 
 def plain_batch(client: Client, argv: list[str], count: int) -> None:
     futures = [
-        client.submit(subprocess.run, argv, pure=False, resources={SLOTS: 1})
-        for _ in range(count)
+        client.submit(subprocess.run, argv, pure=False, resources={SLOTS: 1}) for _ in range(count)
     ]
-    results = client.gather(futures)
+    results = client.gather(futures)  # type: ignore[no-untyped-call]
     assert all(r.returncode == 0 for r in results)
 
 
@@ -40,7 +40,8 @@ def procexec_batch(ex: DaskExecutor, argv: list[str], count: int) -> None:
 
 def plain_round_trip(client: Client, count: int) -> None:
     for _ in range(count):
-        assert client.submit(subprocess.run, ["/bin/true"], pure=False, resources={SLOTS: 1}).result().returncode == 0
+        future = client.submit(subprocess.run, ["/bin/true"], pure=False, resources={SLOTS: 1})
+        assert future.result().returncode == 0
 
 
 def procexec_round_trip(ex: DaskExecutor, count: int) -> None:
@@ -59,25 +60,25 @@ def main(argv: list[str]) -> int:
     rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else (1 if quick else 7)
     scale = 10 if quick else 1
     cases = [
-        ("1000 × /bin/true", ["/bin/true"], 1000 // scale),
-        ("200 × sleep 0.01", ["sleep", "0.01"], 200 // scale),
+        (f"{1000 // scale} x /bin/true", ["/bin/true"], 1000 // scale),
+        (f"{200 // scale} x sleep 0.01", ["sleep", "0.01"], 200 // scale),
     ]
     trips = 100 // scale
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
         dashboard_address="127.0.0.1:0", resources={SLOTS: 2},
-    ) as cluster, Client(cluster) as client:  # fmt: skip
+    ) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]  # fmt: skip
         ex = DaskExecutor(client)
-        for name, command, count in cases:  # warm both paths up (imports, plugin)
+        for _, command, _ in cases:  # warm both paths up (imports, plugin)
             plain_batch(client, command, 4)
             procexec_batch(ex, command, 4)
         samples: dict[str, tuple[list[float], list[float]]] = {}
         for _ in range(rounds):
             for name, command, count in cases:
                 plain, ours = samples.setdefault(name, ([], []))
-                plain.append(timed(lambda c=command, n=count: plain_batch(client, c, n)))
-                ours.append(timed(lambda c=command, n=count: procexec_batch(ex, c, n)))
-            plain, ours = samples.setdefault(f"round trip of one job (× {trips})", ([], []))
+                plain.append(timed(partial(plain_batch, client, command, count)))
+                ours.append(timed(partial(procexec_batch, ex, command, count)))
+            plain, ours = samples.setdefault(f"round trip of one job (x {trips})", ([], []))
             plain.append(timed(lambda: plain_round_trip(client, trips)) / trips)
             ours.append(timed(lambda: procexec_round_trip(ex, trips)) / trips)
         ex.shutdown()

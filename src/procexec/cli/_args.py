@@ -8,6 +8,8 @@ import signal
 from dataclasses import dataclass
 from typing import NoReturn
 
+from procexec import __version__
+
 USAGE_ERROR = 255
 
 DESCRIPTION = """\
@@ -141,8 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"procexec {__version__}")
+    add("-0", "--null", action="store_true", help="input items are separated by NUL, not newline")
     add("-j", "--jobs", metavar="N", help="jobs at once: N, N%% of CPUs, +N, -N (default: CPUs-1)")
-    add("--joblog", metavar="FILE", help="append a GNU parallel job log row per finished job")
+    add(
+        "--joblog",
+        metavar="FILE",
+        help="a GNU parallel job log row per finished job (replaced unless --resume; - is stdout)",
+    )
     add("--resume", action="store_true", help="skip jobs whose sequence number is in --joblog")
     add("--resume-failed", action="store_true", help="like --resume, but rerun failed jobs")
     add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")

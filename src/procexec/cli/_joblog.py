@@ -10,6 +10,7 @@ Each row is flushed as its job ends, so a crash loses nothing already finished.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import IO
 
@@ -44,34 +45,58 @@ class Row:
 def read_outcomes(path: str) -> dict[int, bool]:
     """Seq -> succeeded, from an existing job log (the last row of a seq wins).
 
-    A missing or empty file gives an empty dict. Rows that do not parse are skipped.
+    A missing or empty file gives an empty dict. A row cut off by a crash (a row's first
+    fields, the rest missing) is left out: that job did not finish. Anything else that is
+    not a job log row raises MalformedLogError naming the file and the line: resuming from
+    a log misread would run every job again.
     """
-    outcomes: dict[int, bool] = {}
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as file:
-            lines = file.read().splitlines()
+            text = file.read()
     except FileNotFoundError:
-        return outcomes
-    for line in lines[1:] if lines and lines[0].startswith("Seq\t") else lines:
+        return {}
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if lines and not lines[0].startswith("Seq\t"):
+        raise MalformedLogError(f"{path} is not a job log: its first line is not the header")
+    outcomes: dict[int, bool] = {}
+    for number, line in enumerate(lines[1:], 2):
         fields = line.split("\t")
+        if len(fields) < len(HEADER.split("\t")) and fields[0].isdigit():
+            continue  # a row cut off by a crash (a newline was added after it): not finished
         try:
             seq, exitval, signum = int(fields[0]), int(fields[6]), int(fields[7])
         except (IndexError, ValueError):
-            continue
+            raise MalformedLogError(
+                f"{path}, line {number}: not a job log row (Seq, Host, Starttime, JobRuntime, "
+                f"Send, Receive, Exitval, Signal, Command): {line[:80]!r}"
+            ) from None
         outcomes[seq] = exitval == 0 and signum == 0
     return outcomes
 
 
+class MalformedLogError(ValueError):
+    """A file given to ``--resume`` is not a job log."""
+
+
 class JobLog:
-    """An open job log; appends rows, writing the header first if the file is new.
+    """An open job log: a new run replaces the file, a resumed one (``append``) adds its
+    rows, writing the header first if the file is new (GNU parallel's rule). ``-`` is
+    standard output.
 
     A log whose last row was cut off (a crash while it was written) gets a newline first,
     so that the next row starts a line of its own.
     """
 
-    def __init__(self, path: str) -> None:
-        self._file: IO[str] = open(path, "a", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-        if self._file.tell() == 0:
+    def __init__(self, path: str, *, append: bool = False) -> None:
+        self._owned = path != "-"
+        if not self._owned:
+            self._file: IO[str] = sys.stdout
+        else:
+            mode = "a" if append else "w"
+            self._file = open(path, mode, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        if not self._owned or self._file.tell() == 0:
             self._file.write(HEADER)
         elif not _ends_with_newline(path):
             self._file.write("\n")
@@ -83,8 +108,9 @@ class JobLog:
         self._file.flush()
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Close the file (not standard output)."""
+        if self._owned:
+            self._file.close()
 
 
 def _ends_with_newline(path: str) -> bool:

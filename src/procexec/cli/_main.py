@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = Runner(plan, outputs)
         with _signals_interrupt(runner.wake):
             return runner.run()
+    except BrokenPipeError:  # stdout closed (| head): stop quietly, as GNU parallel does
+        _quiet_stdout()
+        return CLOSED_STDOUT
     except DaskUnreachableError as error:
         print(f"procexec: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -55,6 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return terminated.status
     finally:
         outputs.finish()
+
+
+#: The status of a program that SIGPIPE ended (128 + 13), what a shell reports for
+#: GNU parallel when its output is closed.
+CLOSED_STDOUT = 141
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @contextmanager

@@ -22,8 +22,14 @@ from procexec.cli._args import (
     parse_pressure,
     parse_term_seq,
 )
-from procexec.cli._joblog import read_outcomes
-from procexec.cli._template import Template, TemplateError, read_lines, split_sources
+from procexec.cli._joblog import MalformedLogError, read_outcomes
+from procexec.cli._template import (
+    InputError,
+    Template,
+    TemplateError,
+    read_lines,
+    split_sources,
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def make_plan(argv: list[str]) -> Plan:
     words = options.command
     if words[:1] == ["--"]:  # the end of the options: what follows is the command
         words = words[1:]
-    template, all_jobs = _jobs(words, options.shell)
+    template, all_jobs = _jobs(words, options.shell, options.null)
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
     kept = [(seq, args) for seq, args in all_jobs if seq not in skip]
     return Plan(
@@ -159,14 +165,16 @@ def _max_jobs(text: str | None) -> int:
 
 
 def _jobs(
-    words: list[str], shell: bool
+    words: list[str], shell: bool, null: bool = False
 ) -> tuple[Template | None, list[tuple[int, tuple[str, ...]]]]:
     try:
-        template_words, sources = split_sources(words)
+        template_words, sources = split_sources(words, null=null)
+        if sources is None:
+            sources = [read_lines("-", null=null)]
     except OSError as error:
         raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
-    if sources is None:
-        sources = [read_lines("-")]
+    except InputError as error:
+        raise UsageError(str(error)) from None
     if not template_words:
         if len(sources) != 1:
             raise UsageError("give a command before ::: (or one command per line on stdin)")
@@ -185,4 +193,6 @@ def _already_done(joblog: str | None, resume: bool, resume_failed: bool) -> set[
         outcomes = read_outcomes(joblog)
     except OSError as error:
         raise UsageError(f"cannot read job log {joblog}: {error.strerror}") from None
+    except MalformedLogError as error:
+        raise UsageError(f"cannot resume: {error}") from None
     return {seq for seq, succeeded in outcomes.items() if succeeded or not resume_failed}

@@ -122,7 +122,13 @@ class Runner:
             job, attempt = self.todo.popleft()
             slot = heapq.heappop(self.free_slots)
             command = self.plan.command(job, slot)
-            future = ex.run(command, capture_output=True, timeout=self.plan.timeout, shell=shell)
+            future = ex.run(
+                command,
+                capture_output=True,
+                timeout=self.plan.timeout,
+                shell=shell,
+                stdin=subprocess.DEVNULL,  # not procexec's own input (GNU parallel's rule)
+            )
             self.running[future] = _Running(job, slot, attempt, command)
 
     def _finish(self, ex: ProcessExecutor, future: ProcessFuture[Any]) -> None:

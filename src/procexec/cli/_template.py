@@ -96,7 +96,9 @@ def _value(inner: str, args: Sequence[str], seq: int, slot: int) -> str:
     return _OPS[match.group("op")](arg)
 
 
-def split_sources(words: Sequence[str]) -> tuple[list[str], list[list[str]] | None]:
+def split_sources(
+    words: Sequence[str], *, null: bool = False
+) -> tuple[list[str], list[list[str]] | None]:
     """Split ``cmd ... ::: a b :::: f1 f2`` into the template and its input sources.
 
     ``::: a b`` is one source of arguments; each file after ``::::`` is a source of its own,
@@ -116,13 +118,34 @@ def split_sources(words: Sequence[str]) -> tuple[list[str], list[list[str]] | No
         elif mode == ":::":
             sources[-1].append(word)
         else:
-            sources.append(read_lines(word))
+            sources.append(read_lines(word, null=null))
     return template, (sources if mode else None)
 
 
-def read_lines(path: str) -> list[str]:
-    """The lines of a file (``-`` for stdin), without their newlines."""
+def read_lines(path: str, *, null: bool = False) -> list[str]:
+    """The items of a file (``-`` for stdin): its lines, split at ``\\n`` only (as GNU
+    parallel does: ``\\r``, form feeds and the like stay in the item), or with ``null``
+    its NUL-separated items. A NUL byte in line input is an InputError."""
     if path == "-":
-        return sys.stdin.read().splitlines() if sys.stdin is not None else []
-    with open(path, encoding="utf-8", errors="surrogateescape") as file:
-        return file.read().splitlines()
+        if sys.stdin is None:
+            return []
+        text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    else:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as file:
+            text = file.read()
+    separator = "\0" if null else "\n"
+    items = text.split(separator)
+    if items and items[-1] == "":
+        items.pop()
+    if not null and "\0" in text:
+        number = text.count("\n", 0, text.index("\0")) + 1
+        where = "standard input" if path == "-" else path
+        raise InputError(
+            f"{where}, line {number}: a NUL byte in the input; for NUL-separated input "
+            "use -0 (--null)"
+        )
+    return items
+
+
+class InputError(ValueError):
+    """The input cannot be split into arguments."""
