@@ -190,4 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="let jobs outlive procexec if it is killed with SIGKILL (default: they are stopped)",
     )
     add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
+    # -0 looks like a negative number to argparse, which would then take "-j -1" (CPUs
+    # minus one, as in GNU parallel) for an option: numbers stay values, "-0" itself still
+    # matches its option exactly.
+    parser._has_negative_number_optionals.clear()
     return parser
