@@ -139,3 +139,45 @@ def test_log_replacement_agrees_with_gnu_parallel(tmp_path: Path) -> None:
                 [*base, "--joblog", str(log), "true", ":::", *inputs], check=True, timeout=60
             )
     assert len(log_rows(tmp_path / "theirs")) == len(log_rows(tmp_path / "ours")) == 1
+
+
+def test_arg_file_is_an_input_source(tmp_path: Path) -> None:
+    (tmp_path / "one").write_text("x\ny\n")
+    (tmp_path / "two").write_text("1\n")
+    result = run_cli("-k", "-a", "one", "-a", "two", "echo", cwd=tmp_path)
+    assert result.stdout.splitlines() == ["x 1", "y 1"]
+
+
+def test_tagstring() -> None:
+    result = run_cli("-k", "--tagstring", "job{#}:{}", "echo", "hi", ":::", "a b", "c")
+    assert result.stdout.splitlines() == ["job1:a b\thi a b", "job2:c\thi c"]
+    plain = run_cli("--tagstring", "T", "echo", ":::", "a")
+    assert plain.stdout == "T\ta\n"
+    bad = run_cli("--tagstring", "{9}", "echo", ":::", "a")
+    assert bad.returncode == 255 and "--tagstring: {9} names input source 9" in bad.stderr
+
+
+def test_jobs_zero_runs_as_many_as_possible(tmp_path: Path) -> None:
+    """-j 0: every job at once here (each waits until all have started)."""
+    gate = f'touch "{tmp_path}/$0"; while [ $(ls "{tmp_path}" | wc -l) -lt 6 ]; do sleep 0.01; done'
+    result = run_cli("-j", "0", "sh", "-c", gate, ":::", *map(str, range(6)), timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("short", "stops_others"), [("1", False), ("2", True)])
+def test_halt_short_forms(short: str, stops_others: bool, tmp_path: Path) -> None:
+    """--halt 1 is soon,fail=1 (running jobs finish); --halt 2 is now,fail=1 (they stop)."""
+    done = tmp_path / "done"
+    script = f'if [ "$0" = fail ]; then sleep 0.3; exit 3; fi; sleep 2; touch "{done}"'
+    result = run_cli("-j", "2", "--halt", short, "sh", "-c", script, ":::", "fail", "slow", "never")
+    assert result.returncode != 0
+    assert done.exists() is not stops_others
+    zero = run_cli("--halt", "0", "sh", "-c", "exit 1", ":::", "a", "b")
+    assert zero.returncode == 2  # never halts: both ran and failed
+
+
+@needs_parallel
+def test_tagstring_and_arg_file_agree_with_gnu_parallel(tmp_path: Path) -> None:
+    (tmp_path / "items").write_text("a\nb\n")
+    theirs, ours = both(["-k", "--tagstring", "<{#}>", "-a", "items", "echo"], cwd=tmp_path)
+    assert ours == theirs

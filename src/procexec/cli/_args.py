@@ -108,12 +108,17 @@ def parse_pressure(text: str) -> dict[str, float]:
 
 
 def parse_halt(text: str) -> Halt | None:
-    """``--halt``: never, or soon|now,fail|success|done=N or N%."""
-    if text == "never":
+    """``--halt``: never (or 0), soon|now,fail|success|done=N or N%, or GNU parallel's
+    short forms 1 (soon,fail=1) and 2 (now,fail=1)."""
+    if text in ("never", "0"):
         return None
+    if text in ("1", "2"):
+        return Halt("soon" if text == "1" else "now", "fail", 1, False)
     match = re.fullmatch(r"(soon|now),(fail|success|done)=(\d+)(%?)", text)
     if match is None:
-        raise UsageError(f"--halt takes never or soon|now,fail|success|done=N[%], not {text!r}")
+        raise UsageError(
+            f"--halt takes never, 0, 1, 2 or soon|now,fail|success|done=N[%], not {text!r}"
+        )
     count = int(match.group(3))
     if count < 1:
         raise UsageError(f"--halt {text}: the count must be at least 1")
@@ -145,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--version", action="version", version=f"procexec {__version__}")
     add("-0", "--null", action="store_true", help="input items are separated by NUL, not newline")
-    add("-j", "--jobs", metavar="N", help="jobs at once: N, N%% of CPUs, +N, -N (default: CPUs-1)")
+    add(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible (default: CPUs-1)",
+    )
     add(
         "--joblog",
         metavar="FILE",
@@ -158,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--halt", default="never", metavar="WHEN", help="soon|now,fail|success|done=N[%%]")
     add("-k", "--keep-order", action="store_true", help="print output in input order")
     add("--tag", action="store_true", help="prefix output lines with the job's arguments")
+    add("--tagstring", metavar="STR", help="prefix output lines with STR ({} {#} ... replaced)")
+    add(
+        "-a",
+        "--arg-file",
+        action="append",
+        metavar="FILE",
+        help="an input source, one argument per line (as :::: FILE); may be repeated",
+    )
     add("--bar", action="store_true", help="progress bar with ETA on stderr")
     add("--joblog-json", metavar="FILE", help="a JSON object per finished job (slot, pid, CPU...)")
     add("--report", metavar="FILE", help="write an HTML report of the run to FILE at its end")

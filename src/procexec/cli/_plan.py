@@ -59,11 +59,20 @@ class Plan:
     summary: bool
     keep_order: bool
     tag: bool
+    tagstring: Template | None  # --tagstring: the tag, with replacement strings
     bar: bool
     dry_run: bool
     guardian: bool  # stop the jobs if procexec is killed (see procexec._guardian)
     admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
     dask: str | None  # a scheduler address, or "local:N"
+
+    def tag_of(self, job: Job) -> str:
+        """The prefix of the job's output lines: ``--tagstring`` expanded, or its arguments."""
+        if self.tagstring is None:
+            return " ".join(job.args)
+        if not self.tagstring.has_replacements:  # the text alone: no arguments appended
+            return self.tagstring.tokens[0]
+        return " ".join(self.tagstring.expand(job.args, job.seq, 0))  # values unquoted
 
     def command(self, job: Job, slot: int) -> list[str] | str:
         """The argv, or the shell command line, for ``job`` in ``slot``."""
@@ -84,13 +93,15 @@ def make_plan(argv: list[str]) -> Plan:
     words = options.command
     if words[:1] == ["--"]:  # the end of the options: what follows is the command
         words = words[1:]
+    if options.arg_file:  # -a FILE: an input source each, as :::: FILE
+        words = [*words, "::::", *options.arg_file]
     template, all_jobs = _jobs(words, options.shell, options.null)
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
     kept = [(seq, args) for seq, args in all_jobs if seq not in skip]
     return Plan(
         template=template,
         jobs=[Job(seq, index, args) for index, (seq, args) in enumerate(kept)],
-        max_jobs=_max_jobs(options.jobs),
+        max_jobs=_max_jobs(options.jobs, len(kept)),
         retries=options.retries,
         timeout=options.timeout,
         halt=parse_halt(options.halt),
@@ -103,7 +114,8 @@ def make_plan(argv: list[str]) -> Plan:
         report=options.report,
         summary=options.bar if options.summary is None else options.summary,
         keep_order=options.keep_order,
-        tag=options.tag,
+        tag=options.tag or options.tagstring is not None,
+        tagstring=_tagstring(options.tagstring, all_jobs),
         bar=options.bar,
         dry_run=options.dry_run,
         guardian=options.guardian,
@@ -156,12 +168,29 @@ def _dask(options: argparse.Namespace) -> str | None:
     return address
 
 
-def _max_jobs(text: str | None) -> int:
+#: ``-j 0`` ("as many as possible", as GNU parallel says) runs at most this many at once.
+AS_MANY_AS_POSSIBLE = 1024
+
+
+def _max_jobs(text: str | None, jobs: int) -> int:
     if text is None:
         return default_max_jobs()
+    if text.strip() == "0":
+        return max(1, min(jobs, AS_MANY_AS_POSSIBLE))
     from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
 
     return parse_jobs(text, int(cpu_count()))
+
+
+def _tagstring(text: str | None, jobs: list[tuple[int, tuple[str, ...]]]) -> Template | None:
+    """``--tagstring``, checked as a template of as many sources as the jobs have."""
+    if text is None:
+        return None
+    sources = len(jobs[0][1]) if jobs else 1
+    try:
+        return Template.parse([text], shell=False, sources=sources)
+    except TemplateError as error:
+        raise UsageError(f"--tagstring: {error}") from None
 
 
 def _jobs(

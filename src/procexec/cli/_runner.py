@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ class Runner:
     def __init__(self, plan: Plan, outputs: Outputs) -> None:
         self.plan = plan
         self.outputs = outputs
-        self.output = _Output(plan.keep_order, plan.tag)
+        self.output = _Output(plan.keep_order, plan.tag_of if plan.tag else None)
         self.free_slots = list(range(1, plan.max_jobs + 1))
         self.running: dict[ProcessFuture[Any], _Running] = {}
         self.todo: deque[tuple[Job, int]] = deque((job, 1) for job in plan.jobs)
@@ -216,9 +217,10 @@ def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int,
 
 
 class _Output:
-    """Prints each job's output whole; in input order with keep_order; tagged with tag."""
+    """Prints each job's output whole; in input order with keep_order; each line prefixed
+    with ``tag(job)`` and a tab when ``tag`` is given."""
 
-    def __init__(self, keep_order: bool, tag: bool) -> None:
+    def __init__(self, keep_order: bool, tag: Callable[[Job], str] | None) -> None:
         self.keep_order = keep_order
         self.tag = tag
         self.next_index = 0
@@ -238,8 +240,8 @@ class _Output:
         for data, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
             if not data:
                 continue
-            if self.tag:
-                prefix = " ".join(job.args).encode() + b"\t"
+            if self.tag is not None:
+                prefix = self.tag(job).encode("utf-8", "surrogateescape") + b"\t"
                 lines = data.splitlines(keepends=True)
                 data = b"".join(prefix + line for line in lines)  # noqa: PLW2901
             stream.flush()
