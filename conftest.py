@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from tests._helpers import Gate, become_subreaper
+from tests._helpers import Gate, become_subreaper, reap_adopted_zombies
 
 from procexec import _platform
 from procexec._guardian import GUARDIAN
@@ -44,6 +44,14 @@ def _guardian_started() -> None:
     """Start this process's guardian first: the two fds it holds for good (its pipe and its
     registry) then count as there before every test that checks for leaked fds."""
     GUARDIAN._start()
+
+
+@pytest.fixture(autouse=True)
+def _reap_adopted() -> Iterator[None]:
+    """After each test, reap the orphans this subreaper adopted and that have exited, so
+    that one test's leftovers are not counted against the next."""
+    yield
+    reap_adopted_zombies()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,7 +5,6 @@ machine (this one): stops reach the grandchildren, a lost worker leaves no orpha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import signal
@@ -22,7 +21,7 @@ pytest.importorskip("distributed", reason="procexec[dask] is not installed")
 
 from procexec import JobResult
 from procexec.dask import DaskExecutor, DaskFuture, WorkerLostError
-from tests._helpers import is_running, log_rows, my_children, run_cli
+from tests._helpers import is_running, log_rows, my_children, reap_adopted_zombies, run_cli
 
 #: A job that records its pid and its grandchild's (both in its process group), then waits.
 GROUP_JOB = 'sleep 300 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait'
@@ -56,29 +55,13 @@ def gone_within(pids: list[int], seconds: float) -> list[int]:
     return alive
 
 
-def reap_adopted() -> None:
-    """Reap the zombies this session adopted as a subreaper (conftest.py): a cluster's
-    worker processes outlive their nannies by a moment, and a stopped job's grandchildren
-    outlive the job; once they have exited they are this process's to reap."""
-    for pid in my_children():
-        with contextlib.suppress(FileNotFoundError, ChildProcessError):
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                os.waitpid(pid, 0)
-
-
-@pytest.fixture(autouse=True)
-def _reap_after() -> Iterator[None]:
-    yield
-    reap_adopted()
-
-
 def our_leftovers(before: set[int], timeout: float = 30) -> dict[int, bytes]:
     """Live children that appeared since ``before`` and are still there after ``timeout``
     (what has exited is reaped), multiprocessing's resource tracker (it serves the whole
     session) left out."""
     end = time.monotonic() + timeout
     while True:
-        reap_adopted()
+        reap_adopted_zombies()
         left = {}
         for pid in my_children() - before:
             try:
