@@ -459,13 +459,11 @@ class DaskExecutor:
         per task costs a round trip each), and the exception of each other task."""
         finished = [task for task in batch if task.status == "finished"]
         try:
-            values = iter(self._client.gather(finished)) if finished else iter(())  # type: ignore[no-untyped-call]
+            values = list(self._client.gather(finished)) if finished else []  # type: ignore[no-untyped-call]
         except Exception:  # one of them could not be fetched: each on its own
-            values = iter([_fetch(task) for task in finished])
-        return [
-            next(values) if task.status == "finished" and task in finished else _error_of(task)
-            for task in batch
-        ]
+            values = [_fetch(task) for task in finished]
+        fetched = {id(task): value for task, value in zip(finished, values, strict=True)}
+        return [fetched[id(task)] if id(task) in fetched else _error_of(task) for task in batch]
 
     def _settle(
         self,
