@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import select
 import threading
 import time
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
+
+from procexec._sizes import size_in_bytes
 
 logger = logging.getLogger("procexec")
 
@@ -49,7 +50,6 @@ PROBE_TTL = 0.05
 PSI_WINDOW_US = 2_000_000
 PRESSURE_RESOURCES = ("cpu", "io", "memory")
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)i?B?\s*", re.IGNORECASE)
 _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 
 
@@ -60,10 +60,10 @@ def parse_size(text: str | int, what: str) -> int:
     if isinstance(text, int):
         value = text
     else:
-        match = _SIZE.fullmatch(text)
-        if match is None:
+        parsed = size_in_bytes(text)
+        if parsed is None:
             raise ValueError(f"{what} must be a size like '512M' or '2G', got {text!r}")
-        value = int(float(match.group(1)) * 1024 ** " KMGTP".index(match.group(2).upper() or " "))
+        value = parsed
     if value <= 0:
         raise ValueError(f"{what} must be positive, got {text!r}")
     return value
@@ -186,10 +186,6 @@ class Admission:
             value = _ADMITS[name]
         self._readings[name] = (now, value)
         return value
-
-    def forget_readings(self) -> None:
-        """Read every probe afresh at the next check."""
-        self._readings.clear()
 
 
 #: What a probe that cannot be read counts as: room for a job.

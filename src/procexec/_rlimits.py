@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import resource
 import shutil
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeAlias
+
+from procexec._sizes import size_in_bytes
 
 #: A size: bytes, or a string with a K, M, G or T suffix (powers of 1024).
 Size: TypeAlias = int | str
@@ -76,11 +77,10 @@ def _size(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(f"limits: {name} must be a number of bytes or a size like '512M'")
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
-        if match is None:
+        parsed = size_in_bytes(value, units="KMGT")
+        if parsed is None:
             raise ValueError(f"limits: {name}={value!r} is not a size like '512M' or '2G'")
-        power = " KMGT".index(match.group(2).upper() or " ")
-        value = int(float(match.group(1)) * 1024**power)
+        value = parsed
     if value <= 0:
         raise ValueError(f"limits: {name} must be positive, got {value}")
     return value
