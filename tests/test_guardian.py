@@ -282,6 +282,32 @@ def test_jobs_are_registered_while_they_run_and_forgotten_when_reaped(
         )
 
 
+def test_a_failing_registration_fails_that_job_alone(
+    reaper_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What registering a job with the guardian raises (here SystemExit) is that job's
+    outcome: its child is killed and reaped, the other jobs run."""
+    recorder = Recorder()
+    calls = iter([SystemExit(3)])
+    register = recorder.watch
+
+    def watch(pid: int, *, group: bool) -> int:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return register(pid, group=group)
+
+    monkeypatch.setattr(recorder, "watch", watch)
+    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
+    with ProcessExecutor(max_jobs=1) as ex:
+        first = ex.submit(["sleep", "300"])
+        rest = [ex.submit(["true"]) for _ in range(3)]
+    error = first.exception()
+    assert isinstance(error, RuntimeError) and "raised SystemExit(3)" in str(error)
+    assert first.popen is not None and first.popen.returncode == -signal.SIGKILL
+    assert [f.result() for f in rest] == [0, 0, 0]
+
+
 def test_executor_outside_with_is_guarded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)

@@ -366,11 +366,11 @@ class Lane:
             return False
         job.started(popen)
         self._running[popen.pid] = job  # from here on, a failure still reaps this child
-        if job.guarded:
-            job.guard_slot = GUARDIAN.watch(popen.pid, group=job.own_group)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("procexec: started pid %d: %r", popen.pid, job.argv)
         try:
+            if job.guarded:
+                job.guard_slot = GUARDIAN.watch(popen.pid, group=job.own_group)
             job.take_pipes()
             self._watch(job, popen.pid)
         except BaseException as exc:  # e.g. no fd for a pidfd: do not keep an unwatched child
