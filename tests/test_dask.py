@@ -49,27 +49,17 @@ def gone_within(pids: list[int], seconds: float) -> list[int]:
     end = time.monotonic() + seconds
     while (alive := [p for p in pids if is_running(p)]) and time.monotonic() < end:
         time.sleep(0.005)
-    for pid in pids:
-        if pid in my_children():
-            os.waitpid(pid, 0)
+    reap_adopted_zombies()
     return alive
 
 
-def our_leftovers(before: set[int], timeout: float = 30) -> dict[int, bytes]:
+def our_leftovers(before: set[int], timeout: float = 30) -> list[int]:
     """Live children that appeared since ``before`` and are still there after ``timeout``
-    (what has exited is reaped), multiprocessing's resource tracker (it serves the whole
-    session) left out."""
+    (what has exited is reaped)."""
     end = time.monotonic() + timeout
     while True:
         reap_adopted_zombies()
-        left = {}
-        for pid in my_children() - before:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"multiprocessing.resource_tracker" not in cmdline:
-                left[pid] = cmdline[:200]
+        left = sorted(my_children() - before)
         if not left or time.monotonic() > end:
             return left
         time.sleep(0.05)

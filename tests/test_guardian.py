@@ -25,6 +25,7 @@ import pytest
 
 from procexec import ProcessExecutor
 from procexec._guardian import SLOTS, Guardian
+from tests._helpers import is_running, reap_adopted_zombies
 
 #: A job: start a grandchild, then record both pids (atomically) and sleep.
 JOB = textwrap.dedent(
@@ -97,10 +98,9 @@ class Tree:
             if not entry.name.isdigit() or int(entry.name) in {self.parent.pid, *ignore}:
                 continue
             with contextlib.suppress(OSError):
-                if self.marker.encode() in (entry / "cmdline").read_bytes():
-                    stat = (entry / "stat").read_text()
-                    if stat.rsplit(")", 1)[1].split()[0] != "Z":
-                        found.append(int(entry.name))
+                pid = int(entry.name)
+                if self.marker.encode() in (entry / "cmdline").read_bytes() and is_running(pid):
+                    found.append(pid)
         return found
 
     def gone_within(self, seconds: float, ignore: frozenset[int] = frozenset()) -> list[int]:
@@ -117,19 +117,7 @@ class Tree:
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        _reap_orphans()
-
-
-def _reap_orphans() -> None:
-    """Reap the zombies this subreaper adopted from the killed parent (the guardian too)."""
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            for pid in (task / "children").read_text().split():
-                stat = Path(f"/proc/{pid}/stat")
-                with contextlib.suppress(FileNotFoundError):
-                    if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                        with contextlib.suppress(ChildProcessError):
-                            os.waitpid(int(pid), 0)
+        reap_adopted_zombies()  # the killed parent's orphans, the guardian too
 
 
 @pytest.fixture
