@@ -345,15 +345,23 @@ def test_a_failing_on_held_is_logged_and_jobs_still_run(
     assert "memfree" in calls and "the on_held callback failed" in caplog.text
 
 
+def _psi_triggers_allowed() -> bool:
+    fd = _admission.open_trigger("memory", 100)
+    _admission.close_trigger(fd)
+    return fd is not None
+
+
 @pytest.mark.skipif(
-    _admission.open_trigger("memory", 50) is None,
+    not _psi_triggers_allowed(),
     reason="this kernel or sandbox refuses PSI triggers; the sampling path covers the watch",
 )
 def test_psi_trigger_on_the_real_proc() -> None:
-    fd = _admission.open_trigger("memory", 50)
+    """A real trigger is accepted, and one that needs tasks stalled for the whole window
+    stays quiet through a short wait."""
+    fd = _admission.open_trigger("memory", 100)
     assert fd is not None
     try:
-        assert _admission.quiet_window(fd, 0.01) in (True, False)
+        assert _admission.quiet_window(fd, 0.05) is True
     finally:
         _admission.close_trigger(fd)
 
