@@ -256,7 +256,7 @@ def test_cli_runs_the_batch_on_the_cluster(tmp_path: Path) -> None:
     log = tmp_path / "log"
     result = run_cli(
         "--dask", "local:2", "-j", "4", "-k", "--tag", "--joblog", str(log), "--retries", "2",
-        "--timeout", "5", "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0",
+        "--timeout", "5", "-q", "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0",
         timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
@@ -267,7 +267,7 @@ def test_cli_runs_the_batch_on_the_cluster(tmp_path: Path) -> None:
     assert {int(r[0]): int(r[6]) for r in rows} == {1: 0, 2: 1, 3: 0}
     again = run_cli(
         "--dask", "local:1", "--resume-failed", "--joblog", str(log),
-        "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0", timeout=120,
+        "-q", "sh", "-c", 'echo "job $1"; exit $1', "sh", ":::", "0", "1", "0", timeout=120,
     )  # fmt: skip
     assert again.stdout == "job 1\n"  # only the failed job ran again
 
@@ -282,7 +282,7 @@ def test_cli_timeout_and_halt_on_the_cluster(tmp_path: Path) -> None:
     assert log_rows(log)[0][6] == "-1"  # timed out: Exitval -1, as GNU parallel logs it
     halted = run_cli(
         "--dask", "local:2", "-j", "2", "--halt", "now,fail=1",
-        "sh", "-c", 'if [ "$1" = x ]; then exit 3; fi; sleep 30', "sh", ":::", "x", "y", "z",
+        "-q", "sh", "-c", 'if [ "$1" = x ]; then exit 3; fi; sleep 30', "sh", ":::", "x", "y", "z",
         timeout=120,
     )  # fmt: skip
     assert halted.returncode != 0

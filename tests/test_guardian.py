@@ -206,7 +206,7 @@ def test_a_forked_child_does_not_keep_the_guardian_waiting(tree: Tree) -> None:
 
 
 def test_the_cli_guards_its_jobs(tree: Tree) -> None:
-    argv = [sys.executable, "-m", "procexec", "-j", str(tree.n), sys.executable, "-c", JOB]
+    argv = [sys.executable, "-m", "procexec", "-j", str(tree.n), "-q", sys.executable, "-c", JOB]
     argv += [tree.marker, str(tree.ready), ":::", *map(str, range(tree.n))]
     # The CLI appends the input as the last argument: JOB ignores it.
     parent = tree.start(argv, stdin=subprocess.DEVNULL)
@@ -218,7 +218,7 @@ def test_the_cli_guards_its_jobs(tree: Tree) -> None:
 
 
 def test_the_cli_without_the_guardian(tree: Tree) -> None:
-    argv = [sys.executable, "-m", "procexec", "--no-guardian", "-j", str(tree.n)]
+    argv = [sys.executable, "-m", "procexec", "--no-guardian", "-j", str(tree.n), "-q"]
     argv += [sys.executable, "-c", JOB, tree.marker, str(tree.ready), ":::", "1", "2", "3"]
     parent = tree.start(argv, stdin=subprocess.DEVNULL)
     pids = tree.wait_ready()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -21,10 +22,13 @@ Run commands in parallel, at most -j at once.
   ... | procexec [options] CMD [ARGS...]            arguments from stdin, one per line
   procexec report LOG [LOG...] [-o report.html]    HTML report of a job log (see report -h)
 
-CMD is run directly, without a shell (arguments with spaces or quotes arrive intact and
-nothing is interpreted); --shell runs it through /bin/sh with the arguments quoted.
-Replacement strings: {} {.} {/} {//} {/.} {#} {%} and {N}; with none, the arguments are
-appended. Several ::: / :::: sources give every combination.
+As in GNU parallel, the command words are joined into one command line for your shell
+($PARALLEL_SHELL, else the shell procexec runs from, else $SHELL), every argument quoted, so
+pipes, redirections, ; and && work; a command without shell syntax is run directly. -q (or
+--no-shell) runs the words as they are, without a shell.
+Replacement strings: {} {.} {/} {//} {/.} {#} {%}, {N} and {-N}; with none, the arguments
+are appended. Several ::: / :::: sources give every combination; :::+ pairs one with the
+source before it.
 """
 
 
@@ -32,9 +36,76 @@ class UsageError(Exception):
     """Bad command-line input: reported in one line, exit status 255."""
 
 
+#: GNU parallel options procexec does not have, with the procexec way where there is one.
+UNSUPPORTED = {
+    "-S": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    "--sshlogin": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    "--slf": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    "--sshloginfile": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    "--transfer": "with --dask the workers share files the cluster's own way",
+    "--trc": "with --dask the workers share files the cluster's own way",
+    "--return": "with --dask the workers share files the cluster's own way",
+    "--basefile": "with --dask the workers share files the cluster's own way",
+    "--semaphore": "no semaphore mode; run one procexec over the whole batch",
+    "--sem": "no semaphore mode; run one procexec over the whole batch",
+    "--tmux": "",
+    "--tmuxpane": "",
+    "--fifo": "",
+    "--cat": "",
+    "--shebang": "",
+    "--sqlmaster": "",
+    "--sqlworker": "",
+    "--sqlandworker": "",
+    "--nice": "run `nice procexec ...` instead",
+    "--env": "jobs inherit procexec's whole environment",
+    "--tty": "jobs read /dev/null; use --pipe to feed them input",
+    "--files": "use --results DIR",
+    "--ctag": "use --tag",
+    "--tmpdir": "",
+    "--compress": "",
+    "--header": "",
+    "--csv": "",
+    "--plus": "",
+    "--rpl": "",
+    "--shuf": "",
+    "--group-by": "",
+    "--retry-failed": "use --resume-failed",
+    "--sshdelay": "",
+    "--workdir": "",
+    "--wd": "",
+    "-L": "",
+    "--max-lines": "",
+    "-l": "",
+    "-s": "",
+    "--max-chars": "",
+    "-E": "",
+    "--eof": "",
+    "--fg": "",
+    "--bg": "",
+    "--xargs": "use -m",
+    "-n": "use -N",
+}
+
+
+def _unsupported(message: str) -> str | None:
+    """A message naming an unsupported GNU parallel option, from argparse's message."""
+    match = re.search(r"unrecognized arguments: (\S+)", message)
+    if match is None:
+        return None
+    option = match.group(1).split("=", 1)[0]
+    if option not in UNSUPPORTED:
+        return f"unknown option {match.group(1)} (see procexec --help)"
+    hint = UNSUPPORTED[option]
+    return f"{option} (a GNU parallel option) is not supported" + (f": {hint}" if hint else "")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        bundled = re.search(r"argument (-\w)/\S+: ignored explicit argument '(.+)'", message)
+        if bundled:
+            flags = bundled.group(1) + bundled.group(2)
+            raise UsageError(f"unknown option in {flags}: -{bundled.group(2)[0]} (see --help)")
+        raise UsageError(_unsupported(message) or message)
 
 
 @dataclass(frozen=True)
@@ -93,6 +164,20 @@ def parse_duration(text: str, option: str) -> float:
     return sum(float(number) * _DURATION[unit] for number, unit in parts)
 
 
+def parse_timeout(text: str) -> tuple[float | None, float | None]:
+    """``--timeout``: seconds (with s/m/h/d), or N% of the median runtime of the jobs that
+    succeeded; returns (seconds, percent), one of them None."""
+    if text.strip().endswith("%"):
+        number = text.strip()[:-1]
+        if not re.fullmatch(r"\d+(?:\.\d+)?", number) or not float(number) > 0:
+            raise UsageError(f"--timeout N% takes a positive percentage, not {text!r}")
+        return None, float(number)
+    seconds = parse_duration(text, "--timeout")
+    if not seconds > 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {text!r}")
+    return seconds, None
+
+
 def parse_pressure(text: str) -> dict[str, float]:
     """``--pressure``: ``memory=10,cpu=50,io=20`` (percentages of "some avg10")."""
     limits: dict[str, float] = {}
@@ -107,13 +192,20 @@ def parse_pressure(text: str) -> dict[str, float]:
     return limits
 
 
+_SHORT_HALTS = {
+    "1": "soon,fail=1",
+    "2": "now,fail=1",
+    "-1": "soon,success=1",
+    "-2": "now,success=1",
+}
+
+
 def parse_halt(text: str) -> Halt | None:
     """``--halt``: never (or 0), soon|now,fail|success|done=N or N%, or GNU parallel's
-    short forms 1 (soon,fail=1) and 2 (now,fail=1)."""
+    short forms 1 (soon,fail=1), 2 (now,fail=1), -1 and -2 (the same for success)."""
     if text in ("never", "0"):
         return None
-    if text in ("1", "2"):
-        return Halt("soon" if text == "1" else "now", "fail", 1, False)
+    text = _SHORT_HALTS.get(text, text)
     match = re.fullmatch(r"(soon|now),(fail|success|done)=(\d+)(%?)", text)
     if match is None:
         raise UsageError(
@@ -134,10 +226,15 @@ def parse_term_seq(text: str) -> list[tuple[int, float]]:
     for name, millis in zip(parts[::2], parts[1::2], strict=True):
         try:
             signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-            steps.append((int(signum), int(millis) / 1000))
-        except (KeyError, ValueError):
-            raise UsageError(f"--term-seq: {name},{millis} is not SIGNAL,MILLISECONDS") from None
+        except KeyError:
+            raise UsageError(f"--term-seq: {name} is not a signal name (TERM, KILL...)") from None
+        if not millis.isdigit():
+            raise UsageError(f"--term-seq: {millis} is not a number of milliseconds (0 or more)")
+        steps.append((int(signum), int(millis) / 1000))
     return steps
+
+
+Add = Callable[..., object]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,26 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--version", action="version", version=f"procexec {__version__}")
+    _input_options(add)
+    _command_options(add)
+    _run_options(add)
+    _output_options(add)
+    _machine_options(add)
+    add("--will-cite", "--no-notice", action="store_true", help=argparse.SUPPRESS)
+    add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
+    # -0 looks like a negative number to argparse, which would then take "-j -1" (CPUs
+    # minus one, as in GNU parallel) for an option: numbers stay values, "-0" itself still
+    # matches its option exactly.
+    parser._has_negative_number_optionals.clear()
+    return parser
+
+
+def _input_options(add: Add) -> None:
+    """Where the arguments come from and how they are cut."""
     add("-0", "--null", action="store_true", help="input items are separated by NUL, not newline")
-    add(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible (default: CPUs-1)",
-    )
-    add(
-        "--joblog",
-        metavar="FILE",
-        help="a GNU parallel job log row per finished job (replaced unless --resume; - is stdout)",
-    )
-    add("--resume", action="store_true", help="skip jobs whose sequence number is in --joblog")
-    add("--resume-failed", action="store_true", help="like --resume, but rerun failed jobs")
-    add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")
-    add("--timeout", type=float, metavar="SECONDS", help="stop a job running longer than this")
-    add("--halt", default="never", metavar="WHEN", help="soon|now,fail|success|done=N[%%]")
-    add("-k", "--keep-order", action="store_true", help="print output in input order")
-    add("--tag", action="store_true", help="prefix output lines with the job's arguments")
-    add("--tagstring", metavar="STR", help="prefix output lines with STR ({} {#} ... replaced)")
     add(
         "-a",
         "--arg-file",
@@ -176,7 +270,70 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="an input source, one argument per line (as :::: FILE); may be repeated",
     )
+    add("--link", "--xapply", action="store_true", help="pair the input sources, not combine")
+    add("--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
+    add("-N", "--max-args", type=int, metavar="N", help="N arguments per job ({1}..{N})")
+    add(
+        "-X",
+        dest="context",
+        action="store_true",
+        help="as many arguments as fit; a word with {} is repeated for each",
+    )
+    add("-m", dest="multi", action="store_true", help="as many arguments as fit per job")
+    add("--pipe", "--spreadstdin", action="store_true", help="stdin in blocks, one per job")
+    add("--block", "--block-size", default="1M", metavar="SIZE", help="--pipe block size")
+    add("--recstart", metavar="STR", help="--pipe: a record starts with STR")
+    add("--recend", default="\n", metavar="STR", help="--pipe: a record ends with STR")
+    add("--round-robin", "--roundrobin", action="store_true", help=argparse.SUPPRESS)
+
+
+def _command_options(add: Add) -> None:
+    """How the command line is made and run."""
+    add("-q", "--quote", action="store_true", help="run the command words as they are, no shell")
+    add("--no-shell", dest="quote", action="store_true", help="the same as -q")
+    add("--shell", action="store_true", help="always start a shell, even for a plain command")
+    add("-I", "--replace", metavar="STR", help="use STR instead of {}")
+    add("--dry-run", action="store_true", help="print the commands instead of running them")
+
+
+def _run_options(add: Add) -> None:
+    """How many jobs run, how long, and when the run stops."""
+    add(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible (default: CPUs)",
+    )
+    add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")
+    add(
+        "--timeout",
+        metavar="SECS",
+        help="stop a job running longer than SECS (s/m/h/d suffixes), or N%% of the median runtime",
+    )
+    add("--halt", default="never", metavar="WHEN", help="soon|now,fail|success|done=N[%%]")
+    add("--term-seq", "--termseq", metavar="SEQ", help="how to stop a job, e.g. TERM,2000,KILL,0")
+    add(
+        "--joblog",
+        metavar="FILE",
+        help="a GNU parallel job log row per finished job (replaced unless --resume; - is stdout)",
+    )
+    add("--resume", action="store_true", help="skip jobs whose sequence number is in --joblog")
+    add("--resume-failed", action="store_true", help="like --resume, but rerun failed jobs")
+
+
+def _output_options(add: Add) -> None:
+    """Where the jobs' output and the run's records go."""
+    add("-k", "--keep-order", action="store_true", help="print output in input order")
+    add("--tag", action="store_true", help="prefix output lines with the job's arguments")
+    add("--tagstring", metavar="STR", help="prefix output lines with STR ({} {#} ... replaced)")
+    add("-v", "--verbose", action="store_true", help="print each job's command before its output")
+    add("-u", "--ungroup", action="store_true", help="print output as it comes (lines may mix)")
+    add("--line-buffer", "--lb", action="store_true", help="print whole lines as they come")
+    add("--group", action="store_true", help="print each job's output whole (the default)")
+    add("--results", "--res", metavar="DIR", help="save each job's output in DIR (GNU layout)")
     add("--bar", action="store_true", help="progress bar with ETA on stderr")
+    add("--eta", action="store_true", help="print the estimated time left on stderr")
+    add("--progress", action="store_true", help="print progress on stderr")
     add("--joblog-json", metavar="FILE", help="a JSON object per finished job (slot, pid, CPU...)")
     add("--report", metavar="FILE", help="write an HTML report of the run to FILE at its end")
     add(
@@ -184,9 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="print a few lines about the run at its end (default: with --bar)",
     )
-    add("--dry-run", action="store_true", help="print the commands instead of running them")
-    add("--shell", action="store_true", help="run the command through /bin/sh")
-    add("--term-seq", "--termseq", metavar="SEQ", help="how to stop a job, e.g. TERM,2000,KILL,0")
+
+
+def _machine_options(add: Add) -> None:
+    """When the machine lets a job start, where jobs run, what happens if procexec dies."""
     add("--memfree", metavar="SIZE", help="start a job only while SIZE of memory is free (e.g. 2G)")
     add("--load", metavar="N", help="start a job only while fewer than N processes run (N or N%%)")
     add("--delay", metavar="SECS", help="at least SECS between two starts (s, m, h, d suffixes)")
@@ -207,9 +365,3 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="let jobs outlive procexec if it is killed with SIGKILL (default: they are stopped)",
     )
-    add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
-    # -0 looks like a negative number to argparse, which would then take "-j -1" (CPUs
-    # minus one, as in GNU parallel) for an option: numbers stay values, "-0" itself still
-    # matches its option exactly.
-    parser._has_negative_number_optionals.clear()
-    return parser

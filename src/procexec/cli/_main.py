@@ -11,11 +11,11 @@ from contextlib import contextmanager
 
 from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
+from procexec.cli._inputs import InputError
 from procexec.cli._outputs import Outputs
-from procexec.cli._plan import make_plan
+from procexec.cli._plan import CommandTooLongError, Plan, make_plan
 from procexec.cli._report import report_command
 from procexec.cli._runner import DaskUnreachableError, Runner
-from procexec.report._records import command_text
 
 INTERRUPTED = 130
 
@@ -39,18 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"procexec: {error}", file=sys.stderr)
         return USAGE_ERROR
-    if outputs is None:
-        for job in plan.jobs:
-            print(command_text(plan.command(job, 1)))
-        return 0
+    if plan.reads_stdin and sys.stdin is not None and sys.stdin.isatty():
+        print(TERMINAL_WARNING, file=sys.stderr)
     try:
+        if outputs is None:
+            return _dry_run(plan)
         runner = Runner(plan, outputs)
         with _signals_interrupt(runner.wake):
             return runner.run()
     except BrokenPipeError:  # stdout closed (| head): stop quietly, as GNU parallel does
         _quiet_stdout()
         return CLOSED_STDOUT
-    except DaskUnreachableError as error:
+    except (DaskUnreachableError, UsageError) as error:
         print(f"procexec: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
@@ -58,7 +58,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated as terminated:
         return terminated.status
     finally:
-        outputs.finish()
+        if outputs is not None:
+            outputs.finish()
+
+
+TERMINAL_WARNING = (
+    "procexec: Warning: Input is read from the terminal. Give the arguments after :::, "
+    "a file with :::: or -a, or pipe them in.\nprocexec: Warning: Press CTRL-D to end the "
+    "input."
+)
+
+
+def _dry_run(plan: Plan) -> int:
+    """``--dry-run``: print each job's command line, as input arrives."""
+    try:
+        for job in plan.feed:
+            print(plan.command(job, 1) and plan.text(job, 1), flush=True)
+    except (InputError, CommandTooLongError) as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    return 0
 
 
 #: The status of a program that SIGPIPE ended (128 + 13), what a shell reports for

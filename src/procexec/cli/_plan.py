@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import itertools
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from procexec._admission import make_admission
-from procexec._executor import DEFAULT_TERM_SEQUENCE, default_max_jobs
+from procexec._executor import DEFAULT_TERM_SEQUENCE
 from procexec.cli._args import (
     Halt,
     UsageError,
@@ -21,24 +21,20 @@ from procexec.cli._args import (
     parse_load,
     parse_pressure,
     parse_term_seq,
+    parse_timeout,
 )
+from procexec.cli._feed import Feed, Job
+from procexec.cli._inputs import InputError, Shape, Source, arguments, split_sources
 from procexec.cli._joblog import MalformedLogError, read_outcomes
-from procexec.cli._template import (
-    InputError,
-    Template,
-    TemplateError,
-    read_lines,
-    split_sources,
-)
+from procexec.cli._pipe import PipeSpec, parse_pipe
+from procexec.cli._shell import line_length, line_limit, user_shell
+from procexec.cli._template import Template, TemplateError
+
+__all__ = ["CommandTooLongError", "Job", "Plan", "make_plan"]
 
 
-@dataclass(frozen=True)
-class Job:
-    """One job of the list: its sequence number ({#}) and its arguments."""
-
-    seq: int
-    index: int  # position among the jobs that will run (for --keep-order)
-    args: tuple[str, ...]
+class CommandTooLongError(Exception):
+    """A job's command line is longer than the system allows (GNU parallel's message)."""
 
 
 @dataclass
@@ -46,10 +42,12 @@ class Plan:
     """Everything main() decided before running anything."""
 
     template: Template | None  # None: each argument is a whole shell command line
-    jobs: list[Job]
+    feed: Feed  # the jobs, as their input arrives
+    total: int | None  # the number of jobs, when the input was read whole
     max_jobs: int
     retries: int
     timeout: float | None
+    timeout_percent: float | None  # --timeout N%: of the median runtime of succeeded jobs
     halt: Halt | None
     term_sequence: Sequence[tuple[int, float]]
     joblog: str | None
@@ -61,10 +59,19 @@ class Plan:
     tag: bool
     tagstring: Template | None  # --tagstring: the tag, with replacement strings
     bar: bool
+    eta: bool
+    progress: bool
+    verbose: bool
+    output: str  # "group" (whole, the default), "line" (--line-buffer), "ungroup" (-u)
+    results: str | None  # --results DIR
+    pipe: PipeSpec | None  # --pipe: blocks of stdin to each job's stdin
     dry_run: bool
     guardian: bool  # stop the jobs if procexec is killed (see procexec._guardian)
     admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
     dask: str | None  # a scheduler address, or "local:N"
+    reads_stdin: bool = False  # an input source is standard input
+    shell_path: str = "/bin/sh"  # the shell that runs command lines
+    line_limit: int = 131071
 
     def tag_of(self, job: Job) -> str:
         """The prefix of the job's output lines: ``--tagstring`` expanded, or its arguments."""
@@ -75,36 +82,74 @@ class Plan:
         return " ".join(self.tagstring.expand(job.args, job.seq, 0))  # values unquoted
 
     def command(self, job: Job, slot: int) -> list[str] | str:
-        """The argv, or the shell command line, for ``job`` in ``slot``."""
+        """The argv, or the shell command line, for ``job`` in ``slot``; CommandTooLongError
+        when it is longer than this system allows."""
+        command = job.args[0] if self.template is None else self.template.expand(
+            job.args, job.seq, slot
+        )  # fmt: skip
+        length = line_length(command)
+        if length > self.line_limit:
+            text = command if isinstance(command, str) else " ".join(command)
+            raise CommandTooLongError(
+                f"command line too long ({length} >= {self.line_limit} bytes, this system's "
+                f"limit) at job {job.seq}: {text[:50]}..."
+            )
+        return command
+
+    def text(self, job: Job, slot: int) -> str:
+        """The job's command as one line, as logged (GNU parallel's Command column)."""
         if self.template is None:
             return job.args[0]
-        return self.template.expand(job.args, job.seq, slot)
+        return self.template.text(job.args, job.seq, slot)
 
 
 def make_plan(argv: list[str]) -> Plan:
     """Parse ``argv`` into a Plan; raise UsageError with a one-line message."""
     options = build_parser().parse_args(argv)
-    if options.retries < 1:
-        raise UsageError(f"--retries must be at least 1, got {options.retries}")
-    if options.timeout is not None and not options.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {options.timeout}")
-    if (options.resume or options.resume_failed) and not options.joblog:
-        raise UsageError("--resume and --resume-failed need --joblog FILE")
+    _check(options)
     words = options.command
     if words[:1] == ["--"]:  # the end of the options: what follows is the command
         words = words[1:]
     if options.arg_file:  # -a FILE: an input source each, as :::: FILE
         words = [*words, "::::", *options.arg_file]
-    template, all_jobs = _jobs(words, options.shell, options.null)
+    if options.replace:  # -I STR: STR is {}
+        words = [word.replace(options.replace, "{}") for word in words]
+    pipe = parse_pipe(options) if options.pipe else None
+    template, sources = _template(words, options, pipe is not None)
+    max_jobs_text = options.jobs
+    timeout, timeout_percent = parse_timeout(options.timeout) if options.timeout else (None, None)
+    halt = parse_halt(options.halt)
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
-    kept = [(seq, args) for seq, args in all_jobs if seq not in skip]
+    needs_total = options.bar or options.eta or bool(halt and halt.percent)
+    if pipe is not None:
+        feed, total = pipe.feed(), None
+        max_jobs = _max_jobs(max_jobs_text, None)
+    else:
+        args = _arguments(sources, options, template)
+        whole = needs_total or options.context or options.multi
+        max_jobs = _max_jobs(max_jobs_text, None)
+        if whole:
+            listed = _read_whole(args)
+            if options.context or options.multi:
+                assert template is not None
+                listed = fit_groups(listed, template, max_jobs, line_limit())
+            max_jobs = _max_jobs(max_jobs_text, len(listed))
+            args = iter(listed)
+        jobs = _numbered(args, skip)
+        if whole:
+            numbered = list(jobs)
+            feed, total = Feed(iter(numbered), threaded=False), len(numbered)
+        else:
+            feed, total = Feed(jobs, threaded=sources[0].lazy), None
     return Plan(
         template=template,
-        jobs=[Job(seq, index, args) for index, (seq, args) in enumerate(kept)],
-        max_jobs=_max_jobs(options.jobs, len(kept)),
+        feed=feed,
+        total=total,
+        max_jobs=max_jobs,
         retries=options.retries,
-        timeout=options.timeout,
-        halt=parse_halt(options.halt),
+        timeout=timeout,
+        timeout_percent=timeout_percent,
+        halt=halt,
         term_sequence=parse_term_seq(options.term_seq)
         if options.term_seq
         else DEFAULT_TERM_SEQUENCE,
@@ -115,13 +160,133 @@ def make_plan(argv: list[str]) -> Plan:
         summary=options.bar if options.summary is None else options.summary,
         keep_order=options.keep_order,
         tag=options.tag or options.tagstring is not None,
-        tagstring=_tagstring(options.tagstring, all_jobs),
+        tagstring=_tagstring(options.tagstring),
         bar=options.bar,
+        eta=options.eta,
+        progress=options.progress,
+        verbose=options.verbose,
+        output="ungroup" if options.ungroup else "line" if options.line_buffer else "group",
+        results=options.results,
+        pipe=pipe,
         dry_run=options.dry_run,
         guardian=options.guardian,
         admission=_admission(options),
         dask=_dask(options),
+        reads_stdin=pipe is not None or any(source.path == "-" for source in sources),
+        shell_path=user_shell(),
+        line_limit=line_limit(),
     )
+
+
+def _check(options: argparse.Namespace) -> None:
+    """The checks of single options that need no input read."""
+    if options.retries < 1:
+        raise UsageError(f"--retries must be at least 1, got {options.retries}")
+    if (options.resume or options.resume_failed) and not options.joblog:
+        raise UsageError("--resume and --resume-failed need --joblog FILE")
+    if options.max_args is not None and options.max_args < 1:
+        raise UsageError(f"-N must be at least 1, got {options.max_args}")
+    if options.context and options.multi:
+        raise UsageError("-X and -m cannot be used together")
+    if options.colsep is not None:
+        try:
+            options.colsep = re.compile(options.colsep)
+        except re.error as error:
+            raise UsageError(f"--colsep {options.colsep!r}: {error}") from None
+
+
+def _template(
+    words: list[str], options: argparse.Namespace, pipe: bool
+) -> tuple[Template | None, list[Source]]:
+    """The command template and the input sources (stdin when none is given)."""
+    try:
+        template_words, sources = split_sources(words)
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    if pipe:
+        if sources is not None:
+            raise UsageError("--pipe reads standard input: give no ::: or :::: sources")
+        sources = []
+    elif sources is None:
+        sources = [Source(path="-")]
+    for source in sources:
+        if source.path not in (None, "-"):
+            try:
+                open(source.path, "rb").close()  # readable? (read later)
+            except OSError as error:
+                raise UsageError(f"cannot read {source.path}: {error.strerror}") from None
+    if not template_words:
+        if pipe or len(sources) != 1:
+            raise UsageError("give a command before ::: (or one command per line on stdin)")
+        return None, sources
+    context = options.context or options.max_args is not None
+    try:
+        template = Template.parse(
+            template_words,
+            shell=not options.quote,
+            context=context,
+            force_shell=options.shell,
+        )
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    return template, sources
+
+
+def _arguments(
+    sources: list[Source], options: argparse.Namespace, template: Template | None
+) -> Iterator[tuple[str, ...]]:
+    """Every job's arguments (each line a whole command line when there is no template)."""
+    shape = Shape(
+        null=options.null,
+        link=options.link,
+        colsep=options.colsep if template is not None else None,
+        per_job=options.max_args if template is not None else None,
+    )
+    args = arguments(sources, shape)
+    if template is None:
+        return (combo for combo in args if combo[0].strip())  # blank lines: no job
+    return args
+
+
+def _read_whole(args: Iterator[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    try:
+        return list(args)
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    except InputError as error:
+        raise UsageError(str(error)) from None
+
+
+def _numbered(args: Iterator[tuple[str, ...]], skip: set[int]) -> Iterator[Job]:
+    """The jobs: numbered from 1 ({#}), those done in an earlier run (--resume) left out."""
+    index = 0
+    for seq, job_args in enumerate(args, 1):
+        if seq not in skip:
+            yield Job(seq, index, job_args)
+            index += 1
+
+
+def fit_groups(
+    values: list[tuple[str, ...]], template: Template, slots: int, limit: int
+) -> list[tuple[str, ...]]:
+    """``-X`` / ``-m``: the values in groups, spread evenly over the job slots, each group
+    as long as fits in one command line (GNU parallel's rule)."""
+    flat = [value for combo in values for value in combo]
+    per_job = max(1, -(-len(flat) // slots))
+    empty = line_length(template.expand((), 1, 1))
+    groups: list[tuple[str, ...]] = []
+    group: list[str] = []
+    length = empty + 64  # room for {#} and {%} growing
+    for value in flat:
+        cost = line_length(template.expand((value,), 1, 1)) - empty + 1
+        if group and (len(group) >= per_job or length + cost > limit):
+            groups.append(tuple(group))
+            group, length = [], empty + 64
+        group.append(value)
+        length += cost
+    if group:
+        groups.append(tuple(group))
+    return groups
 
 
 def _admission(options: argparse.Namespace) -> dict[str, Any]:
@@ -172,47 +337,25 @@ def _dask(options: argparse.Namespace) -> str | None:
 AS_MANY_AS_POSSIBLE = 1024
 
 
-def _max_jobs(text: str | None, jobs: int) -> int:
+def _max_jobs(text: str | None, jobs: int | None) -> int:
+    """``-j``; with 0, as many as there are jobs (when known), at most 1024."""
     if text is None:
-        return default_max_jobs()
+        text = "100%"  # GNU parallel's default: one job per usable CPU
     if text.strip() == "0":
-        return max(1, min(jobs, AS_MANY_AS_POSSIBLE))
+        return max(1, min(AS_MANY_AS_POSSIBLE if jobs is None else jobs, AS_MANY_AS_POSSIBLE))
     from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
 
     return parse_jobs(text, int(cpu_count()))
 
 
-def _tagstring(text: str | None, jobs: list[tuple[int, tuple[str, ...]]]) -> Template | None:
-    """``--tagstring``, checked as a template of as many sources as the jobs have."""
+def _tagstring(text: str | None) -> Template | None:
+    """``--tagstring``, checked as a template."""
     if text is None:
         return None
-    sources = len(jobs[0][1]) if jobs else 1
     try:
-        return Template.parse([text], shell=False, sources=sources)
+        return Template.parse([text], shell=False)
     except TemplateError as error:
         raise UsageError(f"--tagstring: {error}") from None
-
-
-def _jobs(
-    words: list[str], shell: bool, null: bool = False
-) -> tuple[Template | None, list[tuple[int, tuple[str, ...]]]]:
-    try:
-        template_words, sources = split_sources(words, null=null)
-        if sources is None:
-            sources = [read_lines("-", null=null)]
-    except OSError as error:
-        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
-    except InputError as error:
-        raise UsageError(str(error)) from None
-    if not template_words:
-        if len(sources) != 1:
-            raise UsageError("give a command before ::: (or one command per line on stdin)")
-        return None, [(seq, (line,)) for seq, line in enumerate(sources[0], 1) if line.strip()]
-    try:
-        template = Template.parse(template_words, shell=shell, sources=len(sources))
-    except TemplateError as error:
-        raise UsageError(str(error)) from None
-    return template, list(enumerate(itertools.product(*sources), 1))
 
 
 def _already_done(joblog: str | None, resume: bool, resume_failed: bool) -> set[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import statistics
 import subprocess
 import sys
 import time
@@ -16,8 +17,12 @@ from typing import Any
 from procexec._executor import ProcessExecutor
 from procexec._future import ProcessFuture
 from procexec._result import start_error_status
+from procexec.cli._args import Halt
+from procexec.cli._display import Display, LineDisplay, RawDisplay, ResultsDisplay
+from procexec.cli._inputs import InputError
 from procexec.cli._outputs import Outputs
-from procexec.cli._plan import Job, Plan
+from procexec.cli._plan import CommandTooLongError, Job, Plan
+from procexec.cli._progress import Progress
 from procexec.report import JobRecord, record_of
 from procexec.report._records import command_text
 
@@ -34,36 +39,52 @@ class _Running:
     slot: int
     attempt: int
     command: list[str] | str
+    text: str  # the command line as logged
     stopped: bool = False  # stopped by --halt now: not a result
+    timed_out: bool = False  # stopped by --timeout N%
+
+
+#: The exit status for a run stopped by a usage problem found late (a command line too
+#: long, input that cannot be read), as GNU parallel's "other error".
+OTHER_ERROR = 255
 
 
 class Runner:
-    """Keeps up to max_jobs jobs running and handles each one as it ends."""
+    """Keeps up to max_jobs jobs running, starts more as input arrives, and handles each
+    one as it ends."""
 
     def __init__(self, plan: Plan, outputs: Outputs) -> None:
         self.plan = plan
         self.outputs = outputs
-        self.output = _Output(plan.keep_order, plan.tag_of if plan.tag else None)
+        self.display = _display(plan, self.wake)
         self.free_slots = list(range(1, plan.max_jobs + 1))
         self.running: dict[ProcessFuture[Any], _Running] = {}
-        self.todo: deque[tuple[Job, int]] = deque((job, 1) for job in plan.jobs)
+        self.retry: deque[tuple[Job, int]] = deque()  # jobs to run again (--retries)
         self.failed = self.succeeded = 0
         self.halting = False
+        self.halt_status: int | None = None  # the exit status --halt decided
+        self.error: str | None = None  # a late usage problem: exit status 255
+        self.runtimes: list[float] = []  # of jobs that succeeded (--timeout N%)
         self.earlier: dict[int, list[JobRecord]] = {}  # seq -> its attempts that were retried
-        self.bar = _progress_bar(len(plan.jobs)) if plan.bar else None
+        self.progress = Progress(
+            bar=plan.bar,
+            eta=plan.eta,
+            status=plan.progress,
+            total=plan.total,
+            jobs=plan.max_jobs,
+        )
         self.woken: Future[None] = Future()  # resolved by wake(): ends the current wait
 
     def run(self) -> int:
-        """Run every job; return the exit status (failed jobs, capped at 101)."""
-        shell = self.plan.template is None or self.plan.template.shell
+        """Run every job; return the exit status (GNU parallel's, see ``_status``)."""
+        self.plan.feed.start(self.wake)
         with self._executor() as ex:
             try:
-                while self.running or (self.todo and not self.halting):
-                    self._start_more(ex, shell)
-                    self._wait_for_an_end()
-                    done = [f for f in self.running if f.done()]  # in submission order
-                    for future in done:
+                while self._start_more(ex) or self.running:
+                    self._wait()
+                    for future in [f for f in self.running if f.done()]:  # in start order
                         self._finish(ex, future)
+                    self._stop_overdue()
             except BaseException:
                 # Log and print what finished before the interruption; then the executor
                 # stops and reaps the rest as the exception leaves the with block.
@@ -71,8 +92,18 @@ class Runner:
                     self._finish(ex, future)
                 raise
             finally:
-                if self.bar is not None:
-                    self.bar.close()
+                self.progress.close()
+                self.display.close()
+        if self.error is not None:
+            print(f"procexec: {self.error}", file=sys.stderr)
+            return OTHER_ERROR
+        return self._status()
+
+    def _status(self) -> int:
+        """GNU parallel's exit status: the number of failed jobs (at most 101), or what
+        ``--halt`` decided when it stopped the run."""
+        if self.halt_status is not None:
+            return self.halt_status
         return min(self.failed, MAX_FAILED_STATUS)
 
     def _executor(self) -> Any:
@@ -83,7 +114,7 @@ class Runner:
                 self.plan.max_jobs,
                 term_sequence=self.plan.term_sequence,
                 guardian=None if self.plan.guardian else False,
-                on_held=self._held,
+                on_held=self.progress.held,
                 **self.plan.admission,
             )
         from procexec.dask import DaskExecutor  # noqa: PLC0415  # the extra, only with --dask
@@ -100,69 +131,205 @@ class Runner:
                 f"cannot reach the Dask scheduler at {address}: {error}"
             ) from None
 
-    def _held(self, reason: str | None) -> None:
-        """Show on the bar why jobs wait (admission: --memfree, --load, ...)."""
-        if self.bar is not None:
-            self.bar.set_postfix_str("" if reason is None else f"held: {reason}")
-
     def wake(self) -> None:
-        """End the main thread's current wait (called from the signal watch thread)."""
+        """End the main thread's current wait (called from the signal watch thread and the
+        input thread)."""
         with suppress(InvalidStateError):  # already woken
             self.woken.set_result(None)
 
-    def _wait_for_an_end(self) -> None:
-        """Wait until a job ends or wake() is called."""
-        if not self.running:
-            return
-        wait([*self.running, self.woken], return_when=FIRST_COMPLETED)
+    def _wait(self) -> None:
+        """Wait until a job ends, input arrives, a --timeout N% deadline passes, or wake()."""
+        wait([*self.running, self.woken], self._next_deadline(), FIRST_COMPLETED)
         if self.woken.done():
             self.woken = Future()
+        broken = getattr(self.display, "broken", None)
+        if broken is not None:  # --line-buffer found stdout closed
+            raise broken
 
-    def _start_more(self, ex: ProcessExecutor, shell: bool) -> None:
-        while self.todo and self.free_slots and not self.halting:
-            job, attempt = self.todo.popleft()
+    def _start_more(self, ex: ProcessExecutor) -> bool:
+        """Start jobs while slots are free; whether the run has more to do (jobs to start
+        or running)."""
+        while self.free_slots and not self.halting:
+            job, attempt = self._next_job()
+            if job is None:
+                break
             slot = heapq.heappop(self.free_slots)
-            command = self.plan.command(job, slot)
-            future = ex.run(
-                command,
-                capture_output=True,
-                timeout=self.plan.timeout,
-                shell=shell,
-                stdin=subprocess.DEVNULL,  # not procexec's own input (GNU parallel's rule)
-            )
-            self.running[future] = _Running(job, slot, attempt, command)
+            try:
+                command = self.plan.command(job, slot)
+            except CommandTooLongError as error:
+                heapq.heappush(self.free_slots, slot)
+                self._fail_late(str(error))
+                break
+            self._launch(ex, job, slot, attempt, command)
+        waiting = bool(self.retry) or not self.plan.feed.exhausted
+        return bool(self.running) or (waiting and not self.halting)
+
+    def _next_job(self) -> tuple[Job | None, int]:
+        """The next job to start (a retry first), or None if none is ready now."""
+        if self.retry:
+            return self.retry.popleft()
+        if self._order_window_full():
+            return None, 0
+        try:
+            return self.plan.feed.take(), 1
+        except InputError as error:
+            self._fail_late(str(error))
+        except OSError as error:
+            self._fail_late(f"cannot read {error.filename}: {error.strerror}")
+        return None, 0
+
+    def _order_window_full(self) -> bool:
+        """With -k, do not run further ahead of the first job not yet printed than this:
+        the output held for printing stays bounded, even with endless input."""
+        if not self.plan.keep_order:
+            return False
+        window = max(4 * self.plan.max_jobs, 64)
+        return self.plan.feed.delivered - self.display.next_index >= window
+
+    def _fail_late(self, message: str) -> None:
+        """A usage problem found while running: start no more jobs, exit status 255."""
+        if self.error is None:
+            self.error = message
+        self.halting = True
+
+    def _launch(
+        self, ex: ProcessExecutor, job: Job, slot: int, attempt: int, command: list[str] | str
+    ) -> None:
+        text = self.plan.text(job, slot)
+        shell = isinstance(command, str)
+        options: dict[str, Any] = dict(self.display.run_options(job, text))
+        if job.data is not None:
+            options["input"] = job.data  # --pipe: the block is the job's stdin
+        else:
+            options["stdin"] = subprocess.DEVNULL  # not procexec's own (GNU parallel's rule)
+        if shell:
+            options["executable"] = self.plan.shell_path
+        future = ex.run(command, timeout=self.plan.timeout, shell=shell, **options)
+        self.running[future] = _Running(job, slot, attempt, command, text)
+        self.display.started(job, text)
+        self.progress.update(len(self.running), finished=False)
 
     def _finish(self, ex: ProcessExecutor, future: ProcessFuture[Any]) -> None:
         state = self.running.pop(future)
         heapq.heappush(self.free_slots, state.slot)
         returncode, stdout, stderr = _outcome(future, state.command)
         if state.stopped and returncode < 0:
+            self.display.skipped(state.job)
             return  # stopped by --halt now: it did not finish
+        timed_out = state.timed_out or getattr(future, "timed_out", False) or (
+            isinstance(future.exception(), subprocess.TimeoutExpired)
+        )  # fmt: skip
+        if timed_out:
+            _warn("This job was killed because it timed out:", state.text)
+        record = _record(future, state)
+        if state.timed_out:
+            record = replace(record, timed_out=True)
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
-            self.earlier.setdefault(state.job.seq, []).append(_record(future, state))
-            self.todo.appendleft((state.job, state.attempt + 1))
+            self.earlier.setdefault(state.job.seq, []).append(record)
+            self.retry.appendleft((state.job, state.attempt + 1))
             return
         earlier = tuple(self.earlier.pop(state.job.seq, ()))
-        self.outputs.job_done(replace(_record(future, state), earlier=earlier), len(stdout))
-        self.output.emit(state.job, stdout, stderr)
+        self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
+        self.display.ended(state.job, state.text, stdout, stderr)
         if returncode == 0:
             self.succeeded += 1
+            if record.duration is not None:
+                self.runtimes.append(record.duration)
         else:
             self.failed += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        self._check_halt(ex)
+        self.progress.update(len(self.running), finished=True)
+        self._check_halt(ex, state, returncode, timed_out)
 
-    def _check_halt(self, ex: ProcessExecutor) -> None:
+    def _check_halt(
+        self, ex: ProcessExecutor, state: _Running, returncode: int, timed_out: bool
+    ) -> None:
+        """--halt: report the jobs it counts, and stop the run when its condition holds."""
         halt = self.plan.halt
-        if halt is None or self.halting:
+        if halt is None:
             return
-        if halt.reached(self.failed, self.succeeded, len(self.plan.jobs)):
-            self.halting = True
-            if halt.when == "now":
-                for state in self.running.values():
-                    state.stopped = True
-                ex.terminate_jobs()
+        verb = _HALT_VERBS[halt.kind]
+        if halt.kind == "done" or (returncode == 0) == (halt.kind == "success"):
+            print(f"procexec: This job {verb}:\n{state.text}", file=sys.stderr)
+        if self.halting:
+            return
+        total = self.plan.total if self.plan.total is not None else 0
+        if not halt.reached(self.failed, self.succeeded, total):
+            return
+        self.halting = True
+        self.halt_status = _halt_status(halt, returncode, timed_out, self.failed, total)
+        if halt.when == "now":
+            for running in self.running.values():
+                running.stopped = True
+            ex.terminate_jobs()
+        elif self.running:
+            print(
+                f"procexec: Starting no more jobs. Waiting for {len(self.running)} jobs to finish.",
+                file=sys.stderr,
+            )
+
+    def _next_deadline(self) -> float | None:
+        """Seconds until the next --timeout N% deadline (None: no such deadline)."""
+        limit = self._percent_timeout()
+        if limit is None:
+            return None
+        now = time.time()
+        starts = [now if f.started_at is None else f.started_at for f in self.running]
+        if not starts:
+            return None
+        return max(0.01, min(starts) + limit - now)  # a job not started yet: from now
+
+    def _percent_timeout(self) -> float | None:
+        """--timeout N%: N% of the median runtime of the jobs that succeeded (from three)."""
+        if self.plan.timeout_percent is None or len(self.runtimes) < 3:
+            return None
+        return statistics.median(self.runtimes) * self.plan.timeout_percent / 100
+
+    def _stop_overdue(self) -> None:
+        """Stop the jobs that ran past the --timeout N% limit."""
+        limit = self._percent_timeout()
+        if limit is None:
+            return
+        now = time.time()
+        for future, state in self.running.items():
+            started = future.started_at
+            if started is not None and not state.timed_out and now - started > limit:
+                state.timed_out = True
+                future.terminate()
+
+
+_HALT_VERBS = {"fail": "failed", "success": "succeeded", "done": "finished"}
+
+
+def _halt_status(halt: Halt, returncode: int, timed_out: bool, failed: int, total: int) -> int:
+    """GNU parallel's exit status when --halt stops the run: 0 for success=; the
+    percentage of failed jobs for N%; the job's own status for fail=1 and done=1 (128+N
+    for a signal, 255 for a timeout); else the number of failed jobs."""
+    if halt.kind == "success":
+        return 0
+    if halt.percent:
+        return -(-failed * 100 // total) if total else 0
+    if halt.count == 1:
+        if timed_out:
+            return OTHER_ERROR
+        return 128 - returncode if returncode < 0 else min(returncode, 255)
+    return min(failed, MAX_FAILED_STATUS)
+
+
+def _warn(*lines: str) -> None:
+    for line in lines:
+        print(f"procexec: Warning: {line}", file=sys.stderr)
+
+
+def _display(plan: Plan, wake: Callable[[], None]) -> Display:
+    """Where the jobs' output goes (see procexec.cli._display)."""
+    tag = plan.tag_of if plan.tag else None
+    if plan.results is not None:
+        return ResultsDisplay(plan.results)
+    if plan.output == "ungroup" and tag is None:
+        return RawDisplay(plan.keep_order, None, plan.verbose)
+    if plan.output != "group" and not plan.keep_order:
+        return LineDisplay(tag, plan.verbose, wake)
+    return Display(plan.keep_order, tag, plan.verbose)
 
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
@@ -171,10 +338,11 @@ def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
     if worker is not None or (
         future.exception() is not None and not isinstance(future, ProcessFuture)
     ):
-        return replace(_remote_record(future, state), slot=state.slot, attempts=state.attempt)
-    record = record_of(state.job.seq, future)  # its command is the future's, as run
-    assert record is not None  # a finished job
-    return replace(record, slot=state.slot, attempts=state.attempt)
+        record = _remote_record(future, state)
+        return replace(record, command=state.text, slot=state.slot, attempts=state.attempt)
+    local = record_of(state.job.seq, future)
+    assert local is not None  # a finished job
+    return replace(local, command=state.text, slot=state.slot, attempts=state.attempt)
 
 
 def _remote_record(future: Any, state: _Running) -> JobRecord:
@@ -213,43 +381,4 @@ def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int,
     except OSError as error:
         message = f"procexec: {command_text(command)}: {error.strerror}\n".encode()
         return start_error_status(error), b"", message
-    return result.returncode, result.stdout, result.stderr
-
-
-class _Output:
-    """Prints each job's output whole; in input order with keep_order; each line prefixed
-    with ``tag(job)`` and a tab when ``tag`` is given."""
-
-    def __init__(self, keep_order: bool, tag: Callable[[Job], str] | None) -> None:
-        self.keep_order = keep_order
-        self.tag = tag
-        self.next_index = 0
-        self.held: dict[int, tuple[Job, bytes, bytes]] = {}
-
-    def emit(self, job: Job, stdout: bytes, stderr: bytes) -> None:
-        """Print now, or hold until every earlier job has been printed."""
-        if not self.keep_order:
-            self._write(job, stdout, stderr)
-            return
-        self.held[job.index] = (job, stdout, stderr)
-        while self.next_index in self.held:
-            self._write(*self.held.pop(self.next_index))
-            self.next_index += 1
-
-    def _write(self, job: Job, stdout: bytes, stderr: bytes) -> None:
-        for data, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
-            if not data:
-                continue
-            if self.tag is not None:
-                prefix = self.tag(job).encode("utf-8", "surrogateescape") + b"\t"
-                lines = data.splitlines(keepends=True)
-                data = b"".join(prefix + line for line in lines)  # noqa: PLW2901
-            stream.flush()
-            stream.buffer.write(data)
-            stream.buffer.flush()
-
-
-def _progress_bar(total: int) -> Any:
-    from tqdm import tqdm  # noqa: PLC0415  # only with --bar
-
-    return tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True)
+    return result.returncode, result.stdout or b"", result.stderr or b""

@@ -1,24 +1,32 @@
-"""Command templates and input sources for the command line, GNU parallel style.
+"""Command templates, GNU parallel style: checked once, expanded per job.
 
-Replacement strings: ``{}`` the argument, ``{.}`` without extension, ``{/}`` basename,
+Replacement strings: ``{}`` the arguments, ``{.}`` without extension, ``{/}`` basename,
 ``{//}`` dirname, ``{/.}`` basename without extension, ``{#}`` job number, ``{%}`` slot
-number, and ``{N}`` / ``{N.}`` / ``{N/}`` / ``{N//}`` / ``{N/.}`` for the N-th input
-source. A brace group made only of digits and ``./#%`` that is none of these is an error;
-other braces (``awk '{print $1}'``) are left alone. With no replacement string at all, the
+number, and ``{N}`` / ``{-N}`` (with the same ``.``, ``/``, ``//``, ``/.`` forms) for the
+N-th argument of the job, counted from the end with ``-N``: the N-th input source's value,
+or with ``-N n`` the N-th of the job's n arguments. One that is out of range is empty. A
+brace group made only of digits and ``-./#%`` that is none of these is an error; other
+braces (``awk '{print $1}'``) are left alone. With no replacement string at all, the
 arguments are appended to the command.
+
+A template runs in one of two modes. ``shell`` (the default): the words are joined with
+spaces into one command line for the user's shell, every value quoted. ``argv`` (``-q``,
+``--no-shell``): the words are the program and its arguments, values put in verbatim. In
+``context`` mode (``-X``, ``-N``) a word holding ``{}``-like strings is repeated for each of
+the job's arguments; otherwise ``{}`` stands for all of them, separated by spaces.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_CANDIDATE = re.compile(r"\{([0-9./#%]*)\}")
-_KNOWN = re.compile(r"(?P<source>[1-9][0-9]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)")
+from procexec.cli._shell import joined, needs_shell, quote, split_words
+
+CANDIDATE = re.compile(r"\{(-?[0-9./#%]*)\}")
+_KNOWN = re.compile(r"(?P<source>-?[1-9][0-9]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)")
 
 
 class TemplateError(ValueError):
@@ -42,110 +50,133 @@ _OPS: dict[str, Callable[[str], str]] = {
 
 @dataclass(frozen=True)
 class Template:
-    """A command template, checked once, expanded per job."""
+    """A command template: its words, its mode, and whether it runs without a shell."""
 
     tokens: tuple[str, ...]
-    shell: bool
-    sources: int
+    shell: bool  # the words form one shell command line (else they are the argv)
+    context: bool = False  # -X / -N: a word with {} is repeated for each argument
+    direct: bool = False  # shell syntax-free: run as an argv, without starting a shell
 
     @classmethod
-    def parse(cls, tokens: Sequence[str], *, shell: bool, sources: int) -> Template:
-        """Check every replacement string; raise TemplateError naming an unknown one."""
+    def parse(
+        cls, tokens: Sequence[str], *, shell: bool, context: bool = False, force_shell: bool = False
+    ) -> Template:
+        """Check every replacement string (TemplateError names an unknown one) and decide
+        whether a shell is needed."""
         for token in tokens:
-            for match in _CANDIDATE.finditer(token):
-                _check(match.group(0), match.group(1), sources)
-        return cls(tuple(tokens), shell, sources)
+            for match in CANDIDATE.finditer(token):
+                if _KNOWN.fullmatch(match.group(1)) is None:
+                    raise TemplateError(f"unknown replacement string {match.group(0)}")
+        direct = False
+        if shell and not force_shell:
+            first = split_words(joined(tokens))[:1]
+            program = first[0] if first and not CANDIDATE.search(first[0]) else None
+            direct = not needs_shell(CANDIDATE.sub("x", joined(tokens)), program)
+        return cls(tuple(tokens), shell, context, direct)
 
     @property
     def has_replacements(self) -> bool:
         """Whether any token holds a replacement string."""
-        return any(_CANDIDATE.search(token) for token in self.tokens)
+        return any(CANDIDATE.search(token) for token in self.tokens)
 
     def expand(self, args: Sequence[str], seq: int, slot: int) -> list[str] | str:
-        """The argv (direct exec) or shell command line (``shell``) for one job."""
-        quote = shlex.quote if self.shell else (lambda s: s)
+        """The argv (``argv`` mode, or a ``direct`` shell template) or the shell command
+        line for one job."""
+        if self.shell and not self.direct:
+            return self._line(args, seq, slot)
+        words = split_words(joined(self.tokens)) if self.shell else list(self.tokens)
+        if not self.has_replacements:
+            return [*words, *args]
+        expanded: list[str] = []
+        for word in words:
+            expanded.extend(self._word(word, args, seq, slot, raw=True))
+        return expanded
 
-        def replace(match: re.Match[str]) -> str:
-            return quote(_value(match.group(1), args, seq, slot))
+    def text(self, args: Sequence[str], seq: int, slot: int) -> str:
+        """The job's command as one shell line, as the job log shows it (GNU parallel's
+        Command column): what a shell would run, also for a job run without one."""
+        if self.shell:
+            return self._line(args, seq, slot)
+        expanded = self.expand(args, seq, slot)
+        return " ".join(quote(word) for word in expanded)
 
-        if self.has_replacements:
-            words = [_CANDIDATE.sub(replace, token) for token in self.tokens]
-        else:
-            words = [*self.tokens, *(quote(arg) for arg in args)]
-        return " ".join(words) if self.shell else words
+    def _line(self, args: Sequence[str], seq: int, slot: int) -> str:
+        text = joined(self.tokens)
+        if not self.has_replacements:
+            return " ".join([text, *(quote(arg) for arg in args)])
+        if not self.context:
+            return _substitute(text, args, seq, slot, keep=quote, between=" ")
+        pieces = re.split(r"([ \t]+)", text)
+        return "".join(" ".join(self._word(piece, args, seq, slot, raw=False)) for piece in pieces)
+
+    def _word(self, word: str, args: Sequence[str], seq: int, slot: int, raw: bool) -> list[str]:
+        """One template word expanded: repeated per argument in context mode. Raw (argv)
+        words break where the shell would break the quoted values apart: between two
+        arguments that one ``{}`` stands for."""
+        if self.context and _has_whole(word):
+            return [w for arg in args for w in _plain_word(word, [arg], seq, slot, raw)]
+        return _plain_word(word, args, seq, slot, raw)
 
 
-def _check(text: str, inner: str, sources: int) -> None:
-    match = _KNOWN.fullmatch(inner)
-    if match is None:
-        raise TemplateError(f"unknown replacement string {text}")
-    source = match.group("source")
-    if source is not None and int(source) > sources:
-        raise TemplateError(f"{text} names input source {source}, but there are {sources}")
+def _plain_word(word: str, args: Sequence[str], seq: int, slot: int, raw: bool) -> list[str]:
+    """A word with ``{}`` standing for all of ``args``."""
+    if not raw:
+        return [_substitute(word, args, seq, slot, keep=quote, between=" ")]
+    return _substitute(word, args, seq, slot, keep=_verbatim, between=_BREAK).split(_BREAK)
 
 
-def _value(inner: str, args: Sequence[str], seq: int, slot: int) -> str:
+_BREAK = "\0"  # a word break in a raw expansion (no argument can hold a NUL byte)
+
+
+def _verbatim(value: str) -> str:
+    return value
+
+
+def _has_whole(word: str) -> bool:
+    """Whether ``word`` holds a replacement string that stands for all arguments."""
+    for match in CANDIDATE.finditer(word):
+        known = _KNOWN.fullmatch(match.group(1))
+        if known is not None and not known.group("special") and not known.group("source"):
+            return True
+    return False
+
+
+def _substitute(
+    text: str,
+    args: Sequence[str],
+    seq: int,
+    slot: int,
+    *,
+    keep: Callable[[str], str],
+    between: str,
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        return _value(match.group(1), args, seq, slot, keep=keep, between=between)
+
+    return CANDIDATE.sub(replace, text)
+
+
+def _value(
+    inner: str,
+    args: Sequence[str],
+    seq: int,
+    slot: int,
+    *,
+    keep: Callable[[str], str],
+    between: str,
+) -> str:
     match = _KNOWN.fullmatch(inner)
     assert match is not None  # checked by Template.parse
     if match.group("special") == "#":
         return str(seq)
     if match.group("special") == "%":
         return str(slot)
+    op = _OPS[match.group("op")]
     source = match.group("source")
-    arg = args[int(source) - 1] if source else " ".join(args)
-    return _OPS[match.group("op")](arg)
-
-
-def split_sources(
-    words: Sequence[str], *, null: bool = False
-) -> tuple[list[str], list[list[str]] | None]:
-    """Split ``cmd ... ::: a b :::: f1 f2`` into the template and its input sources.
-
-    ``::: a b`` is one source of arguments; each file after ``::::`` is a source of its own,
-    one argument per line (OSError if it cannot be read). The sources are None when the
-    words hold no ``:::`` or ``::::`` at all (arguments then come from stdin).
-    """
-    template: list[str] = []
-    sources: list[list[str]] = []
-    mode = ""
-    for word in words:
-        if word in (":::", "::::"):
-            mode = word
-            if word == ":::":
-                sources.append([])
-        elif not mode:
-            template.append(word)
-        elif mode == ":::":
-            sources[-1].append(word)
-        else:
-            sources.append(read_lines(word, null=null))
-    return template, (sources if mode else None)
-
-
-def read_lines(path: str, *, null: bool = False) -> list[str]:
-    """The items of a file (``-`` for stdin): its lines, split at ``\\n`` only (as GNU
-    parallel does: ``\\r``, form feeds and the like stay in the item), or with ``null``
-    its NUL-separated items. A NUL byte in line input is an InputError."""
-    if path == "-":
-        if sys.stdin is None:
-            return []
-        text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
-    else:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as file:
-            text = file.read()
-    separator = "\0" if null else "\n"
-    items = text.split(separator)
-    if items and items[-1] == "":
-        items.pop()
-    if not null and "\0" in text:
-        number = text.count("\n", 0, text.index("\0")) + 1
-        where = "standard input" if path == "-" else path
-        raise InputError(
-            f"{where}, line {number}: a NUL byte in the input; for NUL-separated input "
-            "use -0 (--null)"
-        )
-    return items
-
-
-class InputError(ValueError):
-    """The input cannot be split into arguments."""
+    if source is None:
+        return between.join(keep(op(arg)) for arg in args)
+    index = int(source)
+    position = index - 1 if index > 0 else len(args) + index
+    if not 0 <= position < len(args):
+        return ""  # as GNU parallel: an argument that is not there is empty
+    return keep(op(args[position]))

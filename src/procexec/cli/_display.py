@@ -1,0 +1,152 @@
+"""Where a job's output goes: printed whole (the default), line by line as it comes
+(``--line-buffer``), straight through (``-u``), or saved under ``--results DIR``; with
+``--tag`` / ``--tagstring`` each line prefixed, with ``-v`` the command printed first, with
+``-k`` in input order."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from procexec.cli._feed import Job
+
+Tag = Callable[[Job], str]
+
+
+def _tagged(data: bytes, prefix: bytes | None) -> bytes:
+    if prefix is None or not data:
+        return data
+    return b"".join(prefix + line for line in data.splitlines(keepends=True))
+
+
+def _write(stream: TextIO, data: bytes) -> None:
+    if data:
+        stream.flush()
+        stream.buffer.write(data)
+        stream.buffer.flush()
+
+
+class Display:
+    """Prints each job's output whole when it ends; in input order with ``keep_order``."""
+
+    def __init__(self, keep_order: bool, tag: Tag | None, verbose: bool) -> None:
+        self.keep_order = keep_order
+        self.tag = tag
+        self.verbose = verbose
+        self.next_index = 0  # the first job (by index) not printed yet
+        self.held: dict[int, tuple[Job, str, bytes, bytes]] = {}
+
+    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+        """The keywords for ``run()`` that send the job's output where it goes."""
+        return {"capture_output": True}
+
+    def started(self, job: Job, text: str) -> None:
+        """A job started (``text``: its command line)."""
+
+    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+        """Print now, or hold until every earlier job has been printed."""
+        if not self.keep_order:
+            self._print(job, text, stdout, stderr)
+            return
+        self.held[job.index] = (job, text, stdout, stderr)
+        while self.next_index in self.held:
+            self._print(*self.held.pop(self.next_index))
+            self.next_index += 1
+
+    def skipped(self, job: Job) -> None:
+        """A job that will not run (stopped by --halt): later jobs need not wait for it."""
+        if self.keep_order:
+            self.ended(job, "", b"", b"")
+
+    def close(self) -> None:
+        """The run is over: print what is still held (jobs after one that never ended)."""
+        for index in sorted(self.held):
+            self._print(*self.held.pop(index))
+
+    def _prefix(self, job: Job) -> bytes | None:
+        if self.tag is None:
+            return None
+        return self.tag(job).encode("utf-8", "surrogateescape") + b"\t"
+
+    def _print(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+        if self.verbose and text:
+            stdout = text.encode("utf-8", "surrogateescape") + b"\n" + stdout
+        prefix = self._prefix(job)
+        _write(sys.stdout, _tagged(stdout, prefix))
+        _write(sys.stderr, _tagged(stderr, prefix))
+
+
+class LineDisplay(Display):
+    """``--line-buffer``: each complete line printed as soon as the job writes it."""
+
+    def __init__(self, tag: Tag | None, verbose: bool, wake: Callable[[], None]) -> None:
+        super().__init__(False, tag, verbose)
+        self.lock = threading.Lock()
+        self.wake = wake  # ends the runner's wait
+        self.broken: BaseException | None = None  # stdout closed: the runner stops
+
+    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+        prefix = self._prefix(job) or b""
+        return {
+            "on_stdout_line": lambda line: self._line(sys.stdout, prefix + line),
+            "on_stderr_line": lambda line: self._line(sys.stderr, prefix + line),
+        }
+
+    def started(self, job: Job, text: str) -> None:
+        if self.verbose:
+            self._line(sys.stdout, (self._prefix(job) or b"") + text.encode() + b"\n")
+
+    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+        """Already printed, line by line."""
+
+    def _line(self, stream: TextIO, line: bytes) -> None:
+        with self.lock:
+            try:
+                _write(stream, line)
+            except BrokenPipeError as error:
+                self.broken = error
+                self.wake()
+
+
+class RawDisplay(Display):
+    """``-u``: the jobs write to procexec's own stdout and stderr."""
+
+    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+        return {}
+
+    def started(self, job: Job, text: str) -> None:
+        if self.verbose:
+            _write(sys.stdout, text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+        """Already written by the job itself."""
+
+
+class ResultsDisplay(Display):
+    """``--results DIR``: each job's stdout, stderr and number in GNU parallel's layout,
+    ``DIR/1/VALUE1/2/VALUE2/{stdout,stderr,seq}``; nothing printed."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(False, None, False)
+        self.directory = directory
+
+    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+        path = self.directory
+        for number, value in enumerate(job.args, 1):
+            path = os.path.join(path, str(number), _path_safe(value))
+        os.makedirs(path, exist_ok=True)
+        for name, data in (("stdout", stdout), ("stderr", stderr), ("seq", str(job.seq).encode())):
+            with open(os.path.join(path, name), "wb") as file:
+                file.write(data)
+
+
+def _path_safe(value: str) -> str:
+    """A value as a directory name, as GNU parallel writes it: ``\\`` doubled, ``/`` as
+    ``\\_``, an empty value no directory at all; ``.`` and ``..`` (which GNU parallel
+    takes as they are, writing outside the tree) get a backslash before each dot."""
+    if value in (".", ".."):
+        return value.replace(".", "\\.")
+    return value.replace("\\", "\\\\").replace("/", "\\_")

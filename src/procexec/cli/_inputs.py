@@ -1,0 +1,186 @@
+"""Input sources, GNU parallel style, read lazily: what each job's arguments are.
+
+``::: a b`` is a source of arguments; ``:::: FILE`` (or ``-a FILE``, ``-`` for stdin) a
+source of lines, split at ``\\n`` only, or at NUL with ``-0``. Several sources give every
+combination, the first source varying slowest; ``:::+`` / ``::::+`` pair a source with the
+one before it (as far as the shorter goes), ``--link`` pairs all of them (the shorter ones
+wrap). ``--colsep REGEX`` splits each value into columns, each an argument of its own.
+``-N n`` gives each job n arguments.
+
+A file or stdin that is the first source is read as the jobs run (``(seq 3; sleep 4) |
+procexec echo`` starts three jobs at once, endless input keeps memory flat); the sources
+after it are read whole, since every one of their values is used once per earlier value.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+_CHUNK = 65536
+
+
+class InputError(ValueError):
+    """The input cannot be split into arguments."""
+
+
+@dataclass
+class Source:
+    """One input source: literal values (``:::``) or a file to read (``::::``, ``-a``)."""
+
+    values: list[str] | None = None  # ::: values, or None for a file
+    path: str | None = None  # a file, "-" for stdin
+    linked: bool = False  # :::+ / ::::+: paired with the source before it
+    _read: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the values come from a file or stdin."""
+        return self.values is None
+
+    def items(self, null: bool) -> Iterator[str]:
+        """The values, read as they are asked for when from a file."""
+        if self.values is not None:
+            return iter(self.values)
+        assert self.path is not None
+        return read_items(self.path, null=null)
+
+    def all_items(self, null: bool) -> list[str]:
+        """Every value (a file is read once)."""
+        if self.values is not None:
+            return self.values
+        if self._read is None:
+            self._read = list(self.items(null))
+        return self._read
+
+
+def split_sources(words: Sequence[str]) -> tuple[list[str], list[Source] | None]:
+    """Split ``cmd ... ::: a b :::: f1 f2 :::+ c d`` into the template and its sources.
+
+    Each file after ``::::`` is a source of its own. The sources are None when the words
+    hold no ``:::`` or ``::::`` at all (arguments then come from stdin)."""
+    template: list[str] = []
+    sources: list[Source] = []
+    mode = ""
+    for word in words:
+        if word in (":::", "::::", ":::+", "::::+"):
+            mode = word
+            if word.startswith(":::") and len(word.rstrip("+")) == 3:
+                sources.append(Source(values=[], linked=word.endswith("+")))
+        elif not mode:
+            template.append(word)
+        elif mode.rstrip("+") == ":::":
+            values = sources[-1].values
+            assert values is not None
+            values.append(word)
+        else:
+            sources.append(Source(path=word, linked=mode.endswith("+")))
+            mode = "::::"  # a second file after ::::+ is a source of its own
+    if sources and sources[0].linked:
+        raise InputError(
+            f"{':::+' if sources[0].values is not None else '::::+'} needs a "
+            "source before it to pair with"
+        )
+    return template, (sources if mode else None)
+
+
+def read_items(path: str, *, null: bool = False) -> Iterator[str]:
+    """The items of a file (``-`` for stdin), read a chunk at a time: its lines, split at
+    ``\\n`` only (as GNU parallel does: ``\\r``, form feeds and the like stay in the item),
+    or with ``null`` its NUL-separated items. A NUL byte in line input is an InputError."""
+    separator = b"\0" if null else b"\n"
+    where = "standard input" if path == "-" else path
+    stream: io.BufferedReader
+    if path == "-":
+        if sys.stdin is None:
+            return
+        stream = sys.stdin.buffer  # type: ignore[assignment]  # a BufferedReader
+        close = False
+    else:
+        stream = open(path, "rb")  # noqa: SIM115  # closed below, the generator may pause
+        close = True
+    try:
+        pending = b""
+        line = 1
+        while chunk := stream.read1(_CHUNK):
+            *complete, pending = (pending + chunk).split(separator)
+            for raw in complete:
+                line = _check_nul(raw, null, where, line)
+                yield raw.decode("utf-8", "surrogateescape")
+        if pending:
+            _check_nul(pending, null, where, line)
+            yield pending.decode("utf-8", "surrogateescape")
+    finally:
+        if close:
+            stream.close()
+
+
+def _check_nul(raw: bytes, null: bool, where: str, line: int) -> int:
+    """The line number after ``raw``; an InputError when line input holds a NUL byte."""
+    if not null and b"\0" in raw:
+        raise InputError(
+            f"{where}, line {line}: a NUL byte in the input; for NUL-separated input "
+            "use -0 (--null)"
+        )
+    return line + 1
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How values become a job's arguments: ``--link``, ``--colsep``, ``-N``."""
+
+    null: bool = False
+    link: bool = False
+    colsep: re.Pattern[str] | None = None
+    per_job: int | None = None  # -N n
+
+
+def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
+    """Every job's arguments, in GNU parallel's order, read lazily where it can be."""
+    groups = _link_groups(sources, shape.link)
+    streams = [_group_values(group, shape, lazy=index == 0) for index, group in enumerate(groups)]
+    first, rest = streams[0], [list(stream) for stream in streams[1:]]
+    combos = (
+        tuple(itertools.chain(head, *tail)) for head in first for tail in itertools.product(*rest)
+    )
+    if shape.colsep is not None:
+        pattern = shape.colsep
+        combos = (tuple(c for value in combo for c in pattern.split(value)) for combo in combos)
+    if shape.per_job is None:
+        return combos
+    return _batches(combos, shape.per_job)
+
+
+def _batches(combos: Iterator[tuple[str, ...]], size: int) -> Iterator[tuple[str, ...]]:
+    while batch := list(itertools.islice(combos, size)):
+        yield tuple(value for combo in batch for value in combo)
+
+
+def _link_groups(sources: list[Source], link: bool) -> list[list[Source]]:
+    if link:
+        return [sources]
+    groups: list[list[Source]] = []
+    for source in sources:
+        if source.linked and groups:
+            groups[-1].append(source)
+        else:
+            groups.append([source])
+    return groups
+
+
+def _group_values(group: list[Source], shape: Shape, lazy: bool) -> Iterable[tuple[str, ...]]:
+    """The value tuples of one group of paired sources (a single source: 1-tuples)."""
+    if len(group) == 1:
+        items = group[0].items(shape.null) if lazy else group[0].all_items(shape.null)
+        return ((value,) for value in items)
+    lists = [source.all_items(shape.null) for source in group]
+    if not shape.link:  # :::+ pairs as far as the shorter goes
+        return zip(*lists, strict=False)
+    longest = max(len(values) for values in lists)
+    if any(not values for values in lists):
+        return iter(())
+    return (tuple(values[i % len(values)] for values in lists) for i in range(longest))

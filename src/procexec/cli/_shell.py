@@ -1,0 +1,98 @@
+"""Which shell runs a job's command line, how values are quoted for it, and when a command
+line needs no shell at all (GNU parallel's rules, see docs/cli.md "The shell rule").
+
+The shell: ``$PARALLEL_SHELL``; else the shell procexec was started from (its parent
+process, when that is a known POSIX shell); else ``$SHELL`` when it is one; else /bin/sh.
+Values are quoted as GNU parallel quotes them for a POSIX shell: unchanged when made only
+of letters, digits and ``_./-``, else in single quotes. A command line whose template holds
+no shell syntax, whose program is found on ``$PATH`` and is not an exported shell function,
+is run directly (the same outcome, without a shell start per job).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Sequence
+
+#: Shells that take ``-c LINE`` and POSIX quoting; another $SHELL (fish, csh) gives /bin/sh.
+POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "yash"})
+
+_SAFE = re.compile(r"[A-Za-z0-9_./-]+")
+#: Characters that make a template shell syntax: operators, quotes, expansions, globs,
+#: comments, braces and newlines (a command separator).
+_SYNTAX = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~{}!\n]")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+#: What a shell splits words at.
+_BLANKS = re.compile(r"[ \t]+")
+
+
+def quote(value: str) -> str:
+    """``value`` as one word for a POSIX shell, quoted as GNU parallel quotes it."""
+    if _SAFE.fullmatch(value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def split_words(text: str) -> list[str]:
+    """The words a shell makes of ``text`` that holds no shell syntax."""
+    return [word for word in _BLANKS.split(text) if word]
+
+
+def user_shell() -> str:
+    """The path of the shell that runs command lines (see the module's rule)."""
+    chosen = os.environ.get("PARALLEL_SHELL")
+    if chosen:
+        return chosen
+    parent = _parent_shell()
+    if parent is not None:
+        return parent
+    login = os.environ.get("SHELL", "")
+    if os.path.basename(login) in POSIX_SHELLS and os.access(login, os.X_OK):
+        return login
+    return "/bin/sh"
+
+
+def _parent_shell() -> str | None:
+    try:
+        path = os.readlink(f"/proc/{os.getppid()}/exe")
+    except OSError:
+        return None
+    return path if os.path.basename(path) in POSIX_SHELLS else None
+
+
+def needs_shell(template_text: str, program: str | None) -> bool:
+    """Whether a template (its words joined, replacement strings taken out) needs a shell:
+    it holds shell syntax, starts with an assignment, or its ``program`` (None: unknown
+    until expanded) is not a file on $PATH or is an exported shell function."""
+    if _SYNTAX.search(template_text) or _ASSIGNMENT.match(template_text.lstrip(" \t")):
+        return True
+    if program is None or f"BASH_FUNC_{program}%%" in os.environ:
+        return True
+    return shutil.which(program) is None
+
+
+def joined(words: Sequence[str]) -> str:
+    """The command words as a shell reads them: joined with one space (GNU parallel joins
+    them unquoted, so ``'echo {} | wc'`` is a pipeline)."""
+    return " ".join(words)
+
+
+#: Linux's limit on one argument (MAX_ARG_STRLEN, 32 pages), its terminating NUL included.
+MAX_ARG_STRLEN = 131072
+
+
+def line_limit() -> int:
+    """The longest command line, in bytes, that can run here: one argument of at most
+    MAX_ARG_STRLEN, and the arguments and the environment within ARG_MAX."""
+    arg_max = os.sysconf("SC_ARG_MAX")
+    environment = sum(len(key) + len(value) + 2 for key, value in os.environb.items())
+    return min(MAX_ARG_STRLEN - 1, arg_max - environment - 4096)
+
+
+def line_length(command: Sequence[str] | str) -> int:
+    """The bytes of a command line (a shell line, or an argv with a NUL after each word)."""
+    if isinstance(command, str):
+        return len(command.encode("utf-8", "surrogateescape"))
+    return sum(len(word.encode("utf-8", "surrogateescape")) + 1 for word in command)
