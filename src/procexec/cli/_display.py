@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from procexec.cli._feed import Job
 
 Tag = Callable[[Job], str]
+Text = Callable[[], str]  # the job's command line, made when asked for
 
 
 def _tagged(data: bytes, prefix: bytes | None) -> bytes:
@@ -37,16 +38,16 @@ class Display:
         self.tag = tag
         self.verbose = verbose
         self.next_index = 0  # the first job (by index) not printed yet
-        self.held: dict[int, tuple[Job, str, bytes, bytes]] = {}
+        self.held: dict[int, tuple[Job, Text, bytes, bytes]] = {}
 
-    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+    def run_options(self, job: Job) -> dict[str, Any]:
         """The keywords for ``run()`` that send the job's output where it goes."""
         return {"capture_output": True}
 
-    def started(self, job: Job, text: str) -> None:
-        """A job started (``text``: its command line)."""
+    def started(self, job: Job, text: Text) -> None:
+        """A job started (``text()``: its command line)."""
 
-    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+    def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
         """Print now, or hold until every earlier job has been printed."""
         if not self.keep_order:
             self._print(job, text, stdout, stderr)
@@ -59,7 +60,7 @@ class Display:
     def skipped(self, job: Job) -> None:
         """A job that will not run (stopped by --halt): later jobs need not wait for it."""
         if self.keep_order:
-            self.ended(job, "", b"", b"")
+            self.ended(job, str, b"", b"")
 
     def close(self) -> None:
         """The run is over: print what is still held (jobs after one that never ended)."""
@@ -71,9 +72,9 @@ class Display:
             return None
         return self.tag(job).encode("utf-8", "surrogateescape") + b"\t"
 
-    def _print(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
-        if self.verbose and text:
-            stdout = text.encode("utf-8", "surrogateescape") + b"\n" + stdout
+    def _print(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
+        if self.verbose and (line := text()):
+            stdout = line.encode("utf-8", "surrogateescape") + b"\n" + stdout
         prefix = self._prefix(job)
         _write(sys.stdout, _tagged(stdout, prefix))
         _write(sys.stderr, _tagged(stderr, prefix))
@@ -88,18 +89,19 @@ class LineDisplay(Display):
         self.wake = wake  # ends the runner's wait
         self.broken: BaseException | None = None  # stdout closed: the runner stops
 
-    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+    def run_options(self, job: Job) -> dict[str, Any]:
         prefix = self._prefix(job) or b""
         return {
             "on_stdout_line": lambda line: self._line(sys.stdout, prefix + line),
             "on_stderr_line": lambda line: self._line(sys.stderr, prefix + line),
         }
 
-    def started(self, job: Job, text: str) -> None:
+    def started(self, job: Job, text: Text) -> None:
         if self.verbose:
-            self._line(sys.stdout, (self._prefix(job) or b"") + text.encode() + b"\n")
+            line = text().encode("utf-8", "surrogateescape")
+            self._line(sys.stdout, (self._prefix(job) or b"") + line + b"\n")
 
-    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+    def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
         """Already printed, line by line."""
 
     def _line(self, stream: TextIO, line: bytes) -> None:
@@ -114,14 +116,14 @@ class LineDisplay(Display):
 class RawDisplay(Display):
     """``-u``: the jobs write to procexec's own stdout and stderr."""
 
-    def run_options(self, job: Job, text: str) -> dict[str, Any]:
+    def run_options(self, job: Job) -> dict[str, Any]:
         return {}
 
-    def started(self, job: Job, text: str) -> None:
+    def started(self, job: Job, text: Text) -> None:
         if self.verbose:
-            _write(sys.stdout, text.encode("utf-8", "surrogateescape") + b"\n")
+            _write(sys.stdout, text().encode("utf-8", "surrogateescape") + b"\n")
 
-    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+    def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
         """Already written by the job itself."""
 
 
@@ -133,7 +135,7 @@ class ResultsDisplay(Display):
         super().__init__(False, None, False)
         self.directory = directory
 
-    def ended(self, job: Job, text: str, stdout: bytes, stderr: bytes) -> None:
+    def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
         path = self.directory
         for number, value in enumerate(job.args, 1):
             path = os.path.join(path, str(number), _path_safe(value))

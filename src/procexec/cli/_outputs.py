@@ -46,6 +46,11 @@ class Outputs:
             self.close_files()
             raise UsageError(f"cannot write job log {plan.joblog}: {error.strerror}") from None
 
+    @property
+    def wants_records(self) -> bool:
+        """Whether finished jobs are recorded at all (a log, a sidecar, a report, a summary)."""
+        return self.log is not None or self.sidecar is not None or self.records is not None
+
     def job_done(self, record: JobRecord, received: int) -> None:
         """Record one finished job (``received``: the bytes it wrote to stdout)."""
         if self.log is not None:

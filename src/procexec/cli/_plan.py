@@ -27,7 +27,7 @@ from procexec.cli._feed import Feed, Job
 from procexec.cli._inputs import InputError, Shape, Source, arguments, split_sources
 from procexec.cli._joblog import MalformedLogError, read_outcomes
 from procexec.cli._pipe import PipeSpec, parse_pipe
-from procexec.cli._shell import line_length, line_limit, user_shell
+from procexec.cli._shell import length_bound, line_length, line_limit, user_shell
 from procexec.cli._template import Template, TemplateError
 
 __all__ = ["CommandTooLongError", "Job", "Plan", "make_plan"]
@@ -87,6 +87,8 @@ class Plan:
         command = job.args[0] if self.template is None else self.template.expand(
             job.args, job.seq, slot
         )  # fmt: skip
+        if length_bound(command) <= self.line_limit:
+            return command
         length = line_length(command)
         if length > self.line_limit:
             text = command if isinstance(command, str) else " ".join(command)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from procexec._executor import ProcessExecutor
@@ -39,9 +40,14 @@ class _Running:
     slot: int
     attempt: int
     command: list[str] | str
-    text: str  # the command line as logged
+    plan: Plan
     stopped: bool = False  # stopped by --halt now: not a result
     timed_out: bool = False  # stopped by --timeout N%
+
+    @cached_property
+    def text(self) -> str:
+        """The command line as logged and named in messages (made only when needed)."""
+        return self.plan.text(self.job, self.slot)
 
 
 #: The exit status for a run stopped by a usage problem found late (a command line too
@@ -58,6 +64,10 @@ class Runner:
         self.outputs = outputs
         self.display = _display(plan, self.wake)
         self.free_slots = list(range(1, plan.max_jobs + 1))
+        # Without {%} in the command, jobs are queued in the executor up to -j ahead of
+        # the running ones: it starts the next as soon as one is reaped, without waiting
+        # for this thread. The record's slot is then left for the report to work out.
+        self.ahead = 0 if _uses_slots(plan) else plan.max_jobs
         self.running: dict[ProcessFuture[Any], _Running] = {}
         self.retry: deque[tuple[Job, int]] = deque()  # jobs to run again (--retries)
         self.failed = self.succeeded = 0
@@ -149,20 +159,30 @@ class Runner:
     def _start_more(self, ex: ProcessExecutor) -> bool:
         """Start jobs while slots are free; whether the run has more to do (jobs to start
         or running)."""
-        while self.free_slots and not self.halting:
+        while self._room() and not self.halting:
             job, attempt = self._next_job()
             if job is None:
                 break
-            slot = heapq.heappop(self.free_slots)
+            slot = heapq.heappop(self.free_slots) if not self.ahead else 0
             try:
                 command = self.plan.command(job, slot)
             except CommandTooLongError as error:
-                heapq.heappush(self.free_slots, slot)
+                self._free(slot)
                 self._fail_late(str(error))
                 break
             self._launch(ex, job, slot, attempt, command)
         waiting = bool(self.retry) or not self.plan.feed.exhausted
         return bool(self.running) or (waiting and not self.halting)
+
+    def _room(self) -> bool:
+        """Whether another job may be handed to the executor now."""
+        if self.ahead:
+            return len(self.running) < self.plan.max_jobs + self.ahead
+        return bool(self.free_slots)
+
+    def _free(self, slot: int) -> None:
+        if slot:
+            heapq.heappush(self.free_slots, slot)
 
     def _next_job(self) -> tuple[Job | None, int]:
         """The next job to start (a retry first), or None if none is ready now."""
@@ -195,9 +215,9 @@ class Runner:
     def _launch(
         self, ex: ProcessExecutor, job: Job, slot: int, attempt: int, command: list[str] | str
     ) -> None:
-        text = self.plan.text(job, slot)
+        state = _Running(job, slot, attempt, command, self.plan)
         shell = isinstance(command, str)
-        options: dict[str, Any] = dict(self.display.run_options(job, text))
+        options: dict[str, Any] = dict(self.display.run_options(job))
         if job.data is not None:
             options["input"] = job.data  # --pipe: the block is the job's stdin
         else:
@@ -205,13 +225,16 @@ class Runner:
         if shell:
             options["executable"] = self.plan.shell_path
         future = ex.run(command, timeout=self.plan.timeout, shell=shell, **options)
-        self.running[future] = _Running(job, slot, attempt, command, text)
-        self.display.started(job, text)
-        self.progress.update(len(self.running), finished=False)
+        self.running[future] = state
+        self.display.started(job, lambda: state.text)
+        self.progress.update(min(len(self.running), self.plan.max_jobs), finished=False)
 
     def _finish(self, ex: ProcessExecutor, future: ProcessFuture[Any]) -> None:
         state = self.running.pop(future)
-        heapq.heappush(self.free_slots, state.slot)
+        self._free(state.slot)
+        if future.cancelled():  # queued behind the running jobs when --halt stopped the run
+            self.display.skipped(state.job)
+            return
         returncode, stdout, stderr = _outcome(future, state.command)
         if state.stopped and returncode < 0:
             self.display.skipped(state.job)
@@ -221,23 +244,26 @@ class Runner:
         )  # fmt: skip
         if timed_out:
             _warn("This job was killed because it timed out:", state.text)
-        record = _record(future, state)
-        if state.timed_out:
+        record = _record(future, state) if self.outputs.wants_records else None
+        if record is not None and state.timed_out:
             record = replace(record, timed_out=True)
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
-            self.earlier.setdefault(state.job.seq, []).append(record)
+            if record is not None:
+                self.earlier.setdefault(state.job.seq, []).append(record)
             self.retry.appendleft((state.job, state.attempt + 1))
             return
-        earlier = tuple(self.earlier.pop(state.job.seq, ()))
-        self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
-        self.display.ended(state.job, state.text, stdout, stderr)
+        if record is not None:
+            earlier = tuple(self.earlier.pop(state.job.seq, ()))
+            self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
+        self.display.ended(state.job, lambda: state.text, stdout, stderr)
         if returncode == 0:
             self.succeeded += 1
-            if record.duration is not None:
-                self.runtimes.append(record.duration)
+            duration = getattr(future, "duration", None)
+            if self.plan.timeout_percent is not None and duration is not None:
+                self.runtimes.append(duration)
         else:
             self.failed += 1
-        self.progress.update(len(self.running), finished=True)
+        self.progress.update(min(len(self.running), self.plan.max_jobs), finished=True)
         self._check_halt(ex, state, returncode, timed_out)
 
     def _check_halt(
@@ -320,6 +346,18 @@ def _warn(*lines: str) -> None:
         print(f"procexec: Warning: {line}", file=sys.stderr)
 
 
+def _uses_slots(plan: Plan) -> bool:
+    """Whether each job must wait for a slot of its own before it is handed over: with
+    ``{%}`` in the command or the tag, with ``--joblog-json`` (which records the slot), on
+    a Dask cluster (whose ``-j`` is the jobs in flight), and with ``--halt`` (no job may
+    start after the one that stops the run). The report works slots out by itself."""
+    words = [*(plan.template.tokens if plan.template else ()), *(
+        plan.tagstring.tokens if plan.tagstring else ()
+    )]  # fmt: skip
+    exact = plan.dask is not None or plan.halt is not None or plan.joblog_json is not None
+    return exact or any("{%}" in word for word in words)
+
+
 def _display(plan: Plan, wake: Callable[[], None]) -> Display:
     """Where the jobs' output goes (see procexec.cli._display)."""
     tag = plan.tag_of if plan.tag else None
@@ -342,7 +380,7 @@ def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
         return replace(record, command=state.text, slot=state.slot, attempts=state.attempt)
     local = record_of(state.job.seq, future)
     assert local is not None  # a finished job
-    return replace(local, command=state.text, slot=state.slot, attempts=state.attempt)
+    return replace(local, command=state.text, slot=state.slot or None, attempts=state.attempt)
 
 
 def _remote_record(future: Any, state: _Running) -> JobRecord:

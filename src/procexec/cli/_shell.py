@@ -96,3 +96,11 @@ def line_length(command: Sequence[str] | str) -> int:
     if isinstance(command, str):
         return len(command.encode("utf-8", "surrogateescape"))
     return sum(len(word.encode("utf-8", "surrogateescape")) + 1 for word in command)
+
+
+def length_bound(command: Sequence[str] | str) -> int:
+    """An upper bound on :func:`line_length`, without encoding (UTF-8 takes at most four
+    bytes a character): when it is within the limit, so is the line."""
+    if isinstance(command, str):
+        return len(command) * 4
+    return sum(len(word) * 4 + 1 for word in command)

@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from procexec.cli._shell import joined, needs_shell, quote, split_words
 
@@ -77,15 +78,24 @@ class Template:
     @property
     def has_replacements(self) -> bool:
         """Whether any token holds a replacement string."""
+        return self._replacing
+
+    @cached_property
+    def _replacing(self) -> bool:
         return any(CANDIDATE.search(token) for token in self.tokens)
+
+    @cached_property
+    def _words(self) -> tuple[str, ...]:
+        """The words run as the argv: as given, or as the shell would split them."""
+        return tuple(split_words(joined(self.tokens))) if self.shell else self.tokens
 
     def expand(self, args: Sequence[str], seq: int, slot: int) -> list[str] | str:
         """The argv (``argv`` mode, or a ``direct`` shell template) or the shell command
         line for one job."""
         if self.shell and not self.direct:
             return self._line(args, seq, slot)
-        words = split_words(joined(self.tokens)) if self.shell else list(self.tokens)
-        if not self.has_replacements:
+        words = self._words
+        if not self._replacing:
             return [*words, *args]
         expanded: list[str] = []
         for word in words:
