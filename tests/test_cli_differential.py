@@ -174,6 +174,16 @@ CASES = [
     ),
     case("pipe-count", "--pipe", "--block", "20", "wc", "-l", stdin=b"a\n" * 40),
     case("pipe-records", "-k", "--pipe", "-N2", "cat; echo --", stdin=b"1\n2\n3\n4\n5\n"),
+    case(
+        "pipe-round-robin-one-job",
+        "-j1",
+        "--pipe",
+        "--block",
+        "10",
+        "--round-robin",
+        "cat",
+        stdin=b"".join(b"%d\n" % i for i in range(50)),
+    ),
     case("pipe-recstart", "-k", "--pipe", "--recstart", "b", "cat; echo --", stdin=b"a\nb\n"),
 ]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from procexec.cli import main
 from procexec.cli._plan import make_plan
 from procexec.cli._shell import needs_shell, quote, user_shell
 from procexec.cli._template import Template
@@ -147,6 +148,34 @@ def test_pipe_feeds_blocks_as_input_arrives(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert first.read_text() == "a\n" * 10
     assert (tmp_path / "part.2").read_text() == "b\n" * 10
+
+
+def test_round_robin_feeds_every_block_to_j_long_jobs() -> None:
+    lines = "".join(f"{n}\n" for n in range(100_000))
+    counted = subprocess.run(
+        [*PROCEXEC, "-j", "3", "--pipe", "--block", "10k", "--round-robin", "wc", "-l"],
+        input=lines, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    counts = [int(n) for n in counted.stdout.split()]
+    assert counted.returncode == 0 and len(counts) == 3 and sum(counts) == 100_000
+    copied = subprocess.run(
+        [*PROCEXEC, "-j", "3", "--pipe", "--block", "10k", "--round-robin", "cat"],
+        input=lines, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert sorted(copied.stdout.splitlines(), key=int) == lines.splitlines()
+
+
+def test_round_robin_leaves_no_descriptor_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    source = tmp_path / "input"
+    source.write_text("a\n" * 5000)
+    before = sorted(os.listdir("/proc/self/fd"))
+    with source.open() as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert main(["-j", "2", "--pipe", "--block", "1k", "--round-robin", "wc", "-l"]) == 0
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert sum(int(n) for n in capsysbinary.readouterr().out.split()) == 5000
 
 
 # ------------------------------------------------------------ output while running

@@ -284,7 +284,12 @@ def _input_options(add: Add) -> None:
     add("--block", "--block-size", default="1M", metavar="SIZE", help="--pipe block size")
     add("--recstart", metavar="STR", help="--pipe: a record starts with STR")
     add("--recend", default="\n", metavar="STR", help="--pipe: a record ends with STR")
-    add("--round-robin", "--roundrobin", action="store_true", help=argparse.SUPPRESS)
+    add(
+        "--round-robin",
+        "--roundrobin",
+        action="store_true",
+        help="--pipe: -j jobs for the whole input, each block to one ready for it",
+    )
 
 
 def _command_options(add: Add) -> None:

@@ -11,6 +11,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Job:
     index: int
     args: tuple[str, ...]
     data: bytes | None = None  # --pipe: the block of input for the job's stdin
+    stdin: Any = None  # --pipe --round-robin: what feeds its stdin (a RoundRobin)
 
 
 _END = object()
@@ -30,8 +32,16 @@ _END = object()
 class Feed:
     """Jobs from an iterator: ``take()`` the next one if it is there."""
 
-    def __init__(self, jobs: Iterator[Job], *, threaded: bool, ahead: int = 256) -> None:
+    def __init__(
+        self,
+        jobs: Iterator[Job],
+        *,
+        threaded: bool,
+        ahead: int = 256,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._jobs = jobs
+        self._on_close = on_close
         self._queue: queue.Queue[object] | None = queue.Queue(ahead) if threaded else None
         self._wake: Callable[[], None] = lambda: None
         self.delivered = 0  # jobs handed out so far
@@ -64,6 +74,12 @@ class Feed:
             return None
         self.delivered += 1
         return job
+
+    def close(self) -> None:
+        """The run is over: release what the jobs' input holds (round robin's pipes)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     def __iter__(self) -> Iterator[Job]:
         """Every job, waiting for input as needed (for ``--dry-run``; not with start())."""

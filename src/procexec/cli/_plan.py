@@ -124,8 +124,8 @@ def make_plan(argv: list[str]) -> Plan:
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
     needs_total = options.bar or options.eta or bool(halt and halt.percent)
     if pipe is not None:
-        feed, total = pipe.feed(), None
         max_jobs = _max_jobs(max_jobs_text, None)
+        feed, total = pipe.feed(max_jobs), None
     else:
         args = _arguments(sources, options, template)
         whole = needs_total or options.context or options.multi

@@ -102,6 +102,7 @@ class Runner:
                     self._finish(ex, future)
                 raise
             finally:
+                self.plan.feed.close()
                 self.progress.close()
                 self.display.close()
         if self.error is not None:
@@ -220,12 +221,17 @@ class Runner:
         options: dict[str, Any] = dict(self.display.run_options(job))
         if job.data is not None:
             options["input"] = job.data  # --pipe: the block is the job's stdin
+        elif job.stdin is not None:
+            options["stdin"] = job.stdin.stdin_for(job)  # --round-robin: a pipe, fed later
         else:
             options["stdin"] = subprocess.DEVNULL  # not procexec's own (GNU parallel's rule)
         if shell:
             options["executable"] = self.plan.shell_path
         future = ex.run(command, timeout=self.plan.timeout, shell=shell, **options)
         self.running[future] = state
+        if job.stdin is not None:
+            future.wait_started()  # the child has its copy of the pipe
+            job.stdin.handed_over(job)
         self.display.started(job, lambda: state.text)
         self.progress.update(min(len(self.running), self.plan.max_jobs), finished=False)
 
