@@ -234,6 +234,11 @@ def parse_term_seq(text: str) -> list[tuple[int, float]]:
     return steps
 
 
+def unescape(text: str) -> bytes:
+    """A separator given on the command line as bytes (``\\n``, ``\\0``, ``\\t`` understood)."""
+    return text.encode("utf-8", "surrogateescape").decode("unicode_escape").encode("latin-1")
+
+
 Add = Callable[..., object]
 
 
@@ -272,7 +277,20 @@ def _input_options(add: Add) -> None:
     )
     add("--link", "--xapply", action="store_true", help="pair the input sources, not combine")
     add("--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
-    add("-N", "--max-args", type=int, metavar="N", help="N arguments per job ({1}..{N})")
+    add(
+        "-N",
+        "--max-replace-args",
+        dest="max_args",
+        type=int,
+        metavar="N",
+        help="N arguments per job ({1}..{N}; a word with {} is repeated for each); 0: none",
+    )
+    add("-n", "--max-args", dest="n_args", type=int, metavar="N", help="N arguments per job")
+    add("-L", "--max-lines", dest="n_args", type=int, metavar="N", help="the same as -n")
+    add("-d", "--delimiter", metavar="DELIM", help="input items end with DELIM (\\n, \\0...)")
+    add("-E", "--eof", dest="eof", metavar="STR", help="input ends at a value equal to STR")
+    add("--trim", choices=["n", "l", "r", "lr", "rl"], help="trim blanks from input values")
+    add("--header", metavar=":", help="the first value of each source names it ({name})")
     add(
         "-X",
         dest="context",

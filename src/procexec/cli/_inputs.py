@@ -18,7 +18,7 @@ import io
 import itertools
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 _CHUNK = 65536
@@ -36,26 +36,35 @@ class Source:
     path: str | None = None  # a file, "-" for stdin
     linked: bool = False  # :::+ / ::::+: paired with the source before it
     _read: list[str] | None = field(default=None, repr=False)
+    _stream: Iterator[str] | None = field(default=None, repr=False)
 
     @property
     def lazy(self) -> bool:
         """Whether the values come from a file or stdin."""
         return self.values is None
 
-    def items(self, null: bool) -> Iterator[str]:
+    def items(self, separator: bytes) -> Iterator[str]:
         """The values, read as they are asked for when from a file."""
         if self.values is not None:
             return iter(self.values)
-        assert self.path is not None
-        return read_items(self.path, null=null)
+        if self._stream is None:
+            assert self.path is not None
+            self._stream = read_items(self.path, separator=separator)
+        return self._stream
 
-    def all_items(self, null: bool) -> list[str]:
+    def all_items(self, separator: bytes) -> list[str]:
         """Every value (a file is read once)."""
         if self.values is not None:
             return self.values
         if self._read is None:
-            self._read = list(self.items(null))
+            self._read = list(self.items(separator))
         return self._read
+
+    def header(self, separator: bytes) -> str | None:
+        """Take the first value off (``--header``): the source's name, or None if empty."""
+        if self.values is not None:
+            return self.values.pop(0) if self.values else None
+        return next(self.items(separator), None)
 
 
 def split_sources(words: Sequence[str]) -> tuple[list[str], list[Source] | None]:
@@ -88,11 +97,12 @@ def split_sources(words: Sequence[str]) -> tuple[list[str], list[Source] | None]
     return template, (sources if mode else None)
 
 
-def read_items(path: str, *, null: bool = False) -> Iterator[str]:
+def read_items(path: str, *, separator: bytes = b"\n") -> Iterator[str]:
     """The items of a file (``-`` for stdin), read a chunk at a time: its lines, split at
     ``\\n`` only (as GNU parallel does: ``\\r``, form feeds and the like stay in the item),
-    or with ``null`` its NUL-separated items. A NUL byte in line input is an InputError."""
-    separator = b"\0" if null else b"\n"
+    or at another ``separator`` (``-0``, ``-d``). A NUL byte in line input is an
+    InputError."""
+    null = separator != b"\n"
     where = "standard input" if path == "-" else path
     stream: io.BufferedReader
     if path == "-":
@@ -133,10 +143,12 @@ def _check_nul(raw: bytes, null: bool, where: str, line: int) -> int:
 class Shape:
     """How values become a job's arguments: ``--link``, ``--colsep``, ``-N``."""
 
-    null: bool = False
+    separator: bytes = b"\n"  # -0, -d
     link: bool = False
     colsep: re.Pattern[str] | None = None
-    per_job: int | None = None  # -N n
+    per_job: int | None = None  # -N n, -n n
+    eof: str | None = None  # -E: the value that ends each source
+    trim: str = "n"  # --trim: l, r, lr or n (none)
 
 
 def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
@@ -150,9 +162,33 @@ def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
     if shape.colsep is not None:
         pattern = shape.colsep
         combos = (tuple(c for value in combo for c in pattern.split(value)) for combo in combos)
+    if shape.trim != "n":
+        strip = _TRIMS[shape.trim]
+        combos = (tuple(strip(value) for value in combo) for combo in combos)
     if shape.per_job is None:
         return combos
+    if shape.per_job == 0:  # -N0: a job per input, with no arguments
+        return (() for _ in combos)
     return _batches(combos, shape.per_job)
+
+
+_TRIMS: dict[str, Callable[[str], str]] = {
+    "l": lambda value: value.lstrip(" \t"),
+    "r": lambda value: value.rstrip(" \t"),
+    "lr": lambda value: value.strip(" \t"),
+    "rl": lambda value: value.strip(" \t"),
+}
+
+
+def _until(values: Iterable[str], eof: str | None) -> Iterator[str]:
+    """The values before the first one equal to ``eof`` (``-E``)."""
+    if eof is None:
+        yield from values
+        return
+    for value in values:
+        if value == eof:
+            return
+        yield value
 
 
 def _batches(combos: Iterator[tuple[str, ...]], size: int) -> Iterator[tuple[str, ...]]:
@@ -175,9 +211,10 @@ def _link_groups(sources: list[Source], link: bool) -> list[list[Source]]:
 def _group_values(group: list[Source], shape: Shape, lazy: bool) -> Iterable[tuple[str, ...]]:
     """The value tuples of one group of paired sources (a single source: 1-tuples)."""
     if len(group) == 1:
-        items = group[0].items(shape.null) if lazy else group[0].all_items(shape.null)
-        return ((value,) for value in items)
-    lists = [source.all_items(shape.null) for source in group]
+        source = group[0]
+        items = source.items(shape.separator) if lazy else source.all_items(shape.separator)
+        return ((value,) for value in _until(items, shape.eof))
+    lists = [list(_until(source.all_items(shape.separator), shape.eof)) for source in group]
     if not shape.link:  # :::+ pairs as far as the shorter goes
         return zip(*lists, strict=False)
     longest = max(len(values) for values in lists)

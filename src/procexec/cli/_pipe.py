@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from procexec._sizes import size_in_bytes
-from procexec.cli._args import UsageError
+from procexec.cli._args import UsageError, unescape
 from procexec.cli._feed import Feed, Job
 
 _CHUNK = 1 << 16
@@ -141,13 +141,8 @@ def parse_pipe(options: argparse.Namespace) -> PipeSpec:
         raise UsageError(
             f"--block takes a size such as 64k or 1M (at least 1 byte), not {options.block!r}"
         )
-    recend = _unescape(options.recend)
-    recstart = _unescape(options.recstart or "")
+    recend = unescape(options.recend)
+    recstart = unescape(options.recstart or "")
     if not recend and not recstart:
         raise UsageError("--pipe needs --recend or --recstart to tell records apart")
     return PipeSpec(block, recend, recstart, options.max_args, options.round_robin)
-
-
-def _unescape(text: str) -> bytes:
-    """A separator given on the command line (``\\n``, ``\\0`` and the like understood)."""
-    return text.encode("utf-8", "surrogateescape").decode("unicode_escape").encode("latin-1")

@@ -22,6 +22,7 @@ from procexec.cli._args import (
     parse_pressure,
     parse_term_seq,
     parse_timeout,
+    unescape,
 )
 from procexec.cli._feed import Feed, Job
 from procexec.cli._inputs import InputError, Shape, Source, arguments, split_sources
@@ -112,8 +113,9 @@ def make_plan(argv: list[str]) -> Plan:
     words = options.command
     if words[:1] == ["--"]:  # the end of the options: what follows is the command
         words = words[1:]
-    if options.arg_file:  # -a FILE: an input source each, as :::: FILE
-        words = [*words, "::::", *options.arg_file]
+    if options.arg_file:  # -a FILE: an input source each, as :::: FILE, before the others
+        first = next((i for i, w in enumerate(words) if w in _SEPARATORS), len(words))
+        words = [*words[:first], "::::", *options.arg_file, *words[first:]]
     if options.replace:  # -I STR: STR is {}
         words = [word.replace(options.replace, "{}") for word in words]
     pipe = parse_pipe(options) if options.pipe else None
@@ -180,14 +182,21 @@ def make_plan(argv: list[str]) -> Plan:
     )
 
 
+_SEPARATORS = frozenset({":::", "::::", ":::+", "::::+"})
+_PERL = re.compile(r"\{=.*?=\}", re.DOTALL)
+
+
 def _check(options: argparse.Namespace) -> None:
     """The checks of single options that need no input read."""
     if options.retries < 1:
         raise UsageError(f"--retries must be at least 1, got {options.retries}")
     if (options.resume or options.resume_failed) and not options.joblog:
         raise UsageError("--resume and --resume-failed need --joblog FILE")
-    if options.max_args is not None and options.max_args < 1:
-        raise UsageError(f"-N must be at least 1, got {options.max_args}")
+    for value, flag in ((options.max_args, "-N"), (options.n_args, "-n/-L")):
+        if value is not None and value < (0 if flag == "-N" else 1):
+            raise UsageError(f"{flag} must be at least {0 if flag == '-N' else 1}, got {value}")
+    if options.header is not None and options.colsep is None:
+        options.colsep = "\t"  # GNU parallel's column separator for a header
     if options.context and options.multi:
         raise UsageError("-X and -m cannot be used together")
     if options.colsep is not None:
@@ -221,6 +230,13 @@ def _template(
         if pipe or len(sources) != 1:
             raise UsageError("give a command before ::: (or one command per line on stdin)")
         return None, sources
+    if options.header is not None:
+        template_words = _named_columns(template_words, sources, options)
+    if _PERL.search(" ".join(template_words)):
+        raise UsageError(
+            "{= perl expression =} replacement strings are not supported: compute the "
+            "value in the shell command instead (e.g. $(echo {} | sed s/a/b/))"
+        )
     context = options.context or options.max_args is not None
     try:
         template = Template.parse(
@@ -234,15 +250,45 @@ def _template(
     return template, sources
 
 
+def _named_columns(
+    words: list[str], sources: list[Source], options: argparse.Namespace
+) -> list[str]:
+    """``--header``: take each source's first value as its name (its columns' names, split
+    by --colsep) and turn ``{name}`` in the template into the column's number."""
+    names: list[str] = []
+    try:
+        for source in sources:
+            header = source.header(_separator(options))
+            columns = [] if header is None else options.colsep.split(header)
+            names.extend(columns)
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    for number, name in enumerate(names, 1):
+        words = [word.replace(f"{{{name}}}", f"{{{number}}}") for word in words]
+    return words
+
+
+def _separator(options: argparse.Namespace) -> bytes:
+    """What ends an input item: ``-d DELIM``, NUL with ``-0``, else a newline."""
+    if options.delimiter is not None:
+        return unescape(options.delimiter)
+    return b"\0" if options.null else b"\n"
+
+
 def _arguments(
     sources: list[Source], options: argparse.Namespace, template: Template | None
 ) -> Iterator[tuple[str, ...]]:
     """Every job's arguments (each line a whole command line when there is no template)."""
+    per_job = options.max_args if options.max_args is not None else options.n_args
     shape = Shape(
-        null=options.null,
+        separator=_separator(options),
         link=options.link,
         colsep=options.colsep if template is not None else None,
-        per_job=options.max_args if template is not None else None,
+        per_job=per_job if template is not None else None,
+        eof=options.eof,
+        trim=options.trim or "n",
     )
     args = arguments(sources, shape)
     if template is None:

@@ -258,10 +258,10 @@ class Runner:
                 self.earlier.setdefault(state.job.seq, []).append(record)
             self.retry.appendleft((state.job, state.attempt + 1))
             return
-        if record is not None:
+        self.display.ended(state.job, lambda: state.text, stdout, stderr)
+        if record is not None:  # after the output, as GNU parallel (--joblog - shows it)
             earlier = tuple(self.earlier.pop(state.job.seq, ()))
             self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
-        self.display.ended(state.job, lambda: state.text, stdout, stderr)
         if returncode == 0:
             self.succeeded += 1
             duration = getattr(future, "duration", None)

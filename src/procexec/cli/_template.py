@@ -35,9 +35,12 @@ class TemplateError(ValueError):
 
 
 def _strip_ext(path: str) -> str:
-    head, tail = os.path.split(path)
-    stem = tail.rsplit(".", 1)[0] if "." in tail.lstrip(".") else tail
-    return os.path.join(head, stem) if head else stem
+    """The path without its extension, as GNU parallel's ``{.}``: the last ``.`` and what
+    follows, if no ``/`` follows (``.bashrc`` gives an empty string, as there)."""
+    return _EXTENSION.sub("", path)
+
+
+_EXTENSION = re.compile(r"\.[^/.]*\Z")
 
 
 _OPS: dict[str, Callable[[str], str]] = {
