@@ -151,6 +151,9 @@ CASES = [
         "y",
         "3",
     ),
+    case("no-run-if-empty", "-r", "-k", "echo", "x{}", stdin=b"\n \na\n"),
+    case("arg-sep", "-k", "--arg-sep", ",,", "echo", ":::", ",,", "a", "b"),
+    case("arg-file-sep", "-k", "--arg-file-sep", "//", "echo", "//", "more.txt"),
     case("dotfile-extension", "-k", "echo", "{.}", "{/.}", ":::", ".hidden", "a/.b.c", "x."),
     # Several arguments per job.
     case("no-arguments", "-k", "-N0", "echo", "hi", ":::", "a", "b", ":::", "c"),

@@ -290,6 +290,9 @@ def _input_options(add: Add) -> None:
     add("-d", "--delimiter", metavar="DELIM", help="input items end with DELIM (\\n, \\0...)")
     add("-E", "--eof", dest="eof", metavar="STR", help="input ends at a value equal to STR")
     add("--trim", choices=["n", "l", "r", "lr", "rl"], help="trim blanks from input values")
+    add("-r", "--no-run-if-empty", action="store_true", help="skip blank input values")
+    add("--arg-sep", default=":::", metavar="SEP", help="use SEP instead of :::")
+    add("--arg-file-sep", default="::::", metavar="SEP", help="use SEP instead of ::::")
     add("--header", metavar=":", help="the first value of each source names it ({name})")
     add(
         "-X",

@@ -67,19 +67,23 @@ class Source:
         return next(self.items(separator), None)
 
 
-def split_sources(words: Sequence[str]) -> tuple[list[str], list[Source] | None]:
-    """Split ``cmd ... ::: a b :::: f1 f2 :::+ c d`` into the template and its sources.
+def split_sources(
+    words: Sequence[str], *, arg_sep: str = ":::", file_sep: str = "::::"
+) -> tuple[list[str], list[Source] | None]:
+    """Split ``cmd ... ::: a b :::: f1 f2 :::+ c d`` into the template and its sources
+    (``--arg-sep`` and ``--arg-file-sep`` name other separators than ``:::`` and ``::::``).
 
     Each file after ``::::`` is a source of its own. The sources are None when the words
-    hold no ``:::`` or ``::::`` at all (arguments then come from stdin)."""
+    hold no separator at all (arguments then come from stdin)."""
+    kinds = {arg_sep: ":::", arg_sep + "+": ":::+", file_sep: "::::", file_sep + "+": "::::+"}
     template: list[str] = []
     sources: list[Source] = []
     mode = ""
     for word in words:
-        if word in (":::", "::::", ":::+", "::::+"):
-            mode = word
-            if word.startswith(":::") and len(word.rstrip("+")) == 3:
-                sources.append(Source(values=[], linked=word.endswith("+")))
+        if word in kinds:
+            mode = kinds[word]
+            if mode.rstrip("+") == ":::":
+                sources.append(Source(values=[], linked=mode.endswith("+")))
         elif not mode:
             template.append(word)
         elif mode.rstrip("+") == ":::":
@@ -90,10 +94,8 @@ def split_sources(words: Sequence[str]) -> tuple[list[str], list[Source] | None]
             sources.append(Source(path=word, linked=mode.endswith("+")))
             mode = "::::"  # a second file after ::::+ is a source of its own
     if sources and sources[0].linked:
-        raise InputError(
-            f"{':::+' if sources[0].values is not None else '::::+'} needs a "
-            "source before it to pair with"
-        )
+        first = arg_sep if sources[0].values is not None else file_sep
+        raise InputError(f"{first}+ needs a source before it to pair with")
     return template, (sources if mode else None)
 
 

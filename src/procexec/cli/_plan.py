@@ -114,8 +114,10 @@ def make_plan(argv: list[str]) -> Plan:
     if words[:1] == ["--"]:  # the end of the options: what follows is the command
         words = words[1:]
     if options.arg_file:  # -a FILE: an input source each, as :::: FILE, before the others
-        first = next((i for i, w in enumerate(words) if w in _SEPARATORS), len(words))
-        words = [*words[:first], "::::", *options.arg_file, *words[first:]]
+        marks = {options.arg_sep, options.arg_file_sep}
+        marks |= {mark + "+" for mark in marks}
+        first = next((i for i, w in enumerate(words) if w in marks), len(words))
+        words = [*words[:first], options.arg_file_sep, *options.arg_file, *words[first:]]
     if options.replace:  # -I STR: STR is {}
         words = [word.replace(options.replace, "{}") for word in words]
     pipe = parse_pipe(options) if options.pipe else None
@@ -182,7 +184,6 @@ def make_plan(argv: list[str]) -> Plan:
     )
 
 
-_SEPARATORS = frozenset({":::", "::::", ":::+", "::::+"})
 _PERL = re.compile(r"\{=.*?=\}", re.DOTALL)
 
 
@@ -211,7 +212,9 @@ def _template(
 ) -> tuple[Template | None, list[Source]]:
     """The command template and the input sources (stdin when none is given)."""
     try:
-        template_words, sources = split_sources(words)
+        template_words, sources = split_sources(
+            words, arg_sep=options.arg_sep, file_sep=options.arg_file_sep
+        )
     except InputError as error:
         raise UsageError(str(error)) from None
     if pipe:
@@ -293,6 +296,8 @@ def _arguments(
     args = arguments(sources, shape)
     if template is None:
         return (combo for combo in args if combo[0].strip())  # blank lines: no job
+    if options.no_run_if_empty:  # -r: a blank value makes no job
+        return (combo for combo in args if any(value.strip() for value in combo))
     return args
 
 
