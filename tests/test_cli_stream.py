@@ -4,8 +4,10 @@ finished outputs cannot show. Every wait here is on a file, a pipe or a process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
+import signal
 import subprocess
 import sys
 import textwrap
@@ -107,6 +109,21 @@ def test_keep_order_runs_a_bounded_window_ahead_of_a_stuck_job(tmp_path: Path) -
     assert ok == set(range(65, 201))
 
 
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_waiting_for_input_ends_the_run(signum: int, status: int) -> None:
+    """stdin stays open with nothing more to read: the input thread is blocked in read()."""
+    with subprocess.Popen(
+        [*PROCEXEC, "echo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("first\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == "first\n"  # its job ran: now it waits for input
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == status
+        process.stdin.close()
+
+
 def test_yes_into_head_exits_promptly() -> None:
     script = f"yes | {' '.join(PROCEXEC)} -j 2 echo | head -3; echo ${{PIPESTATUS[1]}} >&2"
     result = subprocess.run(
@@ -117,12 +134,20 @@ def test_yes_into_head_exits_promptly() -> None:
 
 
 def test_line_buffer_into_head_exits_while_the_job_still_writes() -> None:
+    """``yes`` writes as fast as it is read: procexec must still notice that its stdout
+    is closed. The pipeline runs in a session of its own, killed whole if it hangs."""
     script = f"{' '.join(PROCEXEC)} --line-buffer yes ::: x | head -2; echo ${{PIPESTATUS[0]}} >&2"
-    result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.stdout == "x\nx\n"
-    assert result.stderr.strip() == "141"
+    with subprocess.Popen(
+        ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            out, err = process.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert out == "x\nx\n"
+    assert err.strip() == "141"
 
 
 def test_pipe_feeds_blocks_as_input_arrives(tmp_path: Path) -> None:

@@ -330,3 +330,21 @@ def test_default_encoding_warning_points_at_the_caller_as_in_subprocess() -> Non
     lines = [line for line in result.stderr.splitlines() if b"Warning" in line]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(b"<string>:3: EncodingWarning: "), result.stderr
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["line-callback", "captured"])
+def test_a_child_writing_as_fast_as_it_is_read_does_not_starve_its_lane(keep: bool) -> None:
+    """``yes`` refills its pipe as fast as the lane reads it: the lane still gets to the
+    job's deadline and stops it (it used to read on and on in one event)."""
+    lines = 0
+
+    def count(line: bytes) -> None:
+        nonlocal lines
+        lines += 1
+
+    with ProcessExecutor(max_jobs=1) as ex:
+        future = ex.run(["yes"], on_stdout_line=count, capture_output=keep, timeout=0.3)
+        with pytest.raises(subprocess.TimeoutExpired):
+            future.result(timeout=60)
+        assert ex.run(["true"]).result(timeout=60).returncode == 0  # the lane goes on
+    assert lines > 0

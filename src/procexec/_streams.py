@@ -20,6 +20,8 @@ logger = logging.getLogger("procexec")
 
 #: A pipe holds 64 KiB by default on Linux: one read empties it.
 READ_SIZE = 65536
+#: Full reads of one pipe in one event before the lane turns to its other work (1 MiB).
+READS_PER_EVENT = 16
 #: Largest single write to a child's stdin; the kernel takes what fits.
 WRITE_SIZE = 65536
 
@@ -54,11 +56,14 @@ class OutputPipe:
         self.error: Exception | None = None
 
     def read_available(self) -> bool:
-        """Read what the pipe holds now, never waiting for more.
+        """Read what the pipe holds now, never waiting for more, and at most
+        READS_PER_EVENT reads: a child that refills the pipe as fast as it is read (``yes``)
+        must not keep its lane from stops, deadlines and other jobs (poll() reports the
+        pipe again at the next wait).
 
         Returns False once every writer has closed the pipe (end of file).
         """
-        while True:
+        for _ in range(READS_PER_EVENT):
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
@@ -68,6 +73,7 @@ class OutputPipe:
             self._feed(data)
             if len(data) < READ_SIZE:
                 return True
+        return True
 
     @property
     def closed(self) -> bool:

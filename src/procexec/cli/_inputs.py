@@ -14,8 +14,8 @@ after it are read whole, since every one of their values is used once per earlie
 
 from __future__ import annotations
 
-import io
 import itertools
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -99,36 +99,51 @@ def split_sources(
     return template, (sources if mode else None)
 
 
+def read_chunks(path: str) -> Iterator[bytes]:
+    """The bytes of a file (``-``: standard input) as they arrive. Read with ``os.read``,
+    not through Python's buffered reader: a thread blocked here when the interpreter exits
+    holds no lock that its shutdown would need (a buffered read aborts the process)."""
+    if path == "-":
+        if sys.stdin is None:
+            return
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
+            yield from iter(lambda: sys.stdin.buffer.read(_CHUNK), b"")
+            return
+        close = False
+    else:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        close = True
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            yield chunk
+    finally:
+        if close:
+            os.close(fd)
+
+
 def read_items(path: str, *, separator: bytes = b"\n") -> Iterator[str]:
-    """The items of a file (``-`` for stdin), read a chunk at a time: its lines, split at
+    """The items of a file (``-`` for stdin), read as they arrive: its lines, split at
     ``\\n`` only (as GNU parallel does: ``\\r``, form feeds and the like stay in the item),
     or at another ``separator`` (``-0``, ``-d``). A NUL byte in line input is an
     InputError."""
     null = separator != b"\n"
     where = "standard input" if path == "-" else path
-    stream: io.BufferedReader
-    if path == "-":
-        if sys.stdin is None:
-            return
-        stream = sys.stdin.buffer  # type: ignore[assignment]  # a BufferedReader
-        close = False
-    else:
-        stream = open(path, "rb")  # noqa: SIM115  # closed below, the generator may pause
-        close = True
-    try:
-        pending = b""
-        line = 1
-        while chunk := stream.read1(_CHUNK):
-            *complete, pending = (pending + chunk).split(separator)
-            for raw in complete:
-                line = _check_nul(raw, null, where, line)
-                yield raw.decode("utf-8", "surrogateescape")
-        if pending:
-            _check_nul(pending, null, where, line)
-            yield pending.decode("utf-8", "surrogateescape")
-    finally:
-        if close:
-            stream.close()
+    pending: list[bytes] = []  # the item under way, in pieces (a long line stays linear)
+    line = 1
+    for chunk in read_chunks(path):
+        if separator not in chunk and len(separator) == 1:
+            pending.append(chunk)
+            continue
+        *complete, rest = (b"".join(pending) + chunk).split(separator)
+        pending = [rest]
+        for raw in complete:
+            line = _check_nul(raw, null, where, line)
+            yield raw.decode("utf-8", "surrogateescape")
+    if last := b"".join(pending):
+        _check_nul(last, null, where, line)
+        yield last.decode("utf-8", "surrogateescape")
 
 
 def _check_nul(raw: bytes, null: bool, where: str, line: int) -> int:

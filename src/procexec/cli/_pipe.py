@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ from dataclasses import dataclass
 from procexec._sizes import size_in_bytes
 from procexec.cli._args import UsageError, unescape
 from procexec.cli._feed import Feed, Job
-
-_CHUNK = 1 << 16
+from procexec.cli._inputs import read_chunks
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,7 @@ class PipeSpec:
     def feed(self, jobs: int) -> Feed:
         """The jobs: one per block, read from stdin a few blocks ahead of the runner; with
         round robin, ``jobs`` jobs whose stdin a thread writes the blocks to."""
-        stream = sys.stdin.buffer if sys.stdin is not None else None
-        blocks = self.blocks(stream) if stream is not None else iter(())
+        blocks = self.blocks(read_chunks("-"))
         if self.round_robin:
             robin = RoundRobin(blocks, jobs)
             listed = [Job(seq, seq - 1, (), stdin=robin) for seq in range(1, jobs + 1)]
@@ -46,11 +43,10 @@ class PipeSpec:
         numbered = (Job(seq, seq - 1, (), block) for seq, block in enumerate(blocks, 1))
         return Feed(numbered, threaded=True, ahead=2)
 
-    def blocks(self, stream: object) -> Iterator[bytes]:
-        """The blocks of ``stream`` (a binary file), in order."""
-        read = stream.read1  # type: ignore[attr-defined]
+    def blocks(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The blocks of the input (its ``chunks`` as they arrive), in order."""
         buffer = b""
-        while chunk := read(_CHUNK):
+        for chunk in chunks:
             buffer += chunk
             while (cut := self._cut(buffer)) is not None:
                 yield buffer[:cut]
