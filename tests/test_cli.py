@@ -519,3 +519,19 @@ def test_console_script_when_installed() -> None:
         [script, "-k", "echo", ":::", "a", "b"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and result.stdout.split() == ["a", "b"]
+
+
+def test_every_option_is_documented_in_docs_cli_md() -> None:
+    import argparse
+
+    from procexec.cli._args import build_parser
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    missing = [
+        option
+        for action in build_parser()._actions
+        if action.help != argparse.SUPPRESS
+        for option in action.option_strings
+        if f"`{option}" not in page
+    ]
+    assert missing == []
