@@ -124,6 +124,23 @@ def test_a_signal_while_waiting_for_input_ends_the_run(signum: int, status: int)
         process.stdin.close()
 
 
+@pytest.mark.parametrize("mode", [["-u"], ["--results", "out"], ["--line-buffer"]])
+def test_keep_order_with_output_that_is_not_held_runs_every_job(
+    mode: list[str], tmp_path: Path
+) -> None:
+    """-k holds nothing back with these modes: the window of jobs run ahead of the first
+    one not yet printed must not stop the run (it once waited forever after 64 jobs)."""
+    result = subprocess.run(
+        [*PROCEXEC, "-k", *mode, "echo"], input="".join(f"{n}\n" for n in range(200)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    if mode[0] == "--results":
+        assert len(list((tmp_path / "out" / "1").iterdir())) == 200
+    else:
+        assert sorted(result.stdout.split(), key=int) == [str(n) for n in range(200)]
+
+
 def test_yes_into_head_exits_promptly() -> None:
     script = f"yes | {' '.join(PROCEXEC)} -j 2 echo | head -3; echo ${{PIPESTATUS[1]}} >&2"
     result = subprocess.run(

@@ -202,7 +202,7 @@ class Runner:
     def _order_window_full(self) -> bool:
         """With -k, do not run further ahead of the first job not yet printed than this:
         the output held for printing stays bounded, even with endless input."""
-        if not self.plan.keep_order:
+        if not self.display.keep_order:  # -k with -u, --line-buffer or --results: no hold
             return False
         window = max(4 * self.plan.max_jobs, 64)
         return self.plan.feed.delivered - self.display.next_index >= window
@@ -370,7 +370,7 @@ def _display(plan: Plan, wake: Callable[[], None]) -> Display:
     if plan.results is not None:
         return ResultsDisplay(plan.results)
     if plan.output == "ungroup" and tag is None:
-        return RawDisplay(plan.keep_order, None, plan.verbose)
+        return RawDisplay(False, None, plan.verbose)
     if plan.output != "group" and not plan.keep_order:
         return LineDisplay(tag, plan.verbose, wake)
     return Display(plan.keep_order, tag, plan.verbose)
