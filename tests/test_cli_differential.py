@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests._helpers import PARALLEL, needs_parallel
 
@@ -277,3 +279,50 @@ def test_same_as_gnu_parallel(item: Case, tmp_path: Path) -> None:
 
 def test_enough_cases() -> None:
     assert len(CASES) >= 60
+
+
+# A property over random mixes: values holding shell syntax, quotes, blanks and non-ASCII,
+# in random templates, sources and options, must give what GNU parallel gives.
+_VALUE = st.text(alphabet=st.sampled_from(list("ab Z.é/-_'\"$`\\;|&*?{}()<>#~!\t=,:%")), max_size=8)
+_TEMPLATES = [
+    ["printf", "'<%s>\\n'", "{}"],
+    ["echo", "{}"],
+    ["echo {} | cat"],
+    ["printf '[%s]' {1} {-1}; echo"],
+    ["echo", "x{}y", "{#}"],
+    ["echo", "{.}", "{/}", "{//}", "{/.}"],
+    ["printf", "'(%s)'"],
+    ["-q", "printf", "<%s>\\n", "{}"],
+    ["-q", "printf", "<%s>"],
+]
+_SHAPES = [[], ["-N2"], ["-n2"], ["-j1", "-X"], ["-j1", "-m"], ["--colsep", ","], ["-r"]]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    template=st.sampled_from(_TEMPLATES),
+    shape=st.sampled_from(_SHAPES),
+    first=st.lists(_VALUE, min_size=1, max_size=4),
+    second=st.one_of(st.none(), st.lists(_VALUE, min_size=1, max_size=2)),
+)
+def test_property_random_mixes_agree_with_gnu_parallel(
+    template: list[str],
+    shape: list[str],
+    first: list[str],
+    second: list[str] | None,
+    tmp_path: Path,
+) -> None:
+    if shape == ["-r"]:  # GNU parallel's -r over several sources: see docs/cli.md
+        second = None
+    sources = [":::", *first, *([":::", *second] if second is not None else [])]
+    item = case("random", "-k", *shape, *template, *sources)
+    gnu, ours = tmp_path / "gnu", tmp_path / "ours"
+    for directory in (gnu, ours):
+        directory.mkdir(exist_ok=True)
+    theirs = _run([str(PARALLEL), "--will-cite"], item, gnu)
+    mine = _run([sys.executable, "-m", "procexec"], item, ours)
+    assert (mine.stdout, mine.returncode) == (theirs.stdout, theirs.returncode), (
+        mine.stderr.decode()
+    )

@@ -196,6 +196,8 @@ def _check(options: argparse.Namespace) -> None:
     for value, flag in ((options.max_args, "-N"), (options.n_args, "-n/-L")):
         if value is not None and value < (0 if flag == "-N" else 1):
             raise UsageError(f"{flag} must be at least {0 if flag == '-N' else 1}, got {value}")
+    if options.trim is None:  # GNU parallel trims columns on both sides by default
+        options.trim = "lr" if options.colsep is not None else "n"
     if options.header is not None and options.colsep is None:
         options.colsep = "\t"  # GNU parallel's column separator for a header
     if options.context and options.multi:
@@ -291,7 +293,7 @@ def _arguments(
         colsep=options.colsep if template is not None else None,
         per_job=per_job if template is not None else None,
         eof=options.eof,
-        trim=options.trim or "n",
+        trim=options.trim,
     )
     args = arguments(sources, shape)
     if template is None:
