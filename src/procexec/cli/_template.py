@@ -43,11 +43,22 @@ def _strip_ext(path: str) -> str:
 _EXTENSION = re.compile(r"\.[^/.]*\Z")
 
 
+def _dirname(path: str) -> str:
+    """``{//}`` as GNU parallel gives it (Perl's ``dirname``): trailing slashes do not
+    count (``a/b/`` gives ``a``), no slash gives ``.``, the root stays ``/``."""
+    if path and not path.strip("/"):
+        return "/"
+    head, slash, _ = path.rstrip("/").rpartition("/")
+    if not slash:
+        return "."
+    return head.rstrip("/") or "/"
+
+
 _OPS: dict[str, Callable[[str], str]] = {
     "": lambda arg: arg,
     ".": _strip_ext,
     "/": os.path.basename,
-    "//": lambda arg: os.path.dirname(arg) or ".",
+    "//": _dirname,
     "/.": lambda arg: _strip_ext(os.path.basename(arg)),
 }
 
