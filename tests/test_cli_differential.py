@@ -216,6 +216,7 @@ CASES = [
     case("timeout", "-k", "--timeout", "1", "sleep {}; echo {}", ":::", "3", "0"),
     case("timeout-halt", "-j1", "--timeout", "1", "--halt", "now,fail=1", "sleep {}", ":::", "3"),
     case("joblog", "-k", "--joblog", "log", "echo {}; exit {}", ":::", "0", "1", "a b"),
+    case("joblog-appended", "-k", "--joblog", "+log", "echo", ":::", "a"),
     case("joblog-timeout", "--joblog", "log", "--timeout", "1", "sleep {}", ":::", "3"),
     case("retries", "-j1", "--retries", "3", "echo x >> tries; exit 1", ":::", "a"),
     case("jobs-zero", "-k", "-j0", "echo", ":::", "a", "b"),

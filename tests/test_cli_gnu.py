@@ -183,3 +183,18 @@ def test_tagstring_and_arg_file_agree_with_gnu_parallel(tmp_path: Path) -> None:
     (tmp_path / "items").write_text("a\nb\n")
     theirs, ours = both(["-k", "--tagstring", "<{#}>", "-a", "items", "echo"], cwd=tmp_path)
     assert ours == theirs
+
+
+def test_a_plus_before_the_job_log_adds_to_it(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    run_cli("--joblog", str(log), "echo", ":::", "a")
+    run_cli("--joblog", f"+{log}", "echo", ":::", "b")
+    assert [row[8] for row in log_rows(log)] == ["echo a", "echo b"]
+    if PARALLEL is not None:  # and GNU parallel reads it the same way
+        theirs = tmp_path / "theirs"
+        for value, name in (("a", str(theirs)), ("b", f"+{theirs}")):
+            subprocess.run(
+                [PARALLEL, "--will-cite", "--joblog", name, "echo", ":::", value],
+                capture_output=True, check=True, timeout=60,
+            )  # fmt: skip
+        assert [row[8] for row in log_rows(theirs)] == ["echo a", "echo b"]

@@ -341,7 +341,8 @@ def _run_options(add: Add) -> None:
     add(
         "--joblog",
         metavar="FILE",
-        help="a GNU parallel job log row per finished job (replaced unless --resume; - is stdout)",
+        help="a GNU parallel job log row per finished job (replaced unless --resume or "
+        "+FILE; - is stdout)",
     )
     add("--resume", action="store_true", help="skip jobs whose sequence number is in --joblog")
     add("--resume-failed", action="store_true", help="like --resume, but rerun failed jobs")

@@ -53,7 +53,7 @@ class Plan:
     term_sequence: Sequence[tuple[int, float]]
     joblog: str | None
     joblog_json: str | None
-    resume: bool  # --resume or --resume-failed: the logs are appended to
+    resume: bool  # --resume, --resume-failed or --joblog +FILE: the logs are appended to
     report: str | None
     summary: bool
     keep_order: bool
@@ -125,6 +125,9 @@ def make_plan(argv: list[str]) -> Plan:
     max_jobs_text = options.jobs
     timeout, timeout_percent = parse_timeout(options.timeout) if options.timeout else (None, None)
     halt = parse_halt(options.halt)
+    appended = bool(options.joblog and options.joblog.startswith("+") and options.joblog != "+")
+    if appended:  # --joblog +FILE: added to, as with --resume (GNU parallel's form)
+        options.joblog = options.joblog[1:]
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
     needs_total = options.bar or options.eta or bool(halt and halt.percent)
     if pipe is not None:
@@ -161,7 +164,7 @@ def make_plan(argv: list[str]) -> Plan:
         else DEFAULT_TERM_SEQUENCE,
         joblog=options.joblog,
         joblog_json=options.joblog_json,
-        resume=options.resume or options.resume_failed,
+        resume=options.resume or options.resume_failed or appended,
         report=options.report,
         summary=options.bar if options.summary is None else options.summary,
         keep_order=options.keep_order,
