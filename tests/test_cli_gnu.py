@@ -190,6 +190,11 @@ def test_a_plus_before_the_job_log_adds_to_it(tmp_path: Path) -> None:
     run_cli("--joblog", str(log), "echo", ":::", "a")
     run_cli("--joblog", f"+{log}", "echo", ":::", "b")
     assert [row[8] for row in log_rows(log)] == ["echo a", "echo b"]
+    fresh = tmp_path / "fresh"  # a new +FILE gets no header, as GNU parallel writes it,
+    run_cli("--joblog", f"+{fresh}", "echo", ":::", "a")  # and --resume still reads it
+    assert fresh.read_text().split("\t")[0] == "1"
+    again = run_cli("--resume", "--joblog", str(fresh), "echo", ":::", "a", "b")
+    assert again.stdout == "b\n"
     if PARALLEL is not None:  # and GNU parallel reads it the same way
         theirs = tmp_path / "theirs"
         for value, name in (("a", str(theirs)), ("b", f"+{theirs}")):

@@ -58,10 +58,11 @@ def read_outcomes(path: str) -> dict[int, bool]:
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    if lines and not lines[0].startswith("Seq\t"):
+    first = 2 if lines and lines[0].startswith("Seq\t") else 1  # +FILE logs have no header
+    if first == 1 and lines and not _is_row(lines[0]):
         raise MalformedLogError(f"{path} is not a job log: its first line is not the header")
     outcomes: dict[int, bool] = {}
-    for number, line in enumerate(lines[1:], 2):
+    for number, line in enumerate(lines[first - 1 :], first):
         fields = line.split("\t")
         if len(fields) < len(HEADER.split("\t")) and fields[0].isdigit():
             continue  # a row cut off by a crash (a newline was added after it): not finished
@@ -76,20 +77,27 @@ def read_outcomes(path: str) -> dict[int, bool]:
     return outcomes
 
 
+def _is_row(line: str) -> bool:
+    fields = line.split("\t")
+    return len(fields) >= len(HEADER.split("\t")) and all(
+        field.lstrip("-").isdigit() for field in (fields[0], fields[6], fields[7])
+    )
+
+
 class MalformedLogError(ValueError):
     """A file given to ``--resume`` is not a job log."""
 
 
 class JobLog:
     """An open job log: a new run replaces the file, a resumed one (``append``) adds its
-    rows, writing the header first if the file is new (GNU parallel's rule). ``-`` is
-    standard output.
+    rows, writing the header first if the file is new (GNU parallel's rule; with
+    ``header`` False, as for ``--joblog +FILE``, never). ``-`` is standard output.
 
     A log whose last row was cut off (a crash while it was written) gets a newline first,
     so that the next row starts a line of its own.
     """
 
-    def __init__(self, path: str, *, append: bool = False) -> None:
+    def __init__(self, path: str, *, append: bool = False, header: bool = True) -> None:
         self._owned = path != "-"
         if not self._owned:
             self._file: IO[str] = sys.stdout
@@ -97,7 +105,8 @@ class JobLog:
             mode = "a" if append else "w"
             self._file = open(path, mode, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         if not self._owned or self._file.tell() == 0:
-            self._file.write(HEADER)
+            if header:  # not for --joblog +FILE: GNU parallel writes none there
+                self._file.write(HEADER)
         elif not _ends_with_newline(path):
             self._file.write("\n")
         self._file.flush()

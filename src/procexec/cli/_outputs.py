@@ -34,7 +34,11 @@ class Outputs:
         self.log: JobLog | None = None
         self.sidecar: IO[str] | None = None
         try:
-            self.log = JobLog(plan.joblog, append=plan.resume) if plan.joblog else None
+            self.log = (
+                JobLog(plan.joblog, append=plan.resume, header=plan.joblog_header)
+                if plan.joblog
+                else None
+            )
             if plan.joblog_json:
                 self.sidecar = _open(plan.joblog_json, "a" if plan.resume else "w", "--joblog-json")
             if plan.report:

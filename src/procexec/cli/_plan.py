@@ -54,6 +54,7 @@ class Plan:
     joblog: str | None
     joblog_json: str | None
     resume: bool  # --resume, --resume-failed or --joblog +FILE: the logs are appended to
+    joblog_header: bool  # False for --joblog +FILE (GNU parallel writes no header there)
     report: str | None
     summary: bool
     keep_order: bool
@@ -165,6 +166,7 @@ def make_plan(argv: list[str]) -> Plan:
         joblog=options.joblog,
         joblog_json=options.joblog_json,
         resume=options.resume or options.resume_failed or appended,
+        joblog_header=not appended,
         report=options.report,
         summary=options.bar if options.summary is None else options.summary,
         keep_order=options.keep_order,
