@@ -294,6 +294,8 @@ def test_cli_timeout_and_halt_on_the_cluster(tmp_path: Path) -> None:
         (["--dask", "nowhere"], "--dask takes a scheduler address (tcp://host:8786) or local:N"),
         (["--dask", "local:0"], "--dask local:N needs a number of workers"),
         (["--dask", "local:2", "--memfree", "1G"], "--memfree watch this machine, not the cluster"),
+        (["--dask", "local:2", "-u"], "-u prints from this machine's pipes"),
+        (["--dask", "local:2", "--line-buffer"], "--line-buffer prints from this machine's pipes"),
     ],
 )
 def test_cli_dask_usage_errors(args: list[str], message: str) -> None:

@@ -390,6 +390,14 @@ def _dask(options: argparse.Namespace) -> str | None:
             f"{', '.join(local_only)} watch this machine, not the cluster: with --dask, give "
             "the workers their procexec-slots resource instead"
         )
+    streaming = [
+        flag for flag, on in (("-u", options.ungroup), ("--line-buffer", options.line_buffer)) if on
+    ]
+    if streaming:
+        raise UsageError(
+            f"{streaming[0]} prints from this machine's pipes while jobs run: with --dask, "
+            "each job's output comes whole when it ends"
+        )
     return address
 
 
