@@ -270,6 +270,13 @@ def test_results_prints_nothing_and_saves_every_stream(tmp_path: Path) -> None:
     assert (tmp_path / "out/1/\\.\\./stdout").read_text() == "..\n"  # never outside out/
 
 
+def test_results_that_cannot_be_saved_are_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    result = run_cli("--results", "out", "echo", ":::", "x" * 300, "ok", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "procexec: Warning: cannot save job 1's output under out/1/xxx" in result.stderr
+    assert (tmp_path / "out/1/ok/stdout").read_text() == "ok\n"
+
+
 # --------------------------------------------------------------- stderr messages
 def test_halt_says_why_it_stopped() -> None:
     result = run_cli("-j", "1", "--halt", "soon,fail=1", "exit {}", ":::", "0", "3", "0")

@@ -139,10 +139,21 @@ class ResultsDisplay(Display):
         path = self.directory
         for number, value in enumerate(job.args, 1):
             path = os.path.join(path, str(number), _path_safe(value))
-        os.makedirs(path, exist_ok=True)
-        for name, data in (("stdout", stdout), ("stderr", stderr), ("seq", str(job.seq).encode())):
-            with open(os.path.join(path, name), "wb") as file:
-                file.write(data)
+        try:
+            os.makedirs(path, exist_ok=True)
+            for name, data in (
+                ("stdout", stdout),
+                ("stderr", stderr),
+                ("seq", str(job.seq).encode()),
+            ):
+                with open(os.path.join(path, name), "wb") as file:
+                    file.write(data)
+        except OSError as error:  # a value too long for a file name, a full disk...
+            print(
+                f"procexec: Warning: cannot save job {job.seq}'s output under {path}: "
+                f"{error.strerror}",
+                file=sys.stderr,
+            )
 
 
 def _path_safe(value: str) -> str:
