@@ -197,6 +197,7 @@ CASES = [
     case("verbose-tagged", "-k", "-v", "--tag", "echo", ":::", "a"),
     case("stderr-and-stdout", "-k", "echo out {}; echo err {} >&2", ":::", "a"),
     case("dry-run", "--dry-run", "-k", "echo", ":::", "a b", "c$d", "e'f", "plain"),
+    case("dry-run-tag", "--dry-run", "-k", "--tag", "echo", ":::", "a", "b c"),
     case("dry-run-quote", "--dry-run", "-k", "-q", "echo", "a b", ":::", "c"),
     case("line-buffer", "--line-buffer", "echo", ":::", "a", "b"),
     case("ungroup", "-u", "echo", ":::", "a", "b"),

@@ -73,7 +73,9 @@ def _dry_run(plan: Plan) -> int:
     """``--dry-run``: print each job's command line, as input arrives."""
     try:
         for job in plan.feed:
-            print(plan.command(job, 1) and plan.text(job, 1), flush=True)
+            plan.command(job, 1)  # refuses a command line too long, as a run would
+            tag = f"{plan.tag_of(job)}\t" if plan.tag else ""
+            print(tag + plan.text(job, 1), flush=True)
     except (InputError, CommandTooLongError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:
