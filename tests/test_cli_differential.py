@@ -101,6 +101,11 @@ CASES = [
     case("stdin-dash-source", "-k", "echo", ":::", "x", "::::", "-", stdin=b"1\n2\n"),
     case("crlf-kept", "-k", "printf", "<%s>", "::::", "crlf.txt"),
     case("null-separated", "-k", "-0", "printf", "<%s>", "::::", "nul.bin"),
+    case(
+        "empty-source-among-others", "-k", "echo", "[{1}][{2}][{3}]", ":::", "a", ":::", ":::", "b"
+    ),
+    case("empty-file-among-others", "-k", "echo", "[{1}][{2}]", ":::", "a", "::::", "/dev/null"),
+    case("only-empty-source", "-k", "echo", ":::"),
     case("linked-plus", "-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2"),
     case("linked-then-product", "-k", "echo", ":::", "a", "b", ":::+", "1", "2", ":::", "x", "y"),
     case("link-wraps", "-k", "--link", "echo", ":::", "a", "b", ":::", "1", "2", "3"),

@@ -171,7 +171,10 @@ class Shape:
 def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
     """Every job's arguments, in GNU parallel's order, read lazily where it can be."""
     groups = _link_groups(sources, shape.link)
-    streams = [_group_values(group, shape, lazy=index == 0) for index, group in enumerate(groups)]
+    pad = len(sources) > 1  # an empty source among others gives one empty value (GNU's)
+    streams = [
+        _group_values(group, shape, lazy=index == 0, pad=pad) for index, group in enumerate(groups)
+    ]
     first, rest = streams[0], [list(stream) for stream in streams[1:]]
     combos = (
         tuple(itertools.chain(head, *tail)) for head in first for tail in itertools.product(*rest)
@@ -195,6 +198,16 @@ _TRIMS: dict[str, Callable[[str], str]] = {
     "lr": lambda value: value.strip(" \t"),
     "rl": lambda value: value.strip(" \t"),
 }
+
+
+def _or_empty(values: Iterator[str]) -> Iterator[str]:
+    """The values, or one empty value if there are none."""
+    empty = True
+    for value in values:
+        empty = False
+        yield value
+    if empty:
+        yield ""
 
 
 def _until(values: Iterable[str], eof: str | None) -> Iterator[str]:
@@ -225,13 +238,19 @@ def _link_groups(sources: list[Source], link: bool) -> list[list[Source]]:
     return groups
 
 
-def _group_values(group: list[Source], shape: Shape, lazy: bool) -> Iterable[tuple[str, ...]]:
-    """The value tuples of one group of paired sources (a single source: 1-tuples)."""
+def _group_values(
+    group: list[Source], shape: Shape, *, lazy: bool, pad: bool
+) -> Iterable[tuple[str, ...]]:
+    """The value tuples of one group of paired sources (a single source: 1-tuples); with
+    ``pad``, a source without values gives one empty value."""
     if len(group) == 1:
         source = group[0]
         items = source.items(shape.separator) if lazy else source.all_items(shape.separator)
-        return ((value,) for value in _until(items, shape.eof))
-    lists = [list(_until(source.all_items(shape.separator), shape.eof)) for source in group]
+        values = _until(items, shape.eof)
+        return ((value,) for value in (_or_empty(values) if pad else values))
+    lists = [
+        list(_or_empty(_until(source.all_items(shape.separator), shape.eof))) for source in group
+    ]
     if not shape.link:  # :::+ pairs as far as the shorter goes
         return zip(*lists, strict=False)
     longest = max(len(values) for values in lists)
