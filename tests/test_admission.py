@@ -173,7 +173,11 @@ def test_delay_spaces_the_starts(reaper_path: str) -> None:
         futures = [ex.submit(["true"]) for _ in range(4)]
     starts = sorted(f.started_at for f in futures)  # type: ignore[type-var]
     gaps = [b - a for a, b in itertools.pairwise(starts)]  # type: ignore[operator]
-    assert all(gap >= 0.1 - 0.002 for gap in gaps), gaps  # a lower bound, not a wall time
+    # A lower bound, not a wall time. The delay runs from when each job is handed to its
+    # lane; the spawn after that can take a few ms longer for one job than for the next
+    # on a loaded machine (CI saw 0.095 s), hence the margin. Without the delay the gaps
+    # are about a millisecond.
+    assert all(gap >= 0.1 - 0.02 for gap in gaps), gaps
     assert "delay" in held.seen
 
 

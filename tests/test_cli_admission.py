@@ -59,7 +59,8 @@ def test_delay_spaces_the_starts_in_the_job_log(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     starts = sorted(float(row[2]) for row in log_rows(tmp_path / "log"))
-    assert all(b - a >= 0.2 - 0.002 for a, b in itertools.pairwise(starts)), starts
+    # The margin: spawn jitter on a loaded machine (see test_admission's delay test).
+    assert all(b - a >= 0.2 - 0.02 for a, b in itertools.pairwise(starts)), starts
 
 
 def test_generous_limits_run_everything() -> None:
