@@ -38,6 +38,16 @@ def wait_for_files(*paths: Path, deadline: float = 60) -> str:
     """)
 
 
+def run_pipeline(
+    script: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a shell pipeline with bash; its output as text."""
+    return subprocess.run(
+        ["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- streaming input
 def test_jobs_start_as_their_input_arrives(tmp_path: Path) -> None:
     """The producer writes three lines, then waits until their jobs have run: a procexec
@@ -49,14 +59,7 @@ def test_jobs_start_as_their_input_arrives(tmp_path: Path) -> None:
         + "\nprint('4\\n5', flush=True)\n"
     )
     script = f"{sys.executable} -c {quote(producer)} | {' '.join(PROCEXEC)} -j 3 touch ran.{{}}"
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_pipeline(script, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"ran.{n}" for n in range(1, 6)]
 
@@ -81,9 +84,7 @@ def test_endless_input_is_read_a_bounded_amount_ahead(tmp_path: Path) -> None:
         f"{sys.executable} -c {quote(producer)} 2>/dev/null | "
         f"{' '.join(PROCEXEC)} -j 2 --halt now,done=3 true"
     )
-    result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = run_pipeline(script)
     assert result.returncode == 0, result.stderr
     assert int(count.read_text()) < 2_000_000  # a pipe, a read chunk and a bounded queue
 
@@ -143,9 +144,7 @@ def test_keep_order_with_output_that_is_not_held_runs_every_job(
 
 def test_yes_into_head_exits_promptly() -> None:
     script = f"yes | {' '.join(PROCEXEC)} -j 2 echo | head -3; echo ${{PIPESTATUS[1]}} >&2"
-    result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_pipeline(script, timeout=60)
     assert result.stdout == "y\ny\ny\n"
     assert result.stderr.strip() == "141"
 
@@ -179,14 +178,7 @@ def test_pipe_feeds_blocks_as_input_arrives(tmp_path: Path) -> None:
         f"{sys.executable} -c {quote(producer)} | "
         f"{' '.join(PROCEXEC)} --pipe --block 20 'cat > part.{{#}}'"
     )
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_pipeline(script, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert first.read_text() == "a\n" * 10
     assert (tmp_path / "part.2").read_text() == "b\n" * 10
