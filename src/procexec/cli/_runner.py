@@ -218,7 +218,7 @@ class Runner:
     ) -> None:
         state = _Running(job, slot, attempt, command, self.plan)
         shell = isinstance(command, str)
-        options: dict[str, Any] = dict(self.display.run_options(job))
+        options = self.display.run_options(job)  # a new dict per call
         if job.data is not None:
             options["input"] = job.data  # --pipe: the block is the job's stdin
         elif job.stdin is not None:
