@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from distributed import Client, LocalCluster
 
@@ -49,7 +50,20 @@ def procexec_round_trip(ex: DaskExecutor, count: int) -> None:
         assert ex.submit(["/bin/true"]).result() == 0
 
 
-def timed(run: Callable[[], None]) -> float:
+def settle(client: Client) -> None:
+    """Wait, outside the timing, until the scheduler holds no task: the plain loop frees its
+    tasks only when its futures go, after its timing ends, and that work must not fall
+    into the next contender's window."""
+    while client.run_on_scheduler(_task_count):  # type: ignore[no-untyped-call]
+        time.sleep(0.01)
+
+
+def _task_count(dask_scheduler: Any = None) -> int:
+    return len(dask_scheduler.tasks) if dask_scheduler is not None else 0
+
+
+def timed(client: Client, run: Callable[[], None]) -> float:
+    settle(client)
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
@@ -76,11 +90,11 @@ def main(argv: list[str]) -> int:
         for _ in range(rounds):
             for name, command, count in cases:
                 plain, ours = samples.setdefault(name, ([], []))
-                plain.append(timed(partial(plain_batch, client, command, count)))
-                ours.append(timed(partial(procexec_batch, ex, command, count)))
+                plain.append(timed(client, partial(plain_batch, client, command, count)))
+                ours.append(timed(client, partial(procexec_batch, ex, command, count)))
             plain, ours = samples.setdefault(f"round trip of one job (x {trips})", ([], []))
-            plain.append(timed(lambda: plain_round_trip(client, trips)) / trips)
-            ours.append(timed(lambda: procexec_round_trip(ex, trips)) / trips)
+            plain.append(timed(client, lambda: plain_round_trip(client, trips)) / trips)
+            ours.append(timed(client, lambda: procexec_round_trip(ex, trips)) / trips)
         ex.shutdown()
     print(f"DaskExecutor vs client.submit(subprocess.run): medians of {rounds} rounds\n")
     print("| workload | plain Dask loop | procexec.dask | ratio |")
