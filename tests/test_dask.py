@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("distributed", reason="procexec[dask] is not installed")
 
 from procexec import JobResult
-from procexec.dask import DaskExecutor, DaskFuture, WorkerLostError
+from procexec.dask import PLUGIN, DaskExecutor, DaskFuture, WorkerLostError
 from tests._helpers import is_running, log_rows, my_children, reap_adopted_zombies, run_cli
 
 #: A job that records its pid and its grandchild's (both in its process group), then waits.
@@ -198,6 +198,15 @@ def test_bad_arguments(ex: DaskExecutor) -> None:
         DaskExecutor(ex.client, slots_per_worker=0)
 
 
+def test_an_error_of_dasks_own_reaches_the_future() -> None:
+    """A task that fails in Dask rather than in the job (here the worker plugin is gone)
+    pushes no outcome: the collector's sweep finds the task's error all the same."""
+    with DaskExecutor.local(n_workers=1, slots_per_worker=1) as executor:
+        executor.client.unregister_worker_plugin(PLUGIN)  # type: ignore[no-untyped-call]
+        with pytest.raises(RuntimeError, match="plugin is not on the Dask worker"):
+            executor.submit(["true"]).result(timeout=60)
+
+
 # ------------------------------------------------------------------- worker loss
 def _worker_pids(executor: DaskExecutor) -> dict[str, int]:
     return dict(executor.client.run(os.getpid))
@@ -229,6 +238,25 @@ def test_a_lost_worker_leaves_no_orphan(retries: int, tmp_path: Path) -> None:
         else:
             with pytest.raises(WorkerLostError, match=lost):
                 future.result(timeout=120)
+    assert not our_leftovers(before)
+
+
+def test_a_retired_worker_stops_its_job_and_dask_runs_it_elsewhere(tmp_path: Path) -> None:
+    """A worker closed gracefully hands its running task back to Dask, which runs it on
+    the other worker (here it then succeeds: it sees the first run's mark); the first
+    run's process group is stopped on the closing worker, grandchild included."""
+    first = tmp_path / "first"
+    job = f'if [ -e "{first}" ]; then exit 0; fi; {GROUP_JOB}'
+    before = my_children()
+    with DaskExecutor.local(n_workers=2, slots_per_worker=1) as executor:
+        future = executor.submit(["sh", "-c", job, "job", str(first)])
+        pids = [int(p) for p in wait_for_file(first).split()]
+        workers = _worker_pids(executor)
+        closing = next(address for address, pid in workers.items() if _ancestor(pid, pids[0]))
+        executor.client.retire_workers([closing], close_workers=True)
+        assert future.result(timeout=60) == 0
+        assert future.worker not in (None, closing)
+        assert gone_within(pids, 2.0) == [], "the job outlived its worker's close by 2 s"
     assert not our_leftovers(before)
 
 

@@ -4,15 +4,16 @@ Dask places the jobs; procexec runs and stops them on each worker. A worker plug
 client registers gives every worker one :class:`procexec.ProcessExecutor` (guarded: its jobs
 die with the worker, SIGKILL included), whose ``max_jobs`` is the worker's
 ``procexec-slots`` resource. Each job is one Dask task with a unique key (``pure=False``)
-that needs one slot; the task hands the command to the worker's executor and waits for it.
+that needs one slot; the task, a coroutine on the worker's event loop, hands the command to
+the worker's executor and awaits it.
 
 ```
  client (this process)                      each worker
  DaskExecutor.submit/run ── task ──────────►  the task: the worker's ProcessExecutor runs
    DaskFuture (concurrent.futures.Future)       the command (process group, timeout,
-   ◄── "started" event (log_event) ────────     capture, rusage as locally)
-   ◄── the outcome: a value or the job's  ──   an ordinary failure is a value, not a
-       exception, fetched and released         task error
+                                                capture, rusage as locally)
+   ◄── the outcome, pushed as an event ────   an ordinary failure is a value, not a
+       (a large one: fetched); released         task error
  terminate()/kill()/cancel() ── client.run ─►  stop the job by its key (or never start it)
 ```
 
@@ -23,6 +24,7 @@ Dask compute a finished job again. A job whose worker is lost while it runs is r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import pickle
@@ -62,7 +64,7 @@ _T = TypeVar("_T")
 
 #: The worker resource that caps how many commands a worker runs at once.
 SLOTS = "procexec-slots"
-#: The name of the worker plugin, and the topic of the "started" events.
+#: The name of the worker plugin, and the topic of the events that carry outcomes.
 PLUGIN = "procexec"
 _RUN_KEYWORDS = ("input", "capture_output", "check", "text", "encoding", "errors")
 #: Outcomes up to this size (pickled) travel with the events rather than be fetched. The
@@ -142,40 +144,54 @@ class _WorkerJobs(WorkerPlugin):
         return True
 
 
-def _run_on_worker(key: str, argv: Any, kwargs: dict[str, Any], run: bool) -> tuple[Any, ...]:
-    """The Dask task of one job: ``("ok", value, worker, pid)``, ``("error", exception,
-    worker, pid)`` or ``("cancelled",)``. Ordinary failures are values, so that Dask logs no
-    task error for a job that failed."""
+async def _run_on_worker(
+    key: str, argv: Any, kwargs: dict[str, Any], run: bool
+) -> tuple[Any, ...] | None:
+    """The Dask task of one job, run on the worker's event loop (no task thread: the job
+    runs on the executor's lanes). Its outcome is ``("ok", value, worker, pid)``,
+    ``("error", exception, worker, pid)`` or ``("cancelled",)``; ordinary failures are
+    values, so that Dask logs no task error for a job that failed. A small outcome is
+    pushed to the client and the task gives None; a large one is the task's result."""
     worker = get_worker()
-    jobs = cast(_WorkerJobs, worker.plugins[PLUGIN])
+    jobs = worker.plugins.get(PLUGIN)
+    if not isinstance(jobs, _WorkerJobs):
+        raise RuntimeError(
+            f"procexec's worker plugin is not on the Dask worker {worker.address} "
+            "(unregistered, or the worker joined without it?)"
+        )
     future = jobs.start(key, argv, kwargs, run)
     if future is None:
         return ("cancelled",)
     try:
         try:
-            value = future.result()
+            value = await future  # cancelled, the job is stopped and reaped first
+        except asyncio.CancelledError:  # the worker closes: Dask runs the task elsewhere
+            raise
         except BaseException as exc:  # the job's own failure, as it would be raised locally
             outcome: tuple[Any, ...] = ("error", exc, jobs.address, future.pid)
         else:
             if run:
                 value.worker = jobs.address
             outcome = ("ok", value, jobs.address, future.pid)
-        _push(worker, key, outcome)
-        return outcome
+        return None if _push(worker, key, outcome) else outcome
     finally:
         jobs.finished(key)
 
 
-def _push(worker: Any, key: str, outcome: tuple[Any, ...]) -> None:
+def _push(worker: Any, key: str, outcome: tuple[Any, ...]) -> bool:
     """Send a small outcome to the client with the task's events, ahead of the task's own
-    result: the client then needs no request to fetch it (a round trip per job). A large
-    one (captured output) is fetched from the worker as usual."""
+    end: the client then needs no request to fetch it (a round trip per job). True if sent;
+    a large one (captured output) is fetched from the worker as usual."""
     try:
         payload = pickle.dumps(outcome)
     except Exception:  # not picklable here: Dask's own serialisation will say why
-        return
-    if len(payload) <= PUSH_LIMIT:
-        worker.log_event(PLUGIN, {"key": key, "outcome": payload})
+        worker.log_event(PLUGIN, {"key": key})
+        return False
+    if len(payload) > PUSH_LIMIT:
+        worker.log_event(PLUGIN, {"key": key})  # fetch it: the client need not poll for it
+        return False
+    worker.log_event(PLUGIN, {"key": key, "outcome": payload})
+    return True
 
 
 async def _stop_on_worker(key: str, kill: bool, dask_worker: Any = None) -> bool:
@@ -396,42 +412,70 @@ class DaskExecutor:
         key = f"procexec-{uuid.uuid4().hex}"
         future.key = key
         future.attempts += 1
-        with self._lock:
+        with self._lock:  # held until the task is known, so that its outcome finds it
+            future._task = self._client.submit(
+                _run_on_worker, key, argv, kwargs, run,
+                key=key, pure=False, resources=self._resources,
+            )  # fmt: skip
             self._pending[key] = future
-        task = self._client.submit(
-            _run_on_worker, key, argv, kwargs, run,
-            key=key, pure=False, resources=self._resources,
-        )  # fmt: skip
-        future._task = task
-        with self._lock:
             self._tasks[key] = (future, argv, kwargs, run)
-        task.add_done_callback(self._ended.put)  # type: ignore[no-untyped-call]
 
     def _collect(self) -> None:
-        """The collector thread: resolve futures from the outcomes workers push, and from
-        the tasks that ended without one (fetched together, in one request per batch).
-        Every task is released as soon as its outcome is in, so that Dask never computes
-        it again. Futures resolve here, never on Dask's event loop, so done-callbacks may
-        submit more jobs."""
-        while True:
-            items = [self._ended.get()]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    items.append(self._ended.get_nowait())
-            tasks = []
-            for item in items:
-                if item is None:
-                    return
-                if isinstance(item, tuple):  # (key, outcome) pushed by a worker
-                    self._resolve(item[0], item[1])
-                else:
-                    tasks.append(item)
-            unresolved = [task for task in tasks if not self._resolve(task.key, None, task)]
-            if unresolved:
-                for task, outcome in zip(unresolved, self._outcomes(unresolved), strict=True):
-                    self._resolve(task.key, outcome, task)
+        """The collector thread: resolve futures from the outcomes workers push, fetch the
+        large ones (in one request per batch), and now and then sweep for tasks that ended
+        with no outcome at all (Dask's own errors, a lost worker). Every task is released as
+        soon as its outcome is in, so that Dask never computes it again. Futures resolve
+        here, never on Dask's event loop, so done-callbacks may submit more jobs.
 
-    def _resolve(self, key: str, outcome: Any, task: Any = None) -> bool:
+        No Dask done-callback per task: each costs the client's event loop a coroutine and a
+        thread hop, which the scheduler, sharing that loop, pays for."""
+        next_sweep = time.monotonic() + _SWEEP_MIN
+        while True:
+            try:
+                items = [self._ended.get(timeout=max(0.0, next_sweep - time.monotonic()))]
+            except queue.Empty:
+                items = []
+            if not self._handle(items + _drain(self._ended)):
+                return
+            if time.monotonic() >= next_sweep:
+                start = time.monotonic()
+                ended = self._ended_unsettled()
+                # Less often when there are so many tasks that looking takes long: at
+                # most 2 % of the collector's time.
+                next_sweep = time.monotonic() + max(_SWEEP_MIN, 50 * (time.monotonic() - start))
+                # What a worker pushed before its task ended is queued by now: first that.
+                if ended and not self._handle(_drain(self._ended) + ended):
+                    return
+
+    def _handle(self, items: list[Any]) -> bool:
+        """Handle what the collector got; False once told to stop."""
+        tasks = []
+        for item in items:
+            if item is None:
+                return False
+            if not isinstance(item, tuple):  # a task that ended, to fetch
+                tasks.append(item)
+            elif item[1] is not None:  # (key, outcome) pushed by a worker
+                self._resolve(item[0], item[1])
+            else:  # (key, None): a large outcome, to fetch once the task has ended
+                with self._lock:
+                    entry = self._tasks.get(item[0])
+                if entry is not None:
+                    entry[0]._task.add_done_callback(self._ended.put)
+        unresolved = [task for task in tasks if not self._resolve(task.key, None)]
+        if unresolved:
+            for task, outcome in zip(unresolved, self._outcomes(unresolved), strict=True):
+                self._resolve(task.key, outcome)
+        return True
+
+    def _ended_unsettled(self) -> list[Any]:
+        """The tasks in flight that ended with no outcome settled yet."""
+        with self._lock:
+            return [
+                entry[0]._task for entry in self._tasks.values() if entry[0]._task.status in _ENDED
+            ]
+
+    def _resolve(self, key: str, outcome: Any) -> bool:
         """Settle the job of ``key`` with ``outcome`` (None: only if settled already).
         True if it is settled now."""
         with self._lock:
@@ -443,10 +487,7 @@ class DaskExecutor:
             del self._tasks[key]
             future, argv, kwargs, run = entry
             self._pending.pop(future.key, None)
-        if task is None:
-            task = future._task
-        if task is not None:
-            task.release()
+        future._task.release()
         try:
             self._settle(future, _outcome_of(outcome), argv, kwargs, run)
         except Exception:  # a bug here must not stop the others' results
@@ -503,10 +544,11 @@ class DaskExecutor:
             future.set_exception(error)
 
     def _on_event(self, event: Any) -> None:
-        """A worker pushed a job's outcome (on the client's event loop: handed on)."""
+        """A worker pushed a job's outcome, or said it is too large to push (on the client's
+        event loop: handed on)."""
         _, message = event
-        if "outcome" in message:
-            self._ended.put((message.get("key"), pickle.loads(message["outcome"])))
+        outcome = message.get("outcome")
+        self._ended.put((message.get("key"), None if outcome is None else pickle.loads(outcome)))
 
     # -------------------------------------------------------------------- stopping
     def _stop_remote(
@@ -572,6 +614,24 @@ class DaskExecutor:
                 if not future.cancel():
                     future.kill()
         self.shutdown(wait=True)
+
+
+#: The states of a Dask future whose task will not run again ("lost": Dask computes again).
+_ENDED = frozenset({"finished", "error", "cancelled"})
+
+
+#: The shortest time between two looks for tasks that ended without an outcome (Dask's own
+#: errors, a lost worker).
+_SWEEP_MIN = 0.1
+
+
+def _drain(items: queue.SimpleQueue[Any]) -> list[Any]:
+    """Everything in ``items`` now, without waiting."""
+    drained = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            drained.append(items.get_nowait())
+    return drained
 
 
 def _fetch(task: Any) -> Any:
