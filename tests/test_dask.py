@@ -313,7 +313,18 @@ def test_cli_timeout_and_halt_on_the_cluster(tmp_path: Path) -> None:
         "-q", "sh", "-c", 'if [ "$1" = x ]; then exit 3; fi; sleep 30', "sh", ":::", "x", "y", "z",
         timeout=120,
     )  # fmt: skip
-    assert halted.returncode != 0
+    assert halted.returncode == 3, halted.stderr  # the failed job's own status, as GNU's
+    assert "This job failed" in halted.stderr
+
+
+def test_cli_replacement_strings_and_bar_on_the_cluster() -> None:
+    result = run_cli(
+        "--dask", "local:1", "-j", "2", "-k", "--bar", "echo", "{#}", "{}", "{.}",
+        ":::", "a.txt", "b.txt", "c.txt", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1 a.txt a", "2 b.txt b", "3 c.txt c"]
+    assert "3/3" in result.stderr  # the bar reached the end
 
 
 @pytest.mark.parametrize(
