@@ -5,8 +5,9 @@
 The cluster: 2 worker processes on 127.0.0.1, 2 ``procexec-slots`` each. The plain loop is
 ``client.submit(subprocess.run, argv, pure=False, resources={"procexec-slots": 1})`` for
 every job, then every result; procexec is ``DaskExecutor.submit`` on the same client. The
-two alternate, round after round. Workloads: 1,000 x ``/bin/true``, 200 x ``sleep 0.01``,
-and the round trip of one ``/bin/true`` job at a time (submit, wait, next).
+two alternate, round after round, each timed run starting once the scheduler holds no task
+(the wait is not timed). Workloads: 1,000 x ``/bin/true``, 200 x ``sleep 0.01``, and the
+round trip of one ``/bin/true`` job at a time (submit, wait, next).
 
 Prints a Markdown table: median wall seconds of each and procexec's ratio.
 """
