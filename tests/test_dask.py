@@ -198,6 +198,42 @@ def test_bad_arguments(ex: DaskExecutor) -> None:
         DaskExecutor(ex.client, slots_per_worker=0)
 
 
+@pytest.mark.parametrize("escape", [SystemExit, KeyboardInterrupt, ValueError])
+def test_a_raising_done_callback_stays_with_its_job(
+    ex: DaskExecutor, escape: type[BaseException]
+) -> None:
+    """Callbacks run on the executor's collector thread, which resolves every job: what
+    one raises is logged there, the callbacks after it run, and later jobs resolve."""
+    calls: list[str] = []
+
+    def explode(_: object) -> None:
+        raise escape("from a callback")
+
+    future = ex.submit(["true"])
+    future.add_done_callback(explode)
+    future.add_done_callback(lambda _: calls.append("after"))
+    assert future.result(timeout=60) == 0
+    assert [f.result(timeout=60) for f in [ex.submit(["true"]) for _ in range(3)]] == [0] * 3
+    assert calls == ["after"]
+
+
+def test_cancel_runs_every_callback_then_raises_what_escaped(ex: DaskExecutor) -> None:
+    """On the caller's thread (cancel()), a SystemExit from a callback is raised to the
+    caller once every callback has run, as for a local job."""
+    gate_future = ex.submit(["sleep", "30"])
+    calls: list[str] = []
+
+    def leave(_: object) -> None:
+        raise SystemExit(3)
+
+    gate_future.add_done_callback(leave)
+    gate_future.add_done_callback(lambda _: calls.append("after"))
+    with pytest.raises(SystemExit):
+        gate_future.cancel()
+    assert gate_future.cancelled() and calls == ["after"]
+    assert ex.submit(["true"]).result(timeout=60) == 0
+
+
 def test_an_error_of_dasks_own_reaches_the_future() -> None:
     """A task that fails in Dask rather than in the job (here the worker plugin is gone)
     pushes no outcome: the collector's sweep finds the task's error all the same."""

@@ -38,6 +38,30 @@ def contain_callback_errors() -> None:
     _own_thread.contained = True
 
 
+def invoke_callbacks(future: Future[Any]) -> None:
+    """Run every done-callback of ``future`` once, whatever an earlier one raised.
+
+    A future's ``_invoke_callbacks`` calls this in place of ``concurrent.futures.Future``'s
+    own hook, which ``set_result``, ``set_exception`` and ``cancel`` all call: that one
+    catches only Exception, so a callback raising SystemExit or KeyboardInterrupt skipped
+    the callbacks after it and escaped into the thread resolving the future (a lane, the
+    reaper, procexec.dask's collector). Here anything a callback raises is logged; on a
+    thread of the caller's (``cancel()``), a BaseException that is not an Exception is
+    raised again once every callback has run (tests/test_containment.py).
+    """
+    escaped: BaseException | None = None
+    for callback in future._done_callbacks:  # type: ignore[attr-defined]
+        try:
+            callback(future)
+        except BaseException as exc:
+            if isinstance(exc, Exception) or getattr(_own_thread, "contained", False):
+                logger.exception("procexec: done-callback %r of %r raised", callback, future)
+            elif escaped is None:
+                escaped = exc
+    if escaped is not None:
+        raise escaped
+
+
 class ProcessFuture(Future[T]):
     """The future of one command run by a :class:`~procexec.ProcessExecutor`.
 
@@ -182,26 +206,9 @@ class ProcessFuture(Future[T]):
         return wait_job(self).__await__()
 
     def _invoke_callbacks(self) -> None:
-        """Run every done-callback once, whatever an earlier one raised.
-
-        This overrides ``concurrent.futures.Future``'s own hook, which ``set_result``,
-        ``set_exception`` and ``cancel`` all call: it catches only Exception, so a callback
-        raising SystemExit or KeyboardInterrupt skipped the callbacks after it and escaped
-        into the reaper loop. Here anything a callback raises is logged; on a thread of
-        the caller's (``cancel()``), a BaseException that is not an Exception is raised
-        again once every callback has run (tests/test_containment.py).
-        """
-        escaped: BaseException | None = None
-        for callback in self._done_callbacks:  # type: ignore[attr-defined]
-            try:
-                callback(self)
-            except BaseException as exc:
-                if isinstance(exc, Exception) or getattr(_own_thread, "contained", False):
-                    logger.exception("procexec: done-callback %r of %r raised", callback, self)
-                elif escaped is None:
-                    escaped = exc
-        if escaped is not None:
-            raise escaped
+        """Run every done-callback once, whatever an earlier one raised (see
+        :func:`invoke_callbacks`)."""
+        invoke_callbacks(self)
 
     def _fail(self, error: BaseException) -> None:
         """Resolve with ``error`` from any state but done; a cancelled future stays so."""

@@ -39,7 +39,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar, cast
 
 from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor
-from procexec._future import ProcessFuture
+from procexec._future import ProcessFuture, contain_callback_errors, invoke_callbacks
 from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
 
 try:
@@ -246,6 +246,12 @@ class DaskFuture(Future[_T]):
         """Send SIGKILL to the running job's process group."""
         self._executor._stop_remote(self, kill=True)
 
+    def _invoke_callbacks(self) -> None:
+        """Run every done-callback once, whatever one raised: SystemExit from a callback
+        is logged, and the executor's collector thread, which resolves every job, lives
+        on (on a caller's thread, as in ``cancel()``, it is raised once all have run)."""
+        invoke_callbacks(self)
+
     def _ensure_running(self) -> bool:
         """Mark the future running if it is pending; False if it is cancelled or done."""
         self.ended_at = time.time()  # only ever called as the job ends
@@ -429,6 +435,7 @@ class DaskExecutor:
 
         No Dask done-callback per task: each costs the client's event loop a coroutine and a
         thread hop, which the scheduler, sharing that loop, pays for."""
+        contain_callback_errors()
         next_sweep = time.monotonic() + _SWEEP_MIN
         while True:
             try:
