@@ -101,6 +101,11 @@ def test_ordinary_failures_are_values_raised_in_the_caller(ex: DaskExecutor) -> 
         ex.run(["sh", "-c", "exit 3"], check=True, capture_output=True).result(timeout=60)
     assert raised.value.returncode == 3
     assert ex.submit(["sh", "-c", "exit 9"]).result(timeout=60) == 9
+    # One bad byte: the job's UnicodeDecodeError arrives whole (distributed's tblib
+    # pickling would leave it without a message).
+    with pytest.raises(UnicodeDecodeError, match="can't decode byte 0xff in position 2") as bad:
+        ex.run(["printf", "ok\\377\\n"], capture_output=True, text=True).result(timeout=60)
+    assert bad.value.object == b"ok\xff\n" and bad.value.start == 2
     logs = ex.client.get_worker_logs()  # type: ignore[no-untyped-call]
     errors = [
         msg for lines in logs.values() for level, msg in lines if level in ("ERROR", "CRITICAL")

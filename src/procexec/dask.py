@@ -543,7 +543,7 @@ class DaskExecutor:
         if kind == "ok":
             future.set_result(value)
         else:
-            future.set_exception(value)
+            future.set_exception(_intact(value))
 
     @staticmethod
     def _fail(future: DaskFuture[Any], error: BaseException) -> None:
@@ -639,6 +639,28 @@ def _drain(items: queue.SimpleQueue[Any]) -> list[Any]:
         while True:
             drained.append(items.get_nowait())
     return drained
+
+
+def _intact(error: BaseException) -> BaseException:
+    """``error`` with its message, as it was raised on the worker.
+
+    distributed installs tblib's exception pickling, which rebuilds a UnicodeError
+    (UnicodeDecodeError of undecodable output, UnicodeEncodeError of ``input``) without
+    calling its constructor: the copy keeps its ``args`` but its message is empty. It is
+    made again from those ``args``.
+    """
+    if not isinstance(error, UnicodeError) or str(error) or not error.args:
+        return error
+    try:
+        made = type(error)(*error.args)
+    except Exception:  # not the constructor's arguments: keep what came
+        return error
+    made.__cause__, made.__context__ = error.__cause__, error.__context__
+    made.__suppress_context__ = error.__suppress_context__
+    notes = getattr(error, "__notes__", None)
+    if notes is not None:
+        made.__notes__ = list(notes)  # type: ignore[attr-defined]  # 3.11: no stub
+    return made.with_traceback(error.__traceback__)
 
 
 def _fetch(task: Any) -> Any:
