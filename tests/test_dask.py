@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,6 +238,29 @@ def test_cancel_runs_every_callback_then_raises_what_escaped(ex: DaskExecutor) -
         gate_future.cancel()
     assert gate_future.cancelled() and calls == ["after"]
     assert ex.submit(["true"]).result(timeout=60) == 0
+
+
+def test_a_failed_batch_fetch_falls_back_to_each_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large outcomes are fetched in one request per batch; if that request fails, even
+    with asyncio's CancelledError (a BaseException), each is fetched on its own and the
+    collector thread lives on."""
+    with DaskExecutor.local(n_workers=1, slots_per_worker=1) as executor:
+        client = executor.client
+        real_gather = client.gather
+        calls: list[int] = []
+
+        def gather_failing_once(futures: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(len(futures))
+            if len(calls) == 1:
+                raise asyncio.CancelledError("injected")
+            return real_gather(futures, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(client, "gather", gather_failing_once)
+        big = ["sh", "-c", "head -c 100000 /dev/zero"]
+        first = executor.run(big, capture_output=True).result(timeout=60)
+        second = executor.run(big, capture_output=True).result(timeout=60)
+        assert first.stdout == second.stdout == bytes(100_000)
+        assert calls[0] == 1 and len(calls) >= 2
 
 
 def test_an_error_of_dasks_own_reaches_the_future() -> None:

@@ -508,8 +508,8 @@ class DaskExecutor:
         finished = [task for task in batch if task.status == "finished"]
         try:
             values = list(self._client.gather(finished)) if finished else []  # type: ignore[no-untyped-call]
-        except Exception:  # one of them could not be fetched: each on its own
-            values = [_fetch(task) for task in finished]
+        except BaseException:  # one could not be fetched (or Dask's asyncio cancelled the
+            values = [_fetch(task) for task in finished]  # request): each on its own
         fetched = {id(task): value for task, value in zip(finished, values, strict=True)}
         return [fetched[id(task)] if id(task) in fetched else _error_of(task) for task in batch]
 
