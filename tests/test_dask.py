@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -261,6 +263,26 @@ def test_a_failed_batch_fetch_falls_back_to_each_task(monkeypatch: pytest.Monkey
         second = executor.run(big, capture_output=True).result(timeout=60)
         assert first.stdout == second.stdout == bytes(100_000)
         assert calls[0] == 1 and len(calls) >= 2
+
+
+def test_an_outcome_this_side_cannot_read_fails_that_job_only(
+    ex: DaskExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version skew between the client and a worker: an outcome that does not unpickle
+    here fails its own job with an error that says so; the next job is read as usual."""
+    real_loads = pickle.loads
+    reads: list[int] = []
+
+    def loads_failing_once(payload: bytes) -> Any:
+        reads.append(1)
+        if len(reads) == 1:
+            raise ModuleNotFoundError("No module named 'procexec_of_the_future'")
+        return real_loads(payload)
+
+    monkeypatch.setattr("procexec.dask.pickle", SimpleNamespace(loads=loads_failing_once))
+    with pytest.raises(RuntimeError, match="cannot read the outcome the worker sent"):
+        ex.submit(["true"]).result(timeout=60)
+    assert ex.submit(["sh", "-c", "exit 4"]).result(timeout=60) == 4
 
 
 def test_an_error_of_dasks_own_reaches_the_future() -> None:

@@ -554,8 +554,8 @@ class DaskExecutor:
         """A worker pushed a job's outcome, or said it is too large to push (on the client's
         event loop: handed on)."""
         _, message = event
-        outcome = message.get("outcome")
-        self._ended.put((message.get("key"), None if outcome is None else pickle.loads(outcome)))
+        payload = message.get("outcome")
+        self._ended.put((message.get("key"), None if payload is None else _read_outcome(payload)))
 
     # -------------------------------------------------------------------- stopping
     def _stop_remote(
@@ -639,6 +639,18 @@ def _drain(items: queue.SimpleQueue[Any]) -> list[Any]:
         while True:
             drained.append(items.get_nowait())
     return drained
+
+
+def _read_outcome(payload: bytes) -> Any:
+    """A pushed outcome, or the error of reading it (a class the worker's procexec or
+    Python has and this one lacks): that job fails with it, the others go on."""
+    try:
+        return pickle.loads(payload)
+    except Exception as exc:
+        return RuntimeError(
+            f"procexec.dask: cannot read the outcome the worker sent ({exc!r}); are procexec "
+            "and Python the same version here and on the workers?"
+        )
 
 
 def _intact(error: BaseException) -> BaseException:
