@@ -7,16 +7,21 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import queue
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from procexec.cli import main
+from procexec.cli._outputs import Outputs
 from procexec.cli._plan import make_plan
+from procexec.cli._runner import Runner
 from procexec.cli._shell import needs_shell, quote, user_shell
 from procexec.cli._template import Template
 from tests._helpers import log_rows, run_cli
@@ -123,6 +128,51 @@ def test_a_signal_while_waiting_for_input_ends_the_run(signum: int, status: int)
         process.send_signal(signum)
         assert process.wait(timeout=30) == status
         process.stdin.close()
+
+
+def test_an_interrupt_inside_the_runners_wait_never_blocks_its_wake_up() -> None:
+    """The runner's wait, interrupted at random moments by a handler that raises (as
+    Ctrl-C and SIGTERM do): afterwards another thread's wake() still returns. With
+    concurrent.futures.wait, which takes the futures' locks and a waiter's in Python, an
+    interrupt there left one held; the signal watch thread then blocked forever waking
+    the runner, and the exit, which joins that thread, with it (seen in CI: SIGTERM while
+    procexec waited for input hung it)."""
+    args = ["echo", ":::", "a"]
+    plan = make_plan(args)
+    runner = Runner(plan, Outputs(plan, args))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    rng = random.Random(0)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        for _ in range(300):
+            # The timer's signal may land on another thread, leaving this one asleep with
+            # the handler pending: a wake-up then lets it run, as procexec's signal watch
+            # does (procexec._signals).
+            watch = threading.Timer(0.05, runner.wake)
+            watch.start()
+            with contextlib.suppress(KeyboardInterrupt):
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 300e-6))
+                    runner._wait()  # nothing to wait for: the interrupt ends it
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            watch.cancel()
+            watch.join()
+            waker = threading.Thread(
+                target=runner.wake, daemon=True
+            )  # a failure must not hang the exit
+            waker.start()
+            waker.join(timeout=10)
+            assert not waker.is_alive(), "wake() blocked after an interrupted wait"
+            with contextlib.suppress(queue.Empty):  # so that the next wait blocks again
+                while True:
+                    runner.wakeups.get_nowait()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("mode", [["-u"], ["--results", "out"], ["--line-buffer"]])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import heapq
+import queue
 import statistics
 import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -83,7 +83,10 @@ class Runner:
             total=plan.total,
             jobs=plan.max_jobs,
         )
-        self.woken: Future[None] = Future()  # resolved by wake(): ends the current wait
+        #: One item per reason to look again (a job ended, input came, wake()). A queue
+        #: implemented in C: putting never blocks, even when a signal handler raised in
+        #: the main thread in the middle of its wait (see _wait).
+        self.wakeups: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def run(self) -> int:
         """Run every job; return the exit status (GNU parallel's, see ``_status``)."""
@@ -142,17 +145,23 @@ class Runner:
                 f"cannot reach the Dask scheduler at {address}: {error}"
             ) from None
 
-    def wake(self) -> None:
-        """End the main thread's current wait (called from the signal watch thread and the
-        input thread)."""
-        with suppress(InvalidStateError):  # already woken
-            self.woken.set_result(None)
+    def wake(self, _: object = None) -> None:
+        """End the main thread's current wait (called from the signal watch thread, the
+        input thread, and as a job's done-callback). It never blocks."""
+        self.wakeups.put(None)
 
     def _wait(self) -> None:
-        """Wait until a job ends, input arrives, a --timeout N% deadline passes, or wake()."""
-        wait([*self.running, self.woken], self._next_deadline(), FIRST_COMPLETED)
-        if self.woken.done():
-            self.woken = Future()
+        """Wait until a job ends, input arrives, a --timeout N% deadline passes, or wake().
+
+        Not ``concurrent.futures.wait``: it takes each future's lock, and a waiter's, in
+        Python, so an exception a signal handler raises there (Ctrl-C, SIGTERM) can leave
+        one held by this thread; the watch thread waking the runner then blocked forever
+        on it, and the exit, which joins that thread, with it."""
+        deadline = self._next_deadline()
+        with suppress(queue.Empty):
+            self.wakeups.get(timeout=deadline)
+            while True:  # what else came meanwhile: one look covers it
+                self.wakeups.get_nowait()
         broken = getattr(self.display, "broken", None)
         if broken is not None:  # --line-buffer found stdout closed
             raise broken
@@ -229,6 +238,7 @@ class Runner:
             options["executable"] = self.plan.shell_path
         future = ex.run(command, timeout=self.plan.timeout, shell=shell, **options)
         self.running[future] = state
+        future.add_done_callback(self.wake)
         if job.stdin is not None:
             future.wait_started()  # the child has its copy of the pipe
             job.stdin.handed_over(job)
