@@ -183,11 +183,10 @@ def _push(worker: Any, key: str, outcome: tuple[Any, ...]) -> bool:
     end: the client then needs no request to fetch it (a round trip per job). True if sent;
     a large one (captured output) is fetched from the worker as usual."""
     try:
-        payload = pickle.dumps(outcome)
+        payload: bytes | None = pickle.dumps(outcome)
     except Exception:  # not picklable here: Dask's own serialisation will say why
-        worker.log_event(PLUGIN, {"key": key})
-        return False
-    if len(payload) > PUSH_LIMIT:
+        payload = None
+    if payload is None or len(payload) > PUSH_LIMIT:
         worker.log_event(PLUGIN, {"key": key})  # fetch it: the client need not poll for it
         return False
     worker.log_event(PLUGIN, {"key": key, "outcome": payload})
