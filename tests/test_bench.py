@@ -112,3 +112,11 @@ def test_every_bare_handoff_rung_runs_each_job_once_and_reaps_them_all(tmp_path:
 
     ran = log.read_text().splitlines()
     assert sorted(ran) == sorted(name for name in BARE_THREADS for _ in range(7))
+
+
+def test_ab_compares_two_trees_in_a_table() -> None:
+    src = str(ROOT / "src")
+    result = _python("-m", "bench.ab", src, src, "--workloads", "storm", "--rounds", "1", "--quick")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| storm |"))
+    assert row.count("x |") + row.count("x, ") == 2
