@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from tests._helpers import Gate, become_subreaper, reap_adopted_zombies
 
-from procexec import _platform
-from procexec._guardian import GUARDIAN
+from procexec._core import _platform
+from procexec._core._resources._guardian import GUARDIAN
 
 
 @pytest.fixture(params=["pidfd", "fallback"])

@@ -28,8 +28,8 @@ ballast = bytearray(ballast_mib << 20)
 ballast[::4096] = b"x" * len(ballast[::4096])
 extra = {"limits": {"open_files": 4096}} if limits else {}
 if sys.argv[5] == "preexec":
-    import procexec._rlimits
-    procexec._rlimits._prlimit = lambda: None
+    import procexec._core._resources._rlimits
+    procexec._core._resources._rlimits._prlimit = lambda: None
 own = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 cpu, start = own(), time.perf_counter()
 with ProcessExecutor(2, guardian=guardian) as ex:

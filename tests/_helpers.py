@@ -29,7 +29,8 @@ def py(code: str) -> list[str]:
 def py_on_path(code: str, reaper_path: str) -> list[str]:
     """argv that runs ``code`` in a fresh Python whose executors use the given reaper path
     ("pidfd" or "fallback"); fork()'s DeprecationWarning in a threaded process is muted."""
-    prelude = f"import procexec._platform as _p\n_p._force_fallback = {reaper_path == 'fallback'}\n"
+    fallback = reaper_path == "fallback"
+    prelude = f"import procexec._core._platform as _p\n_p._force_fallback = {fallback}\n"
     return [sys.executable, "-W", "ignore::DeprecationWarning", "-c", prelude + code]
 
 
@@ -162,9 +163,9 @@ def my_children() -> set[int]:
     """Pids whose parent is this process (zombies included), guardians and multiprocessing's
     resource tracker left out.
 
-    A guardian is this process's own helper (procexec._guardian), or one that a child
-    made by os.fork() started and this subreaper adopted: an adopted one that has ended
-    is reaped here."""
+    A guardian is this process's own helper (procexec._core._resources._guardian), or one
+    that a child made by os.fork() started and this subreaper adopted: an adopted one that
+    has ended is reaped here."""
     pids: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError):  # that thread ended while we looked
@@ -211,6 +212,14 @@ def lane_threads(executor: Any) -> list[threading.Thread]:
     """The threads alive of an executor's lanes (named after its reaper, "-laneN" added)."""
     name = executor._reaper._name
     return [t for t in threading.enumerate() if t.name.split("-lane")[0] == name]
+
+
+def assert_lanes_end(executor: Any) -> None:
+    """Every lane thread of ``executor`` ends (``shutdown()`` returns once each has done its
+    last act; the thread itself may still be on its way out then)."""
+    for thread in lane_threads(executor):
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"{thread.name} still runs after shutdown"
 
 
 class Gate:

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from procexec import ExecutorStats, ProcessExecutor, _admission
-from procexec._reaper import Reaper
+from procexec import ExecutorStats, ProcessExecutor
+from procexec._core._reaper import Reaper
+from procexec._core._resources import _admission, _probes
 from tests._helpers import Gate, my_children, py
 
 GIB = 1 << 30
@@ -70,9 +71,9 @@ class FakeProc:
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProc]:
     f = FakeProc(tmp_path)
-    monkeypatch.setattr(_admission, "PROC", f.proc)
-    monkeypatch.setattr(_admission, "CGROUP", f.cgroup)
-    monkeypatch.setattr(_admission, "open_trigger", lambda resource, percent: None)
+    monkeypatch.setattr(_probes, "PROC", f.proc)
+    monkeypatch.setattr(_probes, "CGROUP", f.cgroup)
+    monkeypatch.setattr(_probes, "open_trigger", lambda resource, percent: None)
     monkeypatch.setattr(_admission, "SAMPLE_INTERVAL", 0.02)
     monkeypatch.setattr(_admission, "MEMFREE_INTERVAL", 0.02)
     yield f
@@ -147,9 +148,9 @@ def test_cgroup_memory_limit_counts(fake: FakeProc) -> None:
     fake.memory(8 * GIB)
     (fake.cgroup / "memory.max").write_text(f"{GIB}\n")
     (fake.cgroup / "memory.current").write_text(f"{GIB - 100 * 1024 * 1024}\n")
-    assert _admission.mem_available() == 100 * 1024 * 1024
+    assert _probes.mem_available() == 100 * 1024 * 1024
     (fake.cgroup / "memory.max").write_text("max\n")
-    assert _admission.mem_available() == 8 * GIB
+    assert _probes.mem_available() == 8 * GIB
 
 
 def test_cgroup_v1_memory_limit_counts(fake: FakeProc) -> None:
@@ -157,14 +158,14 @@ def test_cgroup_v1_memory_limit_counts(fake: FakeProc) -> None:
     v1.mkdir()
     (v1 / "memory.limit_in_bytes").write_text(f"{2 * GIB}\n")
     (v1 / "memory.usage_in_bytes").write_text(f"{GIB}\n")
-    assert _admission.mem_available() == GIB
+    assert _probes.mem_available() == GIB
     (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
-    assert _admission.mem_available() == 8 * GIB
+    assert _probes.mem_available() == 8 * GIB
 
 
 def test_load_counts_running_processes_other_than_the_reader(fake: FakeProc) -> None:
     fake.load(7)
-    assert _admission.running_processes() == 7
+    assert _probes.running_processes() == 7
 
 
 def test_delay_spaces_the_starts(reaper_path: str) -> None:
@@ -263,7 +264,7 @@ def test_memory_hungry_children_under_a_lowered_limit(
                 pass
         return total
 
-    monkeypatch.setattr(_admission, "mem_available", lambda: 650 * mib - rss_of_children())
+    monkeypatch.setattr(_probes, "mem_available", lambda: 650 * mib - rss_of_children())
     hungry = (
         "import os, sys, time\n"
         "b = bytearray(300 << 20)\n"
@@ -350,8 +351,8 @@ def test_a_failing_on_held_is_logged_and_jobs_still_run(
 
 
 def _psi_triggers_allowed() -> bool:
-    fd = _admission.open_trigger("memory", 100)
-    _admission.close_trigger(fd)
+    fd = _probes.open_trigger("memory", 100)
+    _probes.close_trigger(fd)
     return fd is not None
 
 
@@ -362,12 +363,12 @@ def _psi_triggers_allowed() -> bool:
 def test_psi_trigger_on_the_real_proc() -> None:
     """A real trigger is accepted, and one that needs tasks stalled for the whole window
     stays quiet through a short wait."""
-    fd = _admission.open_trigger("memory", 100)
+    fd = _probes.open_trigger("memory", 100)
     assert fd is not None
     try:
-        assert _admission.quiet_window(fd, 0.05) is True
+        assert _probes.quiet_window(fd, 0.05) is True
     finally:
-        _admission.close_trigger(fd)
+        _probes.close_trigger(fd)
 
 
 def test_pressure_wait_uses_the_trigger_when_there_is_one(
@@ -376,19 +377,19 @@ def test_pressure_wait_uses_the_trigger_when_there_is_one(
     """Held by pressure, the watch waits on the trigger for a window, not on a timer."""
     waited: list[tuple[int, float]] = []
     read_end, write_end = os.pipe()
-    monkeypatch.setattr(_admission, "open_trigger", lambda resource, percent: read_end)
+    monkeypatch.setattr(_probes, "open_trigger", lambda resource, percent: read_end)
 
     def quiet(fd: int, timeout: float) -> bool:
         waited.append((fd, timeout))
         fake.pressure("memory", 1.0)  # the window passed quietly
         return True
 
-    monkeypatch.setattr(_admission, "quiet_window", quiet)
-    monkeypatch.setattr(_admission, "close_trigger", lambda fd: None)
+    monkeypatch.setattr(_probes, "quiet_window", quiet)
+    monkeypatch.setattr(_probes, "close_trigger", lambda fd: None)
     fake.pressure("memory", 50)
     with ProcessExecutor(1, pressure={"memory": 10}) as ex:
         assert ex.submit(["true"]).result(timeout=30) == 0
-    assert waited and waited[0] == (read_end, _admission.PSI_WINDOW_US / 1e6)
+    assert waited and waited[0] == (read_end, _probes.PSI_WINDOW_US / 1e6)
     os.close(read_end)
     os.close(write_end)
 

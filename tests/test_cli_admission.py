@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from procexec import ProcessExecutor, _admission
+from procexec import ProcessExecutor
+from procexec._core._resources import _admission, _probes
 from procexec.cli import main
 from procexec.cli._args import UsageError, parse_duration, parse_load, parse_pressure
 from tests._helpers import log_rows, run_cli
@@ -73,7 +74,7 @@ def test_the_bar_shows_why_jobs_wait(
 ) -> None:
     """Memory is short for the first looks, then plentiful: the bar says "held: memfree"."""
     looks = iter([1 << 40] + [1024] * 3)  # the first look checks the option is usable
-    monkeypatch.setattr(_admission, "mem_available", lambda: next(looks, 1 << 40))
+    monkeypatch.setattr(_probes, "mem_available", lambda: next(looks, 1 << 40))
     monkeypatch.setattr(_admission, "SAMPLE_INTERVAL", 0.01)
     monkeypatch.setattr(_admission, "PROBE_TTL", 0.0)
     assert main(["--bar", "--memfree", "1G", "true", ":::", "1", "2"]) == 0

@@ -150,7 +150,7 @@ def test_an_interrupt_inside_the_runners_wait_never_blocks_its_wake_up() -> None
         for _ in range(300):
             # The timer's signal may land on another thread, leaving this one asleep with
             # the handler pending: a wake-up then lets it run, as procexec's signal watch
-            # does (procexec._signals).
+            # does (procexec._core._signals).
             watch = threading.Timer(0.05, runner.wake)
             watch.start()
             with contextlib.suppress(KeyboardInterrupt):

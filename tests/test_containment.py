@@ -22,10 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procexec import JobResult, ProcessExecutor, ProcessFuture, _limits
-from procexec._lane import Lane
-from procexec._streams import OutputPipe
-from tests._helpers import Gate, lane_threads, last_json, my_children, run_script
+from procexec import JobResult, ProcessExecutor, ProcessFuture
+from procexec._core._lane import Lane
+from procexec._core._resources import _limits
+from procexec._core._streams import OutputPipe
+from tests._helpers import Gate, assert_lanes_end, last_json, my_children, run_script
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -39,12 +40,6 @@ def _goes_on(ex: ProcessExecutor) -> None:
     assert [f.result(timeout=30) for f in futures] == [5] * 3
 
 
-def _no_lane_thread_left(ex: ProcessExecutor) -> None:
-    for thread in lane_threads(ex):
-        thread.join(timeout=30)
-        assert not thread.is_alive(), f"{thread.name} still runs after shutdown"
-
-
 # ----------------------------------------------------------------------------- decoding
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_undecodable_captured_output_fails_that_job_only(stream: str) -> None:
@@ -55,7 +50,7 @@ def test_undecodable_captured_output_fails_that_job_only(stream: str) -> None:
         assert isinstance(bad.exception(timeout=30), UnicodeDecodeError)
         assert good.result(timeout=30).stdout == "fine\n"
         _goes_on(ex)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert bad.popen is not None and bad.popen.returncode == 0
 
 
@@ -144,7 +139,7 @@ def test_done_callback_raising_anything_is_logged_and_the_rest_go_on(
         gate.open()
         assert [f.result(timeout=30) for f in futures] == list(range(6))
         _goes_on(ex)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert calls == {"explode": 6, "after": 6}, "a callback after the raising one was skipped"
     assert type(raised).__name__ in caplog.text
 
@@ -262,7 +257,7 @@ def test_a_failed_loop_fails_its_own_jobs_and_the_executor_goes_on(
     assert waiting.result(timeout=30) == 4
     _goes_on(ex)
     ex.shutdown(wait=True)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert not my_children()
     assert "the reaper loop failed" in caplog.text
 
@@ -284,7 +279,7 @@ def test_a_loop_failing_again_and_again_still_resolves_every_future(
             error = future.exception(timeout=30)
             assert isinstance(error, RuntimeError) and "injected loop bug" in str(error)
     ex.shutdown(wait=True)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert not my_children()
 
 
@@ -315,7 +310,7 @@ def test_a_loop_that_fails_before_taking_any_job_closes_the_executor_without_han
     with pytest.raises(RuntimeError, match="shutdown"):
         ex.submit(["true"])
     ex.shutdown(wait=True)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
 
 
 def test_the_recovery_goes_on_when_closing_a_pipe_fails(
@@ -340,7 +335,7 @@ def test_the_recovery_goes_on_when_closing_a_pipe_fails(
     future.popen.stderr.close()
     _goes_on(ex)
     ex.shutdown(wait=True)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert not my_children()
 
 
@@ -349,7 +344,7 @@ def test_a_lane_without_an_fd_for_its_wake_pipe_fails_its_jobs_and_the_executor_
 ) -> None:
     """A lane's thread makes its own wake pipe as it begins; with no fd left (and the limit
     at its maximum) the jobs it would have run fail with an error naming the limit."""
-    import procexec._lane as lane_module
+    import procexec._core._lane as lane_module
 
     real = lane_module._wake_pipe
     calls: list[int] = []
@@ -368,7 +363,7 @@ def test_a_lane_without_an_fd_for_its_wake_pipe_fails_its_jobs_and_the_executor_
     assert "RLIMIT_NOFILE" in str(error)
     _goes_on(ex)
     ex.shutdown(wait=True)
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
 
 
 # ------------------------------------------------- property: failures at every step, mixed
@@ -396,7 +391,7 @@ def _fault(text: str, step: str) -> BaseException | None:
 @contextmanager
 def _faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Patch the start, output and reap steps to raise for the jobs whose marker asks."""
-    import procexec._lane as lane_module
+    import procexec._core._lane as lane_module
 
     real_popen, real_feed, real_reap = lane_module._popen, OutputPipe._feed, Lane._reap
     reaped_once: set[int] = set()
@@ -472,7 +467,7 @@ def test_property_failures_injected_at_every_step_stay_with_their_job(
     for index, ((step, raised), future) in enumerate(zip(jobs, futures, strict=True)):
         _check_job(index, step, raised, future, lines)
         assert done_calls[id(future)] == 1, f"job {index}: done-callbacks ran other than once"
-    _no_lane_thread_left(ex)
+    assert_lanes_end(ex)
     assert not my_children()
 
 

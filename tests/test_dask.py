@@ -279,7 +279,7 @@ def test_an_outcome_this_side_cannot_read_fails_that_job_only(
             raise ModuleNotFoundError("No module named 'procexec_of_the_future'")
         return real_loads(payload)
 
-    monkeypatch.setattr("procexec.dask.pickle", SimpleNamespace(loads=loads_failing_once))
+    monkeypatch.setattr("procexec.dask._wire.pickle", SimpleNamespace(loads=loads_failing_once))
     with pytest.raises(RuntimeError, match="cannot read the outcome the worker sent"):
         ex.submit(["true"]).result(timeout=60)
     assert ex.submit(["sh", "-c", "exit 4"]).result(timeout=60) == 4

@@ -23,7 +23,7 @@ from procexec import JobResult, ProcessExecutor, ProcessFuture, default_max_jobs
 from tests._helpers import (
     Gate,
     assert_dies,
-    lane_threads,
+    assert_lanes_end,
     my_children,
     py,
     read_pid_lines,
@@ -567,7 +567,7 @@ def test_reaper_threads_end_when_idle() -> None:
     ex = ProcessExecutor(4)
     assert [f.result() for f in [ex.submit(py("pass")) for _ in range(8)]] == [0] * 8
     ex.shutdown()
-    assert not lane_threads(ex)
+    assert_lanes_end(ex)
 
 
 # ---------------------------------------------------------------- bad input
@@ -648,7 +648,7 @@ def test_bad_map_buffersize() -> None:
 def test_bug_setting_up_a_started_child_fails_that_job_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from procexec._job import Job
+    from procexec._core._job import Job
 
     def broken_take_pipes(self: Job) -> None:
         raise RuntimeError("injected reaper bug")
@@ -669,7 +669,7 @@ def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(
 ) -> None:
     import errno
 
-    from procexec._lane import Lane
+    from procexec._core._lane import Lane
 
     real_watch = Lane._watch
     calls: list[int] = []

@@ -28,7 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procexec import JobResult, ProcessExecutor, ProcessFuture, _limits
+from procexec import JobResult, ProcessExecutor, ProcessFuture
+from procexec._core._resources import _limits
 from tests._helpers import (
     assert_dies,
     is_running,
@@ -215,7 +216,7 @@ def test_a_with_block_left_without_its_exit_has_its_jobs_stopped_at_interpreter_
 WAITING_AT_EXIT = """
 import json, os, sys
 from procexec import ProcessExecutor
-from procexec._reaper import Reaper
+from procexec._core._reaper import Reaper
 ex = ProcessExecutor(1)
 future = ex.submit(["sleep", "300"])
 future.wait_started()
@@ -513,7 +514,7 @@ def tasks_of(uid):
 if os.getuid() == 0:  # root ignores RLIMIT_NPROC: become nobody first
     os.setgid(65534)
     os.setuid(65534)
-from procexec._reaper import MAX_LANES, _cores
+from procexec._core._reaper import MAX_LANES, _cores
 lanes = min(_cores(), MAX_LANES, 6)  # the reaper's threads for max_jobs=6
 # Room for a few children (and their waiter threads on the fallback path), but not six.
 # Three, not two: two lanes may start children at once, and on the fallback path the

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from procexec import ProcessExecutor
-from procexec._guardian import SLOTS, Guardian
+from procexec._core._resources._guardian import SLOTS, Guardian
 from tests._helpers import is_running, reap_adopted_zombies
 
 #: A job: start a grandchild, then record both pids (atomically) and sleep.
@@ -249,7 +249,7 @@ def test_jobs_are_registered_while_they_run_and_forgotten_when_reaped(
     reaper_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder = Recorder()
-    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
+    monkeypatch.setattr("procexec._core._lane.GUARDIAN", recorder)
     with ProcessExecutor(max_jobs=2) as ex:
         grouped = ex.submit(["true"])
         plain = ex.submit(["true"], new_process_group=False)
@@ -286,7 +286,7 @@ def test_a_failing_registration_fails_that_job_alone(
         return register(pid, group=group)
 
     monkeypatch.setattr(recorder, "watch", watch)
-    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
+    monkeypatch.setattr("procexec._core._lane.GUARDIAN", recorder)
     with ProcessExecutor(max_jobs=1) as ex:
         first = ex.submit(["sleep", "300"])
         rest = [ex.submit(["true"]) for _ in range(3)]
@@ -298,7 +298,7 @@ def test_a_failing_registration_fails_that_job_alone(
 
 def test_executor_outside_with_is_guarded_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
-    monkeypatch.setattr("procexec._lane.GUARDIAN", recorder)
+    monkeypatch.setattr("procexec._core._lane.GUARDIAN", recorder)
     ex = ProcessExecutor(max_jobs=1, guardian=True)
     future = ex.submit(["true"])
     ex.shutdown()

@@ -21,16 +21,10 @@ from typing import Any
 import pytest
 
 from procexec import ProcessExecutor, ProcessFuture
-from procexec._reaper import Reaper
-from tests._helpers import Gate, lane_threads, last_json, my_children, run_script
+from procexec._core._reaper import Reaper
+from tests._helpers import Gate, assert_lanes_end, last_json, my_children, run_script
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
-
-
-def _threads_end(ex: ProcessExecutor) -> None:
-    for thread in lane_threads(ex):
-        thread.join(timeout=30)
-        assert not thread.is_alive(), f"{thread.name} still runs after shutdown"
 
 
 # ------------------------------------------------------------- Ctrl-C at the worst places
@@ -58,7 +52,7 @@ def test_interrupt_while_submit_starts_a_lane_thread(
     assert not armed
     assert ex.submit(["sh", "-c", "exit 3"]).result(timeout=30) == 3
     ex.shutdown(wait=True)
-    _threads_end(ex)
+    assert_lanes_end(ex)
 
 
 def test_interrupt_in_the_middle_of_cancelling_loses_no_future(
@@ -88,7 +82,7 @@ def test_interrupt_in_the_middle_of_cancelling_loses_no_future(
     assert not not_done, f"{len(not_done)} futures never resolved"
     assert all(f.cancelled() for f in queued)
     assert blocker.result() == 0
-    _threads_end(ex)
+    assert_lanes_end(ex)
 
 
 def test_second_interrupt_while_the_block_stops_its_jobs_still_stops_and_reaps_them(
@@ -186,7 +180,7 @@ def _ignoring_sigterm(ex: ProcessExecutor) -> ProcessFuture[int]:
 INTERRUPTED_TRIALS = r"""
 import json, os, random, signal, sys, threading, time
 from procexec import ProcessExecutor
-from procexec._guardian import GUARDIAN
+from procexec._core._resources._guardian import GUARDIAN
 
 window, trials, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
@@ -209,7 +203,7 @@ def arm(delay):
     armed[0] = True
     signal.setitimer(signal.ITIMER_REAL, delay)
 
-def children():  # the guardian (this process's own helper, procexec._guardian) left out
+def children():  # the guardian (this process's own helper: _core._resources._guardian) left out
     pids = set()
     for task in os.listdir("/proc/self/task"):
         try:
@@ -265,7 +259,7 @@ for trial in range(trials):
         # The one point left (docs/guarantees.md): __exit__ did not start. Do what it would
         # have done, and check the rest as in every other trial.
         entries += 1
-        ex._leave_block()
+        ex._block.leave()
     elif window == "exit" and not all(f.done() for f in futures):
         problems.append(f"trial {trial}: the block exited with jobs not done")
     at_exit_entry[0] = 0

@@ -1,4 +1,4 @@
-"""The lanes' event wait (``procexec._poller.Poller``): fds to callbacks over ``poll()``."""
+"""The lanes' event wait (``procexec._core._poller.Poller``): fds to callbacks over ``poll()``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from procexec._poller import Poller
+from procexec._core._poller import Poller
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """What the lane asks the kernel when a timeout passes: has the child exited, and would the
-stop signal surely end it (``procexec._procstate``)."""
+stop signal surely end it (``procexec._core._procstate``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from procexec._procstate import has_exited, signal_kills
+from procexec._core._procstate import has_exited, signal_kills
 
 
 def _ready_child(code: str) -> subprocess.Popen[bytes]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from procexec import Limits, ProcessExecutor, _rlimits
+from procexec import Limits, ProcessExecutor
+from procexec._core._resources import _rlimits
 from tests._helpers import py
 
 #: Allocate argv[1] MiB and touch every page.

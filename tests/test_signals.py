@@ -17,7 +17,7 @@ from types import FrameType
 import pytest
 
 from procexec import ProcessExecutor
-from procexec._signals import SignalsAsExit, SignalWatch
+from procexec._core._signals import SignalsAsExit, SignalWatch
 
 
 @pytest.fixture(autouse=True)

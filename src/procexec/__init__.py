@@ -11,16 +11,16 @@ with ProcessExecutor(max_jobs=4) as ex:
 ```
 """
 
-from procexec._executor import (
+from procexec._core import (
     DEFAULT_TERM_SEQUENCE,
     ExecutorStats,
+    Limits,
     ProcessExecutor,
+    ProcessFuture,
     default_max_jobs,
+    progress,
 )
-from procexec._future import ProcessFuture
-from procexec._progress import progress
 from procexec._result import JobResult, Rusage
-from procexec._rlimits import Limits
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",

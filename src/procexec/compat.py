@@ -21,8 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from procexec._executor import ProcessExecutor, default_max_jobs
-from procexec._future import ProcessFuture
+from procexec import ProcessExecutor, ProcessFuture, default_max_jobs
 from procexec._result import (
     CANNOT_EXECUTE_STATUS,
     NOT_FOUND_STATUS,

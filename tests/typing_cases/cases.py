@@ -13,12 +13,12 @@ from procexec import ProcessExecutor
 # Each case on one line, with its expectation:
 # fmt: off
 with ProcessExecutor() as ex:
-    reveal_type(ex.submit(["ls", "-l"]))  # R: procexec._future.ProcessFuture[int]
-    reveal_type(ex.run(["ls"]))  # R: procexec._future.ProcessFuture[procexec._result.JobResult[bytes]]
-    reveal_type(ex.run(["ls"], text=True))  # R: procexec._future.ProcessFuture[procexec._result.JobResult[str]]
-    reveal_type(ex.run(["ls"], encoding="utf-8"))  # R: procexec._future.ProcessFuture[procexec._result.JobResult[str]]
-    reveal_type(ex.run(["ls"], errors="replace"))  # R: procexec._future.ProcessFuture[procexec._result.JobResult[str]]
-    reveal_type(ex.run(["ls"], universal_newlines=True))  # R: procexec._future.ProcessFuture[procexec._result.JobResult[str]]
+    reveal_type(ex.submit(["ls", "-l"]))  # R: procexec._core._future.ProcessFuture[int]
+    reveal_type(ex.run(["ls"]))  # R: procexec._core._future.ProcessFuture[procexec._result.JobResult[bytes]]
+    reveal_type(ex.run(["ls"], text=True))  # R: procexec._core._future.ProcessFuture[procexec._result.JobResult[str]]
+    reveal_type(ex.run(["ls"], encoding="utf-8"))  # R: procexec._core._future.ProcessFuture[procexec._result.JobResult[str]]
+    reveal_type(ex.run(["ls"], errors="replace"))  # R: procexec._core._future.ProcessFuture[procexec._result.JobResult[str]]
+    reveal_type(ex.run(["ls"], universal_newlines=True))  # R: procexec._core._future.ProcessFuture[procexec._result.JobResult[str]]
     reveal_type(ex.run(["ls"]).result().stdout)  # R: bytes
     reveal_type(ex.run(["ls"], text=True).result().stdout)  # R: str
     reveal_type(ex.run(Path("/bin/ls")).result().args)  # R: Any

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from procexec._signals import EXIT_SIGNALS, SignalWatch, exit_status
+from procexec._core import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
 from procexec.cli._inputs import InputError
 from procexec.cli._outputs import Outputs
@@ -100,7 +100,7 @@ def _signals_interrupt(wake: Callable[[], None]) -> Iterator[None]:
     """In the main thread, turn SIGTERM and SIGHUP into an exception so jobs are stopped
     and reaped (SIGHUP only when not ignored, as under ``nohup``), and call ``wake`` from a
     watch thread on SIGINT, SIGTERM or SIGHUP: the handler then runs even if the signal
-    landed just before the main thread blocked (see procexec._signals)."""
+    landed just before the main thread blocked (see procexec._core._signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

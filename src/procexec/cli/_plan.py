@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from procexec._admission import make_admission
-from procexec._executor import DEFAULT_TERM_SEQUENCE
+from procexec import DEFAULT_TERM_SEQUENCE
+from procexec._core import make_admission
 from procexec.cli._args import (
     Halt,
     UsageError,
@@ -68,7 +68,7 @@ class Plan:
     results: str | None  # --results DIR
     pipe: PipeSpec | None  # --pipe: blocks of stdin to each job's stdin
     dry_run: bool
-    guardian: bool  # stop the jobs if procexec is killed (see procexec._guardian)
+    guardian: bool  # stop the jobs if procexec is killed (docs/resources.md, "The guardian")
     admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
     dask: str | None  # a scheduler address, or "local:N"
     reads_stdin: bool = False  # an input source is standard input

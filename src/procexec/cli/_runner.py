@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from procexec._executor import ProcessExecutor
-from procexec._future import ProcessFuture
+from procexec import ProcessExecutor, ProcessFuture
+from procexec._argv import command_text
 from procexec._result import start_error_status
 from procexec.cli._args import Halt
 from procexec.cli._display import Display, LineDisplay, RawDisplay, ResultsDisplay
@@ -25,7 +25,6 @@ from procexec.cli._outputs import Outputs
 from procexec.cli._plan import CommandTooLongError, Job, Plan
 from procexec.cli._progress import Progress
 from procexec.report import JobRecord, record_of
-from procexec.report._records import command_text
 
 MAX_FAILED_STATUS = 101
 

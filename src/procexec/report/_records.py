@@ -9,8 +9,6 @@ time, peak memory, and whether the job timed out.
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import signal
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -18,7 +16,8 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from procexec._future import ProcessFuture
+from procexec import ProcessFuture
+from procexec._argv import command_text
 from procexec._result import JobResult, Rusage, start_error_status
 
 #: How a run ended, in the order the report lists them; each has its colour. "retried" is
@@ -201,16 +200,6 @@ def record_of(seq: int, item: Any) -> JobRecord | None:
             raise ReportError(f"job {seq} is not done: wait for its future first")
         return _from_future(seq, item)
     raise ReportError(f"job {seq}: expected a future, a JobResult or a JobRecord, got {item!r}")
-
-
-def command_text(args: Any) -> str:
-    """An argv (or shell command line) as one string, quoted as a shell would need it."""
-    if isinstance(args, (str, bytes)):
-        return args.decode(errors="replace") if isinstance(args, bytes) else args
-    if isinstance(args, os.PathLike):  # a program alone
-        return shlex.quote(os.fsdecode(args))
-    words = [w.decode(errors="replace") if isinstance(w, bytes) else os.fsdecode(w) for w in args]
-    return shlex.join(words)
 
 
 def _from_result(seq: int, result: JobResult[Any]) -> JobRecord:

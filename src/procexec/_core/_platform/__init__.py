@@ -17,12 +17,12 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from procexec._platform._base import ExitWatcher, Post
-from procexec._platform._fallback import WaiterThreadWatcher
-from procexec._platform._pidfd import PidfdWatcher
+from procexec._core._platform._base import ExitWatcher, Post
+from procexec._core._platform._fallback import WaiterThreadWatcher
+from procexec._core._platform._pidfd import PidfdWatcher
 
 if TYPE_CHECKING:
-    from procexec._poller import Poller
+    from procexec._core._poller import Poller
 
 __all__ = ("ExitWatcher", "Post", "make_exit_watcher", "pidfd_usable")
 

@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import atexit
-import codecs
 import itertools
 import logging
 import signal
 import subprocess
-import sys
-import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
-from weakref import WeakSet
 
-from procexec._admission import make_admission
-from procexec._future import ProcessFuture
-from procexec._job import Job, RunOptions, process_group_kwargs, text_encoding
-from procexec._progress import ExecutorBar
-from procexec._reaper import Reaper
+from procexec._core._future import ProcessFuture
+from procexec._core._job import Job
+from procexec._core._lifecycle import Block, abort
+from procexec._core._options import RunOptions, process_group_kwargs, run_options
+from procexec._core._progress import ExecutorBar
+from procexec._core._reaper import Reaper
+from procexec._core._resources._admission import make_admission
+from procexec._core._resources._rlimits import check_limits, limited
+from procexec._core._streams import LineCallback
+from procexec._core._types import Command, RunKwargs, SubmitKwargs
 from procexec._result import JobResult
-from procexec._rlimits import check_limits, limited
-from procexec._signals import SignalsAsExit
-from procexec._streams import LineCallback
-from procexec._types import Command, RunKwargs, SubmitKwargs
 from procexec._validate import (
     check_argv,
     check_max_jobs,
@@ -164,10 +158,7 @@ class ProcessExecutor(Executor):
             admission=make_admission(memfree, load, pressure, delay),
             on_held=on_held,
         )
-        self._at_exit = at_exit
-        _at_exit[at_exit].add(self._reaper)
-        _register_exit_hook()
-        self._sigterm = SignalsAsExit(partial(_start_stopping, self._reaper)) if sigterm else None
+        self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
 
     @property
@@ -366,7 +357,7 @@ class ProcessExecutor(Executor):
         the child exits, what it wrote is collected and the pipes are closed, even if a
         grandchild still holds them open.
         """
-        options = _run_options(
+        options = run_options(
             popen_kwargs,
             input=input,
             capture_output=capture_output,
@@ -449,7 +440,7 @@ class ProcessExecutor(Executor):
                     self._bar.close()
         except BaseException:
             if wait:
-                _abort(self._reaper)
+                abort(self._reaper)
             raise
 
     def stats(self) -> ExecutorStats:
@@ -469,16 +460,9 @@ class ProcessExecutor(Executor):
         self._reaper.stop_all(kill=True)
 
     def __enter__(self) -> ProcessExecutor:
-        if threading.current_thread() is threading.main_thread():
-            # Until __exit__ is through, this block's jobs are stopped at interpreter exit,
-            # not waited for: an interrupt landing on __exit__'s very first instruction
-            # (CPython checks for signals as a function starts) leaves the block without
-            # its cleanup, and the program is then on its way out.
-            _at_exit["stop"].add(self._reaper)
         if self._guardian is None:
             self._guarded = True
-        if self._sigterm is not None:
-            self._sigterm.arm()
+        self._block.enter()
         return self
 
     def __exit__(
@@ -487,24 +471,7 @@ class ProcessExecutor(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        # Every step is inside a try: an interrupt (KeyboardInterrupt, or SystemExit from
-        # SIGTERM or SIGHUP) landing anywhere in one, even on the first instruction of a
-        # function it calls, still stops and reaps the jobs before it propagates. The
-        # steps are idempotent, so running one again is harmless.
-        try:
-            if exc_type is None:
-                self.shutdown(wait=True)
-            else:
-                _abort(self._reaper)
-        except (KeyboardInterrupt, SystemExit):
-            _abort(self._reaper)
-            raise
-        finally:
-            try:
-                self._leave_block()
-            except (KeyboardInterrupt, SystemExit):
-                self._leave_block()
-                raise
+        self._block.exit(exc_type, self.shutdown)
 
     async def __aenter__(self) -> ProcessExecutor:
         return self.__enter__()
@@ -517,19 +484,7 @@ class ProcessExecutor(Executor):
     ) -> None:
         """``async with``: as ``with``, but the wait for the jobs does not block the event
         loop, and a cancellation of it stops and reaps them (:mod:`procexec.aio`)."""
-        from procexec.aio import leave_block  # noqa: PLC0415  # asyncio only for its users
-
-        try:
-            await leave_block(self, exc_type)
-        finally:
-            self._leave_block()
-
-    def _leave_block(self) -> None:
-        """Undo what __enter__ did; idempotent."""
-        if self._sigterm is not None:
-            self._sigterm.disarm()
-        if self._at_exit == "wait":
-            _at_exit["stop"].discard(self._reaper)
+        await self._block.exit_async(exc_type, self.shutdown)
 
     def _queue(
         self,
@@ -573,140 +528,3 @@ def _progress_bar(progress: bool | Mapping[str, Any]) -> ExecutorBar | None:
     if not progress:
         return None
     return ExecutorBar(**(progress if isinstance(progress, Mapping) else {}))
-
-
-def _start_stopping(reaper: Reaper) -> None:
-    """Refuse new jobs, cancel waiting ones and start stopping running ones; no wait."""
-    reaper.close(cancel_pending=True)
-    reaper.stop_all(kill=False)
-
-
-def _abort(reaper: Reaper) -> None:
-    """Cancel waiting jobs, stop running ones, reap them all.
-
-    An interrupt (KeyboardInterrupt, or SystemExit from a signal) meanwhile does not cut
-    this short: the steps start again with SIGKILL in place of the termination sequence,
-    and the first such interrupt is raised once every child is reaped.
-    """
-    interrupted: BaseException | None = None
-    while True:
-        try:
-            _start_stopping(reaper)
-            if interrupted is not None:
-                reaper.stop_all(kill=True)
-            reaper.join()
-            break
-        except (KeyboardInterrupt, SystemExit) as exc:
-            if interrupted is None:
-                interrupted = exc
-    if interrupted is not None:
-        raise interrupted
-
-
-#: The reapers whose jobs are waited for ("wait") or stopped ("stop") at interpreter exit.
-_at_exit: dict[str, WeakSet[Reaper]] = {"wait": WeakSet(), "stop": WeakSet()}
-_exit_hook: list[Callable[[], None]] = []  # the hook, once registered
-
-
-def _register_exit_hook() -> None:
-    """Register :func:`_finish_at_exit`, once.
-
-    The lanes are daemon threads (``_lane.py`` says why), so the interpreter does not wait
-    for them by itself. CPython's ``threading._register_atexit`` runs a hook just before
-    the interpreter joins its non-daemon threads, the moment it would have waited for
-    them; ``concurrent.futures.thread`` uses it the same way. Elsewhere, or when the
-    interpreter is already exiting, ``atexit`` serves.
-    """
-    if _exit_hook:
-        return
-    _exit_hook.append(_finish_at_exit)
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError("no threading._register_atexit")
-        register(_finish_at_exit)
-    except RuntimeError:
-        atexit.register(_finish_at_exit)
-
-
-def _finish_at_exit() -> None:
-    """Interpreter exit: stop and reap the jobs of the ``at_exit="stop"`` executors, then
-    wait for the others'. Interrupted meanwhile (Ctrl-C), it stops and reaps those too."""
-    try:
-        for reaper in list(_at_exit["stop"]):
-            _abort(reaper)
-        for reaper in list(_at_exit["wait"]):
-            reaper.join()
-    except BaseException:
-        for reaper in [*_at_exit["stop"], *_at_exit["wait"]]:
-            _abort(reaper)
-        raise
-
-
-def _run_options(
-    popen_kwargs: dict[str, Any],
-    *,
-    input: bytes | str | None,
-    capture_output: bool,
-    check: bool,
-    text: bool,
-    encoding: str | None,
-    errors: str | None,
-    on_stdout_line: LineCallback | None,
-    on_stderr_line: LineCallback | None,
-) -> RunOptions:
-    """Check run()'s own arguments and set the Popen pipes they need (in ``popen_kwargs``).
-
-    An unknown encoding or error handler is a LookupError here, at the call, not an error
-    found once the job's output is in.
-    """
-    text = bool(text or encoding or errors or popen_kwargs.pop("universal_newlines", False))
-    if text:
-        if encoding is None and sys.flags.warn_default_encoding:
-            # As subprocess does under -X warn_default_encoding, at the caller's line.
-            warnings.warn("'encoding' argument not specified", EncodingWarning, stacklevel=3)
-        codecs.lookup(text_encoding(encoding))
-        codecs.lookup_error(errors or "strict")
-    if capture_output:
-        if "stdout" in popen_kwargs or "stderr" in popen_kwargs:
-            raise ValueError("stdout and stderr arguments may not be used with capture_output")
-        popen_kwargs["stdout"] = popen_kwargs["stderr"] = subprocess.PIPE
-    keep_stdout = popen_kwargs.get("stdout") == subprocess.PIPE
-    keep_stderr = popen_kwargs.get("stderr") == subprocess.PIPE
-    _pipe_for_lines(popen_kwargs, "stdout", on_stdout_line)
-    _pipe_for_lines(popen_kwargs, "stderr", on_stderr_line)
-    data: bytes | None = None
-    if input is not None:
-        if "stdin" in popen_kwargs:
-            raise ValueError("stdin and input arguments may not both be used")
-        popen_kwargs["stdin"] = subprocess.PIPE
-        if isinstance(input, str):
-            data = input.encode(text_encoding(encoding), errors or "strict")
-        else:
-            data = bytes(input)
-    elif popen_kwargs.get("stdin") == subprocess.PIPE:
-        data = b""  # a pipe with nothing to send: the child sees end of input
-    return RunOptions(
-        input=data,
-        check=check,
-        text=text,
-        encoding=encoding,
-        errors=errors,
-        keep_stdout=keep_stdout,
-        keep_stderr=keep_stderr,
-        on_stdout_line=on_stdout_line,
-        on_stderr_line=on_stderr_line,
-    )
-
-
-def _pipe_for_lines(
-    popen_kwargs: dict[str, Any], stream: str, callback: LineCallback | None
-) -> None:
-    if callback is None:
-        return
-    if not callable(callback):
-        raise TypeError(f"on_{stream}_line must be callable, not {type(callback).__name__}")
-    if popen_kwargs.setdefault(stream, subprocess.PIPE) != subprocess.PIPE:
-        raise ValueError(
-            f"on_{stream}_line needs {stream} to be a pipe, not {popen_kwargs[stream]!r}"
-        )

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from procexec._future import contain_callback_errors
+from procexec._core._failures import contain_callback_errors
 
 _log = logging.getLogger("procexec")
 

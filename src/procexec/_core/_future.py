@@ -1,4 +1,9 @@
-"""ProcessFuture: a concurrent.futures.Future that knows its child process."""
+"""ProcessFuture: a concurrent.futures.Future that knows its child process.
+
+A future knows its job (``_job.py``) and, through :class:`JobControl`, the one thing above
+it that can act on a running job: the executor's reaper. That protocol is everything a
+future asks of its executor; the reaper implements it, and this module never imports it.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,29 @@ import logging
 import reprlib
 import subprocess
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from procexec._core._failures import invoke_callbacks
 from procexec._result import Rusage
 
 if TYPE_CHECKING:
-    from procexec._job import Job
-    from procexec._reaper import Reaper
+    from procexec._core._job import Job
 
 T = TypeVar("T")
 
 logger = logging.getLogger("procexec")
 
-#: Set on procexec's own threads (the lanes, the signal watch): there whatever a
-#: done-callback raises is logged, since no caller is there to receive it.
-_own_thread = threading.local()
+
+class JobControl(Protocol):
+    """What a future may ask of the executor that runs its job (the reaper implements it)."""
+
+    def stop_job(self, job: Job, *, kill: bool) -> None:
+        """Start stopping ``job`` if it runs: the termination sequence, or SIGKILL."""
+
+    def wait_for_progress(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``predicate()`` is true, testing it whenever jobs start or finish."""
 
 
 def _short(value: object) -> str:
@@ -31,35 +42,6 @@ def _short(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{type(value).__name__}(returncode={getattr(value, 'returncode', '?')})"
-
-
-def contain_callback_errors() -> None:
-    """Mark the calling thread as procexec's own (see :meth:`ProcessFuture._invoke_callbacks`)."""
-    _own_thread.contained = True
-
-
-def invoke_callbacks(future: Future[Any]) -> None:
-    """Run every done-callback of ``future`` once, whatever an earlier one raised.
-
-    A future's ``_invoke_callbacks`` calls this in place of ``concurrent.futures.Future``'s
-    own hook, which ``set_result``, ``set_exception`` and ``cancel`` all call: that one
-    catches only Exception, so a callback raising SystemExit or KeyboardInterrupt skipped
-    the callbacks after it and escaped into the thread resolving the future (a lane, the
-    reaper, procexec.dask's collector). Here anything a callback raises is logged; on a
-    thread of the caller's (``cancel()``), a BaseException that is not an Exception is
-    raised again once every callback has run (tests/test_containment.py).
-    """
-    escaped: BaseException | None = None
-    for callback in future._done_callbacks:  # type: ignore[attr-defined]
-        try:
-            callback(future)
-        except BaseException as exc:
-            if isinstance(exc, Exception) or getattr(_own_thread, "contained", False):
-                logger.exception("procexec: done-callback %r of %r raised", callback, future)
-            elif escaped is None:
-                escaped = exc
-    if escaped is not None:
-        raise escaped
 
 
 class ProcessFuture(Future[T]):
@@ -73,11 +55,11 @@ class ProcessFuture(Future[T]):
     def __init__(self) -> None:
         super().__init__()
         self._job: Job | None = None
-        self._reaper: Reaper | None = None
+        self._control: JobControl | None = None
 
-    def _bind(self, job: Job, reaper: Reaper) -> None:
+    def _bind(self, job: Job, control: JobControl) -> None:
         self._job = job
-        self._reaper = reaper
+        self._control = control
 
     @property
     def args(self) -> Any:
@@ -177,9 +159,9 @@ class ProcessFuture(Future[T]):
 
         Returns True if that happened within ``timeout`` seconds (None: no limit).
         """
-        if self._reaper is None:
+        if self._control is None:
             return self.done()
-        return self._reaper.wait_for_progress(
+        return self._control.wait_for_progress(
             lambda: self.popen is not None or self.done(), timeout
         )
 
@@ -201,7 +183,7 @@ class ProcessFuture(Future[T]):
         """``await future``: the job's result, in asyncio. Cancelling the awaiting task
         stops the job: cancelled if it waits, stopped and reaped if it runs
         (:mod:`procexec.aio`)."""
-        from procexec.aio import wait_job  # noqa: PLC0415  # asyncio only for its users
+        from procexec._core._awaiting import wait_job  # noqa: PLC0415  # asyncio only on use
 
         return wait_job(self).__await__()
 
@@ -239,5 +221,5 @@ class ProcessFuture(Future[T]):
             self.set_exception(error)
 
     def _stop(self, *, kill: bool) -> None:
-        if self._job is not None and self._reaper is not None:
-            self._reaper.stop_job(self._job, kill=kill)
+        if self._job is not None and self._control is not None:
+            self._control.stop_job(self._job, kill=kill)

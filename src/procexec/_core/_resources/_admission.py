@@ -15,42 +15,32 @@ without the stall reaching the threshold) where the kernel allows one, else ever
 youngest job and queues it again (GNU parallel's rule). With nothing held back and no
 ``memfree``, the watch blocks without a timeout: no sampling at all.
 
-The probes read files under ``PROC`` and ``CGROUP``; tests point them at a directory of
-fake files.
+The probes (``_probes.py``) read the files; this module is the policy: what each reading
+means for the next start, and the watch that looks again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import select
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Protocol
 
+from procexec._core._resources import _probes
+from procexec._core._resources._probes import PRESSURE_RESOURCES, PSI_WINDOW_US
 from procexec._sizes import size_in_bytes
 
 logger = logging.getLogger("procexec")
 
-#: Where the probes read /proc and the cgroup files (tests point them elsewhere).
-PROC = Path("/proc")
-CGROUP = Path("/sys/fs/cgroup")
 #: Seconds between two looks at memory, load or pressure while a job is held back.
 SAMPLE_INTERVAL = 0.25
 #: Seconds between two samples of MemAvailable while jobs run under ``memfree``.
 MEMFREE_INTERVAL = 0.5
 #: Seconds a probe's reading is used for before it is read again.
 PROBE_TTL = 0.05
-#: The PSI trigger window, in microseconds (unprivileged triggers need a multiple of 2 s).
-PSI_WINDOW_US = 2_000_000
-PRESSURE_RESOURCES = ("cpu", "io", "memory")
-
-_UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 
 
 def parse_size(text: str | int, what: str) -> int:
@@ -67,57 +57,6 @@ def parse_size(text: str | int, what: str) -> int:
     if value <= 0:
         raise ValueError(f"{what} must be positive, got {text!r}")
     return value
-
-
-# ------------------------------------------------------------------------ probes
-def mem_available() -> int:
-    """Bytes that can be used without swapping: MemAvailable, and no more than the room
-    left under this process's cgroup memory limit (v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``), when there is one."""
-    available = _meminfo_available()
-    room = _cgroup_room()
-    return available if room is None else min(available, room)
-
-
-def _meminfo_available() -> int:
-    for line in (PROC / "meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise OSError(f"no MemAvailable in {PROC / 'meminfo'}")
-
-
-def _cgroup_room() -> int | None:
-    for limit_name, usage_name in (
-        ("memory.max", "memory.current"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
-    ):
-        try:
-            limit = (CGROUP / limit_name).read_text().strip()
-            usage = int((CGROUP / usage_name).read_text())
-        except (OSError, ValueError):
-            continue
-        if limit != "max" and int(limit) < _UNLIMITED:
-            return max(0, int(limit) - usage)
-    return None
-
-
-def running_processes() -> int:
-    """Processes (threads) running or runnable now, the reader left out: the 4th field of
-    /proc/loadavg ("running/total"). This is GNU parallel's ``--load``: the number of
-    running processes, not the 1-minute load average."""
-    running = (PROC / "loadavg").read_text().split()[3].split("/")[0]
-    return max(0, int(running) - 1)
-
-
-def pressure(resource: str) -> float:
-    """Linux pressure stall information: the "some avg10" percentage of ``resource``."""
-    for line in (PROC / "pressure" / resource).read_text().splitlines():
-        if line.startswith("some "):
-            for word in line.split()[1:]:
-                key, _, value = word.partition("=")
-                if key == "avg10":
-                    return float(value)
-    raise OSError(f"no 'some avg10' in {PROC / 'pressure' / resource}")
 
 
 # --------------------------------------------------------------------- settings
@@ -140,13 +79,16 @@ class Admission:
         if self.delay is not None and now < self._last_start + self.delay:
             return "delay"
         if self.memfree is not None and (
-            self.after_stop or self._read("memfree", now, mem_available) < self.memfree
+            self.after_stop or self._read("memfree", now, _probes.mem_available) < self.memfree
         ):
             return "memfree"
-        if self.load is not None and self._read("load", now, running_processes) >= self.load:
+        if (
+            self.load is not None
+            and self._read("load", now, _probes.running_processes) >= self.load
+        ):
             return "load"
         for resource, limit in self.pressure.items():
-            if self._read(resource, now, partial(pressure, resource)) >= limit:
+            if self._read(resource, now, partial(_probes.pressure, resource)) >= limit:
                 return f"pressure:{resource}"
         return None
 
@@ -168,7 +110,10 @@ class Admission:
         """Under half of ``memfree`` available: time to stop the youngest job."""
         if self.memfree is None:
             return False
-        return self._read("memfree", time.monotonic(), mem_available, ttl=0.0) < self.memfree / 2
+        return (
+            self._read("memfree", time.monotonic(), _probes.mem_available, ttl=0.0)
+            < self.memfree / 2
+        )
 
     def _read(
         self, name: str, now: float, probe: Callable[[], float], ttl: float = PROBE_TTL
@@ -252,49 +197,18 @@ def _probe_now(admission: Admission) -> None:
     a message naming it, not later in a lane."""
     probes: list[tuple[str, Callable[[], float]]] = []
     if admission.memfree is not None:
-        probes.append(("memfree (reads /proc/meminfo)", mem_available))
+        probes.append(("memfree (reads /proc/meminfo)", _probes.mem_available))
     if admission.load is not None:
-        probes.append(("load (reads /proc/loadavg)", running_processes))
+        probes.append(("load (reads /proc/loadavg)", _probes.running_processes))
     for resource in admission.pressure:
-        probes.append((f"pressure (reads /proc/pressure/{resource})", partial(pressure, resource)))
+        probes.append(
+            (f"pressure (reads /proc/pressure/{resource})", partial(_probes.pressure, resource))
+        )
     for what, probe in probes:
         try:
             probe()
         except (OSError, ValueError, IndexError) as exc:
             raise OSError(f"{what} is not available on this machine: {exc}") from None
-
-
-# ------------------------------------------------------------------ PSI triggers
-def open_trigger(resource: str, percent: float) -> int | None:
-    """A PSI trigger fd that becomes readable (POLLPRI) whenever, within a window of
-    ``PSI_WINDOW_US``, tasks stalled on ``resource`` for ``percent`` of it; None where the
-    kernel or the sandbox refuses one."""
-    stall_us = max(1, int(PSI_WINDOW_US * percent / 100))
-    try:
-        fd = os.open(PROC / "pressure" / resource, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        os.write(fd, f"some {stall_us} {PSI_WINDOW_US}\0".encode())
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def quiet_window(fd: int, timeout: float) -> bool:
-    """Wait on a PSI trigger: True if ``timeout`` passed without it firing."""
-    poller = select.poll()
-    poller.register(fd, select.POLLPRI)
-    events = poller.poll(timeout * 1000)
-    return not any(mask & (select.POLLPRI | select.POLLERR) for _, mask in events)
-
-
-def close_trigger(fd: int | None) -> None:
-    """Close a trigger from :func:`open_trigger` (None: nothing to close)."""
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------ the watch
@@ -372,7 +286,7 @@ class AdmissionWatch:
                     self._poke.wait(SAMPLE_INTERVAL)
         finally:
             for fd in self._triggers.values():
-                close_trigger(fd)
+                _probes.close_trigger(fd)
             self._tell(None)
 
     def _turn(self) -> bool:
@@ -403,12 +317,12 @@ class AdmissionWatch:
             if reason.startswith("pressure:") and not memory_watch:
                 resource = reason.partition(":")[2]
                 if resource not in self._triggers:
-                    self._triggers[resource] = open_trigger(
+                    self._triggers[resource] = _probes.open_trigger(
                         resource, self.admission.pressure[resource]
                     )
                 fd = self._triggers[resource]
                 if fd is not None:
-                    quiet_window(fd, PSI_WINDOW_US / 1e6)
+                    _probes.quiet_window(fd, PSI_WINDOW_US / 1e6)
                     return
         self._poke.wait(timeout)
         self._poke.clear()

@@ -23,8 +23,8 @@ import signal
 import time
 from collections import deque
 
-from procexec._job import Job
-from procexec._procstate import has_exited, signal_kills
+from procexec._core._job import Job
+from procexec._core._procstate import has_exited, signal_kills
 from procexec._validate import TermSequence
 
 logger = logging.getLogger("procexec")

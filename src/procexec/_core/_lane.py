@@ -66,16 +66,21 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 
-from procexec import _platform
-from procexec._failures import interrupt_behind, job_error, logged, loop_failure
-from procexec._future import contain_callback_errors
-from procexec._guardian import GUARDIAN
-from procexec._job import Job
-from procexec._lanehost import LaneHost, Run
-from procexec._limits import explain, with_more_files
-from procexec._poller import Poller
-from procexec._stops import Stops, send_signal
-from procexec._streams import OutputPipe
+from procexec._core import _platform
+from procexec._core._failures import (
+    contain_callback_errors,
+    interrupt_behind,
+    job_error,
+    logged,
+    loop_failure,
+)
+from procexec._core._job import Job
+from procexec._core._lanehost import LaneHost, Run
+from procexec._core._poller import Poller
+from procexec._core._resources._guardian import GUARDIAN
+from procexec._core._resources._limits import explain, with_more_files
+from procexec._core._stops import Stops, send_signal
+from procexec._core._streams import OutputPipe
 
 logger = logging.getLogger("procexec")
 

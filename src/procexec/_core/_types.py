@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import IO, Any, TypeAlias, TypedDict, Union
 
-from procexec._rlimits import Limits
+from procexec._core._resources._rlimits import Limits
 
 #: A program or argument: text, bytes or a path.
 StrOrBytesPath: TypeAlias = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]

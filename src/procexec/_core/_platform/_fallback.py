@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from procexec._platform._base import Post
+from procexec._core._platform._base import Post
 
 
 class WaiterThreadWatcher:

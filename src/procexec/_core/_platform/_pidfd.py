@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from procexec._poller import Poller
+    from procexec._core._poller import Poller
 
 
 class PidfdWatcher:

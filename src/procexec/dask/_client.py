@@ -1,78 +1,32 @@
-"""Run the same jobs on a Dask cluster: ``DaskExecutor`` (``pip install procexec[dask]``).
-
-Dask places the jobs; procexec runs and stops them on each worker. A worker plugin the
-client registers gives every worker one :class:`procexec.ProcessExecutor` (guarded: its jobs
-die with the worker, SIGKILL included), whose ``max_jobs`` is the worker's
-``procexec-slots`` resource. Each job is one Dask task with a unique key (``pure=False``)
-that needs one slot; the task, a coroutine on the worker's event loop, hands the command to
-the worker's executor and awaits it.
-
-```
- client (this process)                      each worker
- DaskExecutor.submit/run ── task ──────────►  the task: the worker's ProcessExecutor runs
-   DaskFuture (concurrent.futures.Future)       the command (process group, timeout,
-                                                capture, rusage as locally)
-   ◄── the outcome, pushed as an event ────   an ordinary failure is a value, not a
-       (a large one: fetched); released         task error
- terminate()/kill()/cancel() ── client.run ─►  stop the job by its key (or never start it)
-```
-
-Results are fetched and released as soon as they arrive, so a worker lost later never makes
-Dask compute a finished job again. A job whose worker is lost while it runs is re-run when
-``retries`` allows, else it fails with :class:`WorkerLostError`: runs are at-least-once.
+"""The client side: :class:`DaskExecutor`, its futures, and the thread that settles them
+from what the workers push (``_wire.py``) or from Dask's own task states.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import pickle
 import queue
 import subprocess
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar, cast
 
-from procexec._executor import DEFAULT_TERM_SEQUENCE, ProcessExecutor
-from procexec._future import ProcessFuture, contain_callback_errors, invoke_callbacks
+import dask
+from distributed import Client, LocalCluster
+
+from procexec import DEFAULT_TERM_SEQUENCE
+from procexec._core import contain_callback_errors, invoke_callbacks
 from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
-
-try:
-    import dask
-    from distributed import (
-        Client,
-        KilledWorker,
-        LocalCluster,
-        WorkerPlugin,
-        get_worker,
-    )
-except ImportError as exc:  # pragma: no cover - the extra is not installed
-    raise ImportError(
-        "procexec.dask needs Dask's distributed: pip install 'procexec[dask]'"
-    ) from exc
-
-__all__ = ("DaskExecutor", "DaskFuture", "WorkerLostError")
+from procexec.dask._wire import PLUGIN, RUN_KEYWORDS, SLOTS, intact, outcome_of, read_outcome
+from procexec.dask._worker import WorkerJobs, run_on_worker, stop_on_worker
 
 logger = logging.getLogger("procexec")
 
 _T = TypeVar("_T")
-
-#: The worker resource that caps how many commands a worker runs at once.
-SLOTS = "procexec-slots"
-#: The name of the worker plugin, and the topic of the events that carry outcomes.
-PLUGIN = "procexec"
-_RUN_KEYWORDS = ("input", "capture_output", "check", "text", "encoding", "errors")
-#: Outcomes up to this size (pickled) travel with the events rather than be fetched. The
-#: scheduler keeps the last ``distributed.admin.low-level-log-length`` (1,000) events of a
-#: topic: at most 8 MB here.
-PUSH_LIMIT = 8 * 1024
-#: How many "never start this key" marks a worker keeps for jobs cancelled before they ran.
-_TOMBSTONES = 10_000
 
 
 class WorkerLostError(RuntimeError):
@@ -87,120 +41,6 @@ class WorkerLostError(RuntimeError):
         self.worker = worker
 
 
-# ------------------------------------------------------------------ on each worker
-class _WorkerJobs(WorkerPlugin):
-    """One ProcessExecutor per worker, and its jobs by key."""
-
-    name = PLUGIN
-
-    def __init__(self, term_sequence: Sequence[tuple[int, float]]) -> None:
-        self.term_sequence = tuple(term_sequence)
-
-    def setup(self, worker: Any) -> None:
-        slots = worker.state.total_resources.get(SLOTS) or worker.state.nthreads
-        self.address = worker.address
-        self.executor = ProcessExecutor(
-            int(slots), term_sequence=self.term_sequence, guardian=True, sigterm=False
-        )
-        self.lock = threading.Lock()
-        self.running: dict[str, ProcessFuture[Any]] = {}
-        self.tombstones: OrderedDict[str, None] = OrderedDict()
-
-    def teardown(self, worker: Any) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor.kill_jobs()
-
-    def start(
-        self, key: str, argv: Any, kwargs: dict[str, Any], run: bool
-    ) -> ProcessFuture[Any] | None:
-        """Hand a job to the executor, unless it was cancelled before it got here."""
-        with self.lock:
-            if key in self.tombstones:
-                del self.tombstones[key]
-                return None
-            future = (
-                self.executor.run(argv, **kwargs) if run else self.executor.submit(argv, **kwargs)
-            )
-            self.running[key] = future
-        return future
-
-    def finished(self, key: str) -> None:
-        with self.lock:
-            self.running.pop(key, None)
-
-    def stop(self, key: str, kill: bool) -> bool:
-        """Stop the job ``key`` if it runs here; else make sure it never starts here."""
-        with self.lock:
-            future = self.running.get(key)
-            if future is None:
-                self.tombstones[key] = None
-                while len(self.tombstones) > _TOMBSTONES:
-                    self.tombstones.popitem(last=False)
-                return False
-        if kill:
-            future.kill()
-        else:
-            future.terminate()
-        return True
-
-
-async def _run_on_worker(
-    key: str, argv: Any, kwargs: dict[str, Any], run: bool
-) -> tuple[Any, ...] | None:
-    """The Dask task of one job, run on the worker's event loop (no task thread: the job
-    runs on the executor's lanes). Its outcome is ``("ok", value, worker, pid)``,
-    ``("error", exception, worker, pid)`` or ``("cancelled",)``; ordinary failures are
-    values, so that Dask logs no task error for a job that failed. A small outcome is
-    pushed to the client and the task gives None; a large one is the task's result."""
-    worker = get_worker()
-    jobs = worker.plugins.get(PLUGIN)
-    if not isinstance(jobs, _WorkerJobs):
-        raise RuntimeError(
-            f"procexec's worker plugin is not on the Dask worker {worker.address} "
-            "(unregistered, or the worker joined without it?)"
-        )
-    future = jobs.start(key, argv, kwargs, run)
-    if future is None:
-        return ("cancelled",)
-    try:
-        try:
-            value = await future  # cancelled, the job is stopped and reaped first
-        except asyncio.CancelledError:  # the worker closes: Dask runs the task elsewhere
-            raise
-        except BaseException as exc:  # the job's own failure, as it would be raised locally
-            outcome: tuple[Any, ...] = ("error", exc, jobs.address, future.pid)
-        else:
-            if run:
-                value.worker = jobs.address
-            outcome = ("ok", value, jobs.address, future.pid)
-        return None if _push(worker, key, outcome) else outcome
-    finally:
-        jobs.finished(key)
-
-
-def _push(worker: Any, key: str, outcome: tuple[Any, ...]) -> bool:
-    """Send a small outcome to the client with the task's events, ahead of the task's own
-    end: the client then needs no request to fetch it (a round trip per job). True if sent;
-    a large one (captured output) is fetched from the worker as usual."""
-    try:
-        payload: bytes | None = pickle.dumps(outcome)
-    except Exception:  # not picklable here: Dask's own serialisation will say why
-        payload = None
-    if payload is None or len(payload) > PUSH_LIMIT:
-        worker.log_event(PLUGIN, {"key": key})  # fetch it: the client need not poll for it
-        return False
-    worker.log_event(PLUGIN, {"key": key, "outcome": payload})
-    return True
-
-
-async def _stop_on_worker(key: str, kill: bool, dask_worker: Any = None) -> bool:
-    """Run by ``client.run`` on every worker's event loop (a coroutine: it need not be
-    waited for). Stopping only posts to the executor's lanes: it does not block."""
-    jobs = dask_worker.plugins.get(PLUGIN) if dask_worker is not None else None
-    return bool(jobs is not None and jobs.stop(key, kill))
-
-
-# ---------------------------------------------------------------------- the client
 class DaskFuture(Future[_T]):
     """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``)
     or its :class:`procexec.JobResult` (``run``), with the worker's address and the pid once
@@ -308,7 +148,7 @@ class DaskExecutor:
         self._collector.start()
         self._closed = False
         self._resources = self._slot_resource(slots_per_worker)
-        self._client.register_plugin(_WorkerJobs(check_term_sequence(term_sequence)), name=PLUGIN)
+        self._client.register_plugin(WorkerJobs(check_term_sequence(term_sequence)), name=PLUGIN)
         self._client.subscribe_topic(PLUGIN, self._on_event)  # type: ignore[no-untyped-call]
 
     @classmethod
@@ -406,7 +246,7 @@ class DaskExecutor:
     ) -> DaskFuture[Any]:
         if self._closed:
             raise RuntimeError("cannot schedule new jobs after shutdown")
-        check_popen_kwargs({k: v for k, v in kwargs.items() if k not in _RUN_KEYWORDS})
+        check_popen_kwargs({k: v for k, v in kwargs.items() if k not in RUN_KEYWORDS})
         command = check_argv(argv, shell=bool(kwargs.get("shell")))
         kwargs["timeout"] = check_timeout(timeout)
         future: DaskFuture[Any] = DaskFuture(self, command)
@@ -419,7 +259,7 @@ class DaskExecutor:
         future.attempts += 1
         with self._lock:  # held until the task is known, so that its outcome finds it
             future._task = self._client.submit(
-                _run_on_worker, key, argv, kwargs, run,
+                run_on_worker, key, argv, kwargs, run,
                 key=key, pure=False, resources=self._resources,
             )  # fmt: skip
             self._pending[key] = future
@@ -495,7 +335,7 @@ class DaskExecutor:
             self._pending.pop(future.key, None)
         future._task.release()
         try:
-            self._settle(future, _outcome_of(outcome), argv, kwargs, run)
+            self._settle(future, outcome_of(outcome), argv, kwargs, run)
         except Exception:  # a bug here must not stop the others' results
             logger.exception("procexec.dask: settling a job failed")
             self._fail(future, RuntimeError("procexec.dask: settling this job failed"))
@@ -542,7 +382,7 @@ class DaskExecutor:
         if kind == "ok":
             future.set_result(value)
         else:
-            future.set_exception(_intact(value))
+            future.set_exception(intact(value))
 
     @staticmethod
     def _fail(future: DaskFuture[Any], error: BaseException) -> None:
@@ -554,7 +394,7 @@ class DaskExecutor:
         event loop: handed on)."""
         _, message = event
         payload = message.get("outcome")
-        self._ended.put((message.get("key"), None if payload is None else _read_outcome(payload)))
+        self._ended.put((message.get("key"), None if payload is None else read_outcome(payload)))
 
     # -------------------------------------------------------------------- stopping
     def _stop_remote(
@@ -564,7 +404,7 @@ class DaskExecutor:
         is not where Dask's ``who_has`` looks)."""
         if (future.done() and not even_if_done) or not future.key:
             return
-        self._client.run(_stop_on_worker, future.key, kill, wait=False, on_error="ignore")
+        self._client.run(stop_on_worker, future.key, kill, wait=False, on_error="ignore")
 
     def _cancel_remote(self, future: DaskFuture[Any]) -> None:
         """Never start the cancelled job: Dask forgets the task (its own cancel does not stop
@@ -640,40 +480,6 @@ def _drain(items: queue.SimpleQueue[Any]) -> list[Any]:
     return drained
 
 
-def _read_outcome(payload: bytes) -> Any:
-    """A pushed outcome, or the error of reading it (a class the worker's procexec or
-    Python has and this one lacks): that job fails with it, the others go on."""
-    try:
-        return pickle.loads(payload)
-    except Exception as exc:
-        return RuntimeError(
-            f"procexec.dask: cannot read the outcome the worker sent ({exc!r}); are procexec "
-            "and Python the same version here and on the workers?"
-        )
-
-
-def _intact(error: BaseException) -> BaseException:
-    """``error`` with its message, as it was raised on the worker.
-
-    distributed installs tblib's exception pickling, which rebuilds a UnicodeError
-    (UnicodeDecodeError of undecodable output, UnicodeEncodeError of ``input``) without
-    calling its constructor: the copy keeps its ``args`` but its message is empty. It is
-    made again from those ``args``.
-    """
-    if not isinstance(error, UnicodeError) or str(error) or not error.args:
-        return error
-    try:
-        made = type(error)(*error.args)
-    except Exception:  # not the constructor's arguments: keep what came
-        return error
-    made.__cause__, made.__context__ = error.__cause__, error.__context__
-    made.__suppress_context__ = error.__suppress_context__
-    notes = getattr(error, "__notes__", None)
-    if notes is not None:
-        made.__notes__ = list(notes)  # type: ignore[attr-defined]  # 3.11: no stub
-    return made.with_traceback(error.__traceback__)
-
-
 def _fetch(task: Any) -> Any:
     try:
         return task.result()
@@ -689,20 +495,3 @@ def _error_of(task: Any) -> BaseException:
         return cast(BaseException, task.exception())
     except BaseException as exc:
         return exc
-
-
-def _outcome_of(result: Any) -> tuple[Any, ...]:
-    """What a task gave back: its outcome tuple, or Dask's own error as one (a task that
-    raised comes as ``(type, exception, traceback)``, a cancelled one as CancelledError)."""
-    if isinstance(result, tuple) and result[:1] in (("ok",), ("error",), ("cancelled",)):
-        return result
-    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
-        result = result[1]
-    if isinstance(result, KilledWorker):
-        return ("lost", _worker_of(result))
-    return ("dask-error", result)
-
-
-def _worker_of(exc: KilledWorker) -> str:
-    worker = getattr(exc, "last_worker", None)
-    return str(getattr(worker, "address", worker) or "unknown")

@@ -5,7 +5,9 @@ take them one at a time. ``max_jobs`` is split into shares, one per lane, so tha
 lane keeps children running; a lane takes a job only while it is under its share and the
 whole reaper under ``max_jobs``, so the limit holds while shares change. There are as many
 lanes as cores, at most ``MAX_LANES`` and at most ``max_jobs``. What a lane may ask of the
-reaper is the ``LaneHost`` protocol of ``_lanehost.py``.
+reaper, and the reaper of a lane, are the two protocols of ``_lanehost.py``; what a future
+may ask of it is ``JobControl`` (``_future.py``). The reaper alone knows which lane holds
+which job.
 
 Every field of the reaper and the lanes' shared fields are guarded by ``lock``.
 
@@ -29,9 +31,10 @@ from collections.abc import Callable
 from functools import partial
 from weakref import WeakSet
 
-from procexec._admission import Admission, AdmissionWatch
-from procexec._job import Job
-from procexec._lane import Lane
+from procexec._core._job import Job
+from procexec._core._lane import Lane
+from procexec._core._lanehost import LaneControl
+from procexec._core._resources._admission import Admission, AdmissionWatch
 from procexec._validate import TermSequence
 
 #: More lanes than this gain nothing: Popen's Python part holds the GIL.
@@ -75,8 +78,10 @@ class Reaper:
         self.cancelling = False  # lanes cancel the jobs they take (shutdown(cancel_futures))
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
-        self._taken: set[Job] = set()  # jobs the lanes took from the queue, not given back
-        self._lanes: list[Lane] = []
+        self._taken: dict[
+            Job, LaneControl
+        ] = {}  # jobs the lanes took from the queue, not given back
+        self._lanes: list[LaneControl] = []
         self._closed = False
         self._forked = False  # this is a copy inherited through fork(): refuse work
         self._lane_count = min(_cores(), MAX_LANES)
@@ -222,10 +227,10 @@ class Reaper:
             job.future._release_if_held_here()
 
     def stop_job(self, job: Job, *, kill: bool) -> None:
-        """Start stopping ``job`` if it is running."""
-        lane = job.lane
-        if lane is not None:
-            with self.lock:
+        """Start stopping ``job`` if it is running (``JobControl``)."""
+        with self.lock:
+            lane = self._taken.get(job)
+            if lane is not None:
                 lane.post_locked(partial(lane.stop_if_running, job, kill))
 
     def stop_all(self, *, kill: bool) -> None:
@@ -259,7 +264,7 @@ class Reaper:
                 waiting -= free
 
     # ---------------------------------------- LaneHost: the lanes' threads
-    def room_locked(self, lane: Lane) -> int:
+    def room_locked(self, lane: LaneControl) -> int:
         """How many more jobs ``lane`` may take now."""
         if not self._pending:
             return 0
@@ -283,7 +288,7 @@ class Reaper:
         """Whether any job waits or runs: the lanes' threads stay until neither does."""
         return bool(self._pending) or bool(self._taken)
 
-    def take(self, lane: Lane) -> tuple[Job, bool] | None:
+    def take(self, lane: LaneControl) -> tuple[Job, bool] | None:
         """The next waiting job for ``lane`` if it may take one now, and whether it may
         take another after it (if not, a later enqueue or give-back wakes it)."""
         with self.lock:
@@ -291,19 +296,16 @@ class Reaper:
             if free <= 0:
                 return None
             job = self._pending.popleft()
-            job.lane = lane
             lane.taken += 1
-            self._taken.add(job)
+            self._taken[job] = lane
             if self._admission is not None:
                 self._admission.started_locked(len(self._taken))
             return job, free > 1 and bool(self._pending)
 
-    def give_back(self, lane: Lane, job: Job) -> None:
+    def give_back(self, lane: LaneControl, job: Job) -> None:
         """``job`` of ``lane`` no longer runs: its slot is free for any lane. Idempotent."""
         with self.lock:
-            try:
-                self._taken.remove(job)
-            except KeyError:  # given back already (a failed job's cleanup)
+            if self._taken.pop(job, None) is None:  # given back already (a failed job's cleanup)
                 return
             lane.taken -= 1
             if self._admission is not None:
@@ -320,10 +322,10 @@ class Reaper:
                 with contextlib.suppress(RuntimeError):
                     self._wake_takers_locked()
 
-    def requeue(self, lane: Lane, job: Job) -> None:
+    def requeue(self, lane: LaneControl, job: Job) -> None:
         """``job`` of ``lane`` was stopped to free memory: it waits again, first in line."""
         with self.lock:
-            self._taken.discard(job)
+            self._taken.pop(job, None)
             lane.taken -= 1
             self._pending.appendleft(job)
             if self._admission is not None:
@@ -360,8 +362,7 @@ class Reaper:
                 return
             job = max(running, key=lambda j: j.started_mono)
             job.requeue = True
-            lane = job.lane
-            assert lane is not None
+            lane = self._taken[job]
             lane.post_locked(partial(lane.stop_if_running, job, False))
         logger.warning(
             "procexec: memfree: less than half of the memory asked for is available; "
@@ -376,10 +377,10 @@ class Reaper:
             held = self._admission.held_by if self._admission is not None else None
             return len(self._taken), len(self._pending), held if self._pending else None
 
-    def held_by(self, lane: Lane) -> list[Job]:
+    def held_by(self, lane: LaneControl) -> list[Job]:
         """The jobs ``lane`` took and has not given back."""
         with self.lock:
-            return [job for job in self._taken if job.lane is lane]
+            return [job for job, holder in self._taken.items() if holder is lane]
 
     def notify_progress(self) -> None:
         """Wake ``wait_for_progress`` callers, if any."""
@@ -390,7 +391,7 @@ class Reaper:
             with self._progress:
                 self._progress.notify_all()
 
-    def lane_failed(self, lane: Lane, error: BaseException, *, barren: bool) -> None:
+    def lane_failed(self, lane: LaneControl, error: BaseException, *, barren: bool) -> None:
         """``lane``'s loop failed; its jobs are settled. The waiting jobs go on, on a new
         thread for this lane or on the others, unless the lane failed
         ``MAX_BARREN_FAILURES`` times in a row without taking a job: then the reaper

@@ -7,16 +7,16 @@ thread of the lane that took it.
 from __future__ import annotations
 
 import contextlib
-import locale
 import resource
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from procexec._core._options import RunOptions
+from procexec._core._resources._rlimits import Limits, limit_hit
+from procexec._core._streams import InputPipe, OutputPipe
 from procexec._result import (
     JobResult,
     ParentPeak,
@@ -24,59 +24,32 @@ from procexec._result import (
     UsageFigures,
     exceeds_parent_peak,
 )
-from procexec._rlimits import Limits, limit_hit
-from procexec._streams import InputPipe, LineCallback, OutputPipe
-
-if TYPE_CHECKING:
-    from procexec._lane import Lane
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What ``run()`` adds to a plain job: input, capture, decoding, checks, line callbacks."""
+class JobFuture(Protocol):
+    """What the engine calls on a job's future (:class:`~procexec.ProcessFuture`
+    implements it). The caller's side of the future is ``concurrent.futures.Future``'s."""
 
-    input: bytes | None = None
-    check: bool = False
-    text: bool = False
-    encoding: str | None = None
-    errors: str | None = None
-    keep_stdout: bool = False
-    keep_stderr: bool = False
-    on_stdout_line: LineCallback | None = None
-    on_stderr_line: LineCallback | None = None
+    def cancel(self) -> bool:
+        """Cancel the job if it waits (``shutdown(cancel_futures=True)``)."""
 
-    def decode(self, data: bytes | None) -> Any:
-        """Bytes as the caller asked for them: str with universal newlines in text mode."""
-        if data is None or not self.text:
-            return data
-        text = data.decode(text_encoding(self.encoding), self.errors or "strict")
-        return text.replace("\r\n", "\n").replace("\r", "\n")
+    def set_running_or_notify_cancel(self) -> bool:
+        """The job is about to start; False if it was cancelled while it waited."""
 
+    def set_result(self, result: Any) -> None:
+        """The job's outcome: its exit status or ``JobResult``."""
 
-def text_encoding(encoding: str | None) -> str:
-    """The encoding text mode uses: the one given, else UTF-8 in UTF-8 mode, else the
-    locale's (as subprocess does)."""
-    if encoding:
-        return encoding
-    if sys.flags.utf8_mode:
-        return "utf-8"
-    getencoding = getattr(locale, "getencoding", None)  # Python 3.11+
-    return getencoding() if getencoding is not None else locale.getpreferredencoding(False)
+    def set_exception(self, exception: BaseException | None) -> None:
+        """The job's outcome: what ``result()`` raises."""
 
+    def _fail(self, error: BaseException) -> None:
+        """Resolve with ``error`` from any state but done (a job that cannot go on)."""
 
-def process_group_kwargs(popen_kwargs: dict[str, Any], new_group: bool) -> bool:
-    """Add the keyword that puts the child in its own process group; return whether it is.
+    def _release_if_held_here(self) -> None:
+        """Give back the future's lock if the calling thread holds it (``Reaper.join``)."""
 
-    An explicit ``process_group`` or ``start_new_session`` from the caller wins.
-    """
-    if "process_group" in popen_kwargs or "start_new_session" in popen_kwargs:
-        return popen_kwargs.get("process_group") == 0 or bool(popen_kwargs.get("start_new_session"))
-    if new_group:
-        if sys.version_info >= (3, 11):
-            popen_kwargs["process_group"] = 0
-        else:  # pragma: no cover - Python 3.10 has no process_group; a session is a group too
-            popen_kwargs["start_new_session"] = True
-    return new_group
+    def _fail_after_fork(self, error: BaseException) -> None:
+        """In a child made by ``os.fork()``: resolve the inherited future with ``error``."""
 
 
 class Job:
@@ -89,7 +62,6 @@ class Job:
         "future",
         "guard_slot",
         "guarded",
-        "lane",
         "launch",
         "limits",
         "options",
@@ -114,7 +86,7 @@ class Job:
         self,
         argv: Sequence[Any] | str | bytes,
         popen_kwargs: dict[str, Any],
-        future: Any,
+        future: JobFuture,
         *,
         timeout: float | None,
         own_group: bool,
@@ -153,8 +125,6 @@ class Job:
         self.timed_out = False
         #: The signal sent at the timeout kills this child unless it has exited already.
         self.stop_is_fatal = False
-        #: The lane that took this job from the queue; None while it waits.
-        self.lane: Lane | None = None
         #: Being stopped to free memory (``memfree``): queue it again once it has exited.
         self.requeue = False
         #: How many times it was stopped and queued again.
@@ -170,7 +140,6 @@ class Job:
         self.stop_steps = None
         self.timed_out = self.stop_is_fatal = False
         self.usage = None
-        self.lane = None
         self.requeue = False
         self.requeues += 1
 

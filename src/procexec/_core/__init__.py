@@ -1,0 +1,63 @@
+"""The engine: queue, limit, lanes, children, futures. Front ends and backends (``cli``,
+``report``, ``dask``, ``aio``, ``compat``) use :mod:`procexec`'s public names or the few
+this package exports below, never a module of it.
+
+Its modules in order, each importing only modules listed after it (``tests/test_layers.py``
+checks it, counting imports inside functions and under ``TYPE_CHECKING``):
+
+```
+ _executor     ProcessExecutor: the public face (submit, run, map, max_jobs, stats)
+ _lifecycle    with / async with, interpreter exit, abort: sync and async side by side
+ _reaper       the queue, the limit, the lanes; knows which lane holds which job
+ _lane         one thread's loop: start, watch, feed, stop, reap (its docstring draws it)
+ _lanehost     LaneHost and LaneControl: the two halves of the lane <-> reaper conversation
+ _stops        a lane's deadlines: timeouts and termination sequences
+ _procstate    what the kernel says of an unreaped child
+ _future       ProcessFuture, and JobControl: what a future may ask of its executor
+ _awaiting     await future: its outcome in asyncio, a cancellation that stops the job
+ _job          Job, and JobFuture: what the engine calls on a job's future
+ _options      run()/submit() keywords: Popen pipes, text mode, the process group
+ _types        the keyword TypedDicts of submit() and run()
+ _streams      a child's output and input pipes
+ _signals      SIGTERM/SIGHUP as SystemExit in a with-block; the signal watch thread
+ _failures     what a failure becomes; done-callbacks contained on procexec's threads
+ _progress     progress bars (tqdm)
+ _platform     how a child's exit is seen: pidfd, or the portable fallback
+ _poller       the lanes' poll(2) loop
+ _resources    admission, per-job limits, fd limits, the guardian (its own docstring)
+```
+
+Below the engine, leaves that import nothing of procexec: ``procexec._result`` (its path
+is pickled across Dask: keep it), ``procexec._validate``, ``procexec._sizes``.
+"""
+
+from procexec._core._awaiting import wait_job
+from procexec._core._executor import (
+    DEFAULT_TERM_SEQUENCE,
+    ExecutorStats,
+    ProcessExecutor,
+    default_max_jobs,
+)
+from procexec._core._failures import contain_callback_errors, invoke_callbacks
+from procexec._core._future import ProcessFuture
+from procexec._core._progress import progress
+from procexec._core._resources._admission import make_admission
+from procexec._core._resources._rlimits import Limits
+from procexec._core._signals import EXIT_SIGNALS, SignalWatch, exit_status
+
+__all__ = (
+    "DEFAULT_TERM_SEQUENCE",
+    "EXIT_SIGNALS",
+    "ExecutorStats",
+    "Limits",
+    "ProcessExecutor",
+    "ProcessFuture",
+    "SignalWatch",
+    "contain_callback_errors",
+    "default_max_jobs",
+    "exit_status",
+    "invoke_callbacks",
+    "make_admission",
+    "progress",
+    "wait_job",
+)
