@@ -377,7 +377,8 @@ def test_pressure_wait_uses_the_trigger_when_there_is_one(
     """Held by pressure, the watch waits on the trigger for a window, not on a timer."""
     waited: list[tuple[int, float]] = []
     read_end, write_end = os.pipe()
-    monkeypatch.setattr(_probes, "open_trigger", lambda resource, percent: read_end)
+    trigger = os.dup(read_end)  # the watch's own fd: its thread closes it when it ends
+    monkeypatch.setattr(_probes, "open_trigger", lambda resource, percent: trigger)
 
     def quiet(fd: int, timeout: float) -> bool:
         waited.append((fd, timeout))
@@ -385,11 +386,10 @@ def test_pressure_wait_uses_the_trigger_when_there_is_one(
         return True
 
     monkeypatch.setattr(_probes, "quiet_window", quiet)
-    monkeypatch.setattr(_probes, "close_trigger", lambda fd: None)
     fake.pressure("memory", 50)
     with ProcessExecutor(1, pressure={"memory": 10}) as ex:
         assert ex.submit(["true"]).result(timeout=30) == 0
-    assert waited and waited[0] == (read_end, _probes.PSI_WINDOW_US / 1e6)
+    assert waited and waited[0] == (trigger, _probes.PSI_WINDOW_US / 1e6)
     os.close(read_end)
     os.close(write_end)
 
