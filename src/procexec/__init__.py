@@ -13,10 +13,15 @@ with ProcessExecutor(max_jobs=4) as ex:
 
 from procexec._core import (
     DEFAULT_TERM_SEQUENCE,
+    CallFuture,
+    CallLost,
+    CallTimeout,
     ExecutorStats,
+    InitializerError,
     Limits,
     ProcessExecutor,
     ProcessFuture,
+    WorkerOptions,
     default_max_jobs,
     progress,
 )
@@ -24,12 +29,17 @@ from procexec._result import JobResult, Rusage
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
+    "CallFuture",
+    "CallLost",
+    "CallTimeout",
     "ExecutorStats",
+    "InitializerError",
     "JobResult",
     "Limits",
     "ProcessExecutor",
     "ProcessFuture",
     "Rusage",
+    "WorkerOptions",
     "default_max_jobs",
     "progress",
 )

@@ -6,18 +6,25 @@ Its modules in order, each importing only modules listed after it (``tests/test_
 checks it, counting imports inside functions and under ``TYPE_CHECKING``):
 
 ```
- _executor     ProcessExecutor: the public face (submit, run, map, max_jobs, stats)
+ _executor     ProcessExecutor: the public face (submit, run, map, *_call, max_jobs, stats)
+ _calls        queueing Python calls; map in input order; ex.calls, an Executor of calls
  _lifecycle    with / async with, interpreter exit, abort: sync and async side by side
  _reaper       the queue, the limit, the lanes; knows which lane holds which job
  _lane         one thread's loop: start, watch, feed, stop, reap (its docstring draws it)
  _lanehost     LaneHost and LaneControl: the two halves of the lane <-> reaper conversation
+ _workers      a lane's worker processes for Python calls (a worker is a lane child)
  _stops        a lane's deadlines: timeouts and termination sequences
  _procstate    what the kernel says of an unreaped child
- _future       ProcessFuture, and JobControl: what a future may ask of its executor
+ _callfuture   CallFuture (cancel stops a running call), CallLost, CallTimeout
+ _future       ProcessFuture and the base of both futures; JobControl: what a future
+               may ask of its executor
  _awaiting     await future: its outcome in asyncio, a cancellation that stops the job
+ _calljob      CallJob: a call as the engine's second kind of job
  _job          Job, and JobFuture: what the engine calls on a job's future
  _options      run()/submit() keywords: Popen pipes, text mode, the process group
  _types        the keyword TypedDicts of submit() and run()
+ _workeroptions  WorkerOptions: how the workers of calls are set up
+ _worker_main  the worker process's own program (imports nothing of procexec)
  _streams      a child's output and input pipes
  _signals      SIGTERM/SIGHUP as SystemExit in a with-block; the signal watch thread
  _failures     what a failure becomes; done-callbacks contained on procexec's threads
@@ -32,6 +39,7 @@ is pickled across Dask: keep it), ``procexec._validate``, ``procexec._sizes``.
 """
 
 from procexec._core._awaiting import wait_job
+from procexec._core._callfuture import CallFuture, CallLost, CallTimeout, InitializerError
 from procexec._core._executor import (
     DEFAULT_TERM_SEQUENCE,
     ExecutorStats,
@@ -44,15 +52,21 @@ from procexec._core._progress import progress
 from procexec._core._resources._admission import make_admission
 from procexec._core._resources._rlimits import Limits
 from procexec._core._signals import EXIT_SIGNALS, SignalWatch, exit_status
+from procexec._core._workeroptions import WorkerOptions
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
     "EXIT_SIGNALS",
+    "CallFuture",
+    "CallLost",
+    "CallTimeout",
     "ExecutorStats",
+    "InitializerError",
     "Limits",
     "ProcessExecutor",
     "ProcessFuture",
     "SignalWatch",
+    "WorkerOptions",
     "contain_callback_errors",
     "default_max_jobs",
     "exit_status",

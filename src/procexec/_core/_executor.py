@@ -6,14 +6,20 @@ import itertools
 import logging
 import signal
 import subprocess
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
+from procexec._core._callfuture import CallFuture
+from procexec._core._calls import (
+    CallQueue,
+    CallsExecutor,
+    batched,
+    check_buffersize,
+    map_in_order,
+)
 from procexec._core._future import ProcessFuture
 from procexec._core._job import Job
 from procexec._core._lifecycle import Block, abort
@@ -24,6 +30,8 @@ from procexec._core._resources._admission import make_admission
 from procexec._core._resources._rlimits import check_limits, limited
 from procexec._core._streams import LineCallback
 from procexec._core._types import Command, RunKwargs, SubmitKwargs
+from procexec._core._workeroptions import WorkerOptions, worker_options
+from procexec._core._workers import WorkerSpec
 from procexec._result import JobResult
 from procexec._validate import (
     check_argv,
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 logger = logging.getLogger("procexec")
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 #: SIGTERM, two seconds' grace, then SIGKILL.
 DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
@@ -68,11 +79,17 @@ class ExecutorStats:
         queued: jobs waiting to start.
         held_by: why the waiting jobs wait when it is not for a free slot: ``"memfree"``,
             ``"load"``, ``"pressure:<resource>"`` or ``"delay"``; None otherwise.
+        running_calls: how many of ``running`` are Python calls.
+        queued_calls: how many of ``queued`` are Python calls.
+        idle_workers: worker processes waiting for a call (they hold no slot).
     """
 
     running: int
     queued: int
     held_by: str | None
+    running_calls: int = 0
+    queued_calls: int = 0
+    idle_workers: int = 0
 
 
 class ProcessExecutor(Executor):
@@ -116,6 +133,8 @@ class ProcessExecutor(Executor):
             in a way no code of its own can act on (SIGKILL, the OOM killer): None (the
             default) guards the jobs of ``with`` and ``async with`` blocks, True every
             job, False none. See docs/guarantees.md for what it costs.
+        workers: how the worker processes of Python calls (:meth:`submit_call`) are
+            started: a :class:`~procexec.WorkerOptions` or a dict of its fields.
 
     Leaving ``with ProcessExecutor() as ex:`` normally waits for every job. Leaving it by an
     exception (KeyboardInterrupt, or SystemExit from SIGTERM or SIGHUP, too) cancels the
@@ -142,6 +161,7 @@ class ProcessExecutor(Executor):
         delay: float | None = None,
         on_held: Callable[[str | None], object] | None = None,
         guardian: bool | None = None,
+        workers: WorkerOptions | Mapping[str, Any] | None = None,
     ) -> None:
         if guardian not in (None, True, False):
             raise TypeError(f"guardian must be None, True or False, got {guardian!r}")
@@ -157,9 +177,14 @@ class ProcessExecutor(Executor):
             name=f"procexec-reaper-{next(_counter)}",
             admission=make_admission(memfree, load, pressure, delay),
             on_held=on_held,
+            worker_spec=_worker_spec(worker_options(workers)),
         )
         self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
+        self._calls = CallsExecutor(self)
+        self._call_queue = CallQueue(self._reaper, self._bar)
+        if self._reaper.worker_spec.prestart:
+            self._reaper.prestart(self._reaper.worker_spec.prestart, guarded=self._guarded)
 
     @property
     def max_jobs(self) -> int:
@@ -392,37 +417,89 @@ class ProcessExecutor(Executor):
 
         Commands not yet finished when the iterator is closed early are cancelled.
         """
-        if buffersize is not None:
-            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
-                raise TypeError("buffersize must be an int or None")
-            if buffersize < 1:
-                raise ValueError(f"buffersize must be at least 1, got {buffersize}")
-        seconds = check_timeout(timeout)  # infinity: no limit
-        end_time = None if seconds is None else time.monotonic() + seconds
-        commands = iter(argvs)
-        first = itertools.islice(commands, buffersize) if buffersize else commands
-        futures = deque(self.submit(argv, **popen_kwargs) for argv in first)
-        refill = (commands, popen_kwargs) if buffersize else None
-        return self._map_results(futures, refill, end_time)
+        submits = (self.submit(argv, **popen_kwargs) for argv in argvs)
+        return map_in_order(submits, timeout=timeout, buffersize=check_buffersize(buffersize))
 
-    def _map_results(
+    def submit_call(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> CallFuture[T]:
+        """Queue the Python call ``fn(*args, **kwargs)``, run in a worker process in one
+        of the same ``max_jobs`` slots as the commands; ``Executor.submit``'s contract.
+
+        ``fn`` and its arguments are pickled here with cloudpickle (lambdas, closures and
+        functions of ``__main__`` too); one that cannot be pickled fails the future. The
+        result and an exception come back as ``concurrent.futures``' process pool gives
+        them. ``cancel()`` of the future stops a running call (:class:`CallFuture`).
+
+        Raises:
+            RuntimeError: after shutdown, or after interpreter shutdown.
+        """
+        return self._call_queue.submit(fn, args, kwargs, None, None, guarded=self._guarded)
+
+    def run_call(
         self,
-        futures: deque[ProcessFuture[int]],
-        refill: tuple[Iterator[Any], dict[str, Any]] | None,
-        end_time: float | None,
-    ) -> Iterator[int]:
-        try:
-            while futures:
-                future = futures.popleft()
-                if refill is not None:
-                    commands, popen_kwargs = refill
-                    for argv in itertools.islice(commands, 1):
-                        futures.append(self.submit(argv, **popen_kwargs))
-                remaining = None if end_time is None else end_time - time.monotonic()
-                yield future.result(remaining)
-        finally:
-            for future in futures:
-                future.cancel()
+        fn: Callable[..., T],
+        /,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        limits: Any = None,
+    ) -> CallFuture[T]:
+        """:meth:`submit_call` with options, as :meth:`run` is to :meth:`submit`.
+
+        Args:
+            fn: the callable; ``args`` and ``kwargs`` its arguments.
+            timeout: seconds from the call's start (not its queueing); past them the
+                worker's process group gets the termination sequence, the worker is
+                replaced and ``result()`` raises :class:`~procexec.CallTimeout`.
+            limits: resource limits (``Limits`` or a dict, as for commands): the call runs
+                in a worker started for it and retired after it.
+        """
+        checked = None if limits is None else check_limits(limits)
+        arguments, keywords = tuple(args), dict(kwargs or {})
+        return self._call_queue.submit(
+            fn, arguments, keywords, timeout, checked, guarded=self._guarded
+        )
+
+    def map_calls(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """``Executor.map`` of Python calls: ``fn`` over the iterables, results in order.
+
+        Args:
+            timeout: seconds, from this call, that the iterator may wait for a result.
+            chunksize: items sent to a worker in one message (fewer round trips).
+            buffersize: at most this many calls (chunks) queued ahead of the one being
+                yielded, the input read only as results are taken (3.14's ``buffersize``).
+
+        An exception is raised when its item is reached. Closing the iterator early, or
+        its timeout, cancels the calls not done, which stops the running ones.
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        buffered = check_buffersize(buffersize)
+        items = zip(*iterables, strict=False)  # as map(): the shortest ends it
+        if chunksize == 1:
+            submits: Iterator[CallFuture[Any]] = (self.submit_call(fn, *args) for args in items)
+        else:
+            submits = (
+                self._call_queue.submit_chunk(fn, chunk, guarded=self._guarded)
+                for chunk in batched(items, chunksize)
+            )
+        return map_in_order(submits, timeout=timeout, buffersize=buffered, flatten=chunksize > 1)
+
+    @property
+    def calls(self) -> CallsExecutor:
+        """This executor's Python calls as a ``concurrent.futures.Executor`` (``submit`` is
+        :meth:`submit_call`, ``map`` :meth:`map_calls`), for code that takes any Executor:
+        ``loop.run_in_executor(ex.calls, fn, x)``, libraries, test suites."""
+        return self._calls
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new jobs; optionally cancel the waiting ones; optionally wait for the rest.
@@ -445,8 +522,7 @@ class ProcessExecutor(Executor):
 
     def stats(self) -> ExecutorStats:
         """How many jobs run and wait now, and why the waiting ones wait."""
-        running, queued, held_by = self._reaper.stats()
-        return ExecutorStats(running, queued, held_by)
+        return ExecutorStats(*self._reaper.stats())
 
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
@@ -522,6 +598,16 @@ class ProcessExecutor(Executor):
             logger.debug("procexec: queued %r", command)
         self._reaper.enqueue(job)
         return future
+
+
+def _worker_spec(options: WorkerOptions) -> WorkerSpec:
+    return WorkerSpec(
+        initializer=options.initializer_payload(),
+        env=options.env,
+        max_tasks=options.max_tasks,
+        idle_timeout=options.idle_timeout,
+        prestart=options.prestart,
+    )
 
 
 def _progress_bar(progress: bool | Mapping[str, Any]) -> ExecutorBar | None:

@@ -44,13 +44,10 @@ def _short(value: object) -> str:
     return f"{type(value).__name__}(returncode={getattr(value, 'returncode', '?')})"
 
 
-class ProcessFuture(Future[T]):
-    """The future of one command run by a :class:`~procexec.ProcessExecutor`.
-
-    It behaves exactly like :class:`concurrent.futures.Future` (``cancel()`` only succeeds
-    while the job waits for a free slot) and adds what a process has: ``pid``, ``popen``,
-    ``terminate()``, ``kill()``, ``wait_started()`` and ``timed_out``.
-    """
+class BoundFuture(Future[T]):
+    """What the futures of every kind of job share: the job they are bound to, the
+    executor's :class:`JobControl`, the timing, awaiting, and the engine's side of the
+    future (``JobFuture`` in ``_job.py``). Its subclasses are the public futures."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,30 +59,10 @@ class ProcessFuture(Future[T]):
         self._control = control
 
     @property
-    def args(self) -> Any:
-        """The argv (or shell command line) as given to ``submit``/``run``; None if unbound."""
-        return self._job.argv if self._job is not None else None
-
-    @property
-    def popen(self) -> subprocess.Popen[bytes] | None:
-        """The job's ``subprocess.Popen``, or None until the child has been started.
-
-        Its ``returncode`` is set when the executor reaps the child, so ``poll()`` and
-        ``wait()`` keep working; read output through ``ProcessExecutor.run`` rather than
-        from its pipes, which the executor drains.
-        """
-        return self._job.popen if self._job is not None else None
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id, or None until it has been started."""
-        popen = self.popen
-        return popen.pid if popen is not None else None
-
-    @property
     def started_at(self) -> float | None:
         """Wall-clock time (``time.time()``) when the child was started, or None before."""
-        return self._job.started_wall if self._job is not None and self._job.popen else None
+        job = self._job
+        return job.started_wall if job is not None and job.popen is not None else None
 
     @property
     def ended_at(self) -> float | None:
@@ -120,39 +97,9 @@ class ProcessFuture(Future[T]):
         return Rusage.from_figures(job.usage)
 
     @property
-    def requeues(self) -> int:
-        """How many times the job was stopped to free memory (``memfree``) and queued
-        again; it then ran again from the start."""
-        return self._job.requeues if self._job is not None else 0
-
-    @property
-    def limit_hit(self) -> str | None:
-        """For a finished job run with ``limits=`` that failed, the limit it most likely
-        ran into (as ``JobResult.limit_hit``), else None."""
-        job = self._job
-        if job is None or job.ended_mono is None or job.popen is None:
-            return None
-        returncode = job.popen.returncode
-        return None if returncode is None else job.limit_hit(returncode)
-
-    @property
     def timed_out(self) -> bool:
         """True when the job was stopped because its ``timeout`` expired."""
         return self._job is not None and self._job.timed_out
-
-    def terminate(self) -> None:
-        """Stop this job, if running, with the executor's termination sequence.
-
-        The signals go to the job's process group (its grandchildren too) unless the job
-        runs in the caller's group. The future then resolves to the negative number of the
-        signal that ended the child. No effect on a job that has not started (use
-        ``cancel()``) or has finished. Returns at once; the signals are sent by the reaper.
-        """
-        self._stop(kill=False)
-
-    def kill(self) -> None:
-        """Like :meth:`terminate`, but send SIGKILL at once, with no grace period."""
-        self._stop(kill=True)
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """Wait until the child has been started or the future is done.
@@ -161,23 +108,10 @@ class ProcessFuture(Future[T]):
         """
         if self._control is None:
             return self.done()
-        return self._control.wait_for_progress(
-            lambda: self.popen is not None or self.done(), timeout
-        )
+        return self._control.wait_for_progress(lambda: self._started() or self.done(), timeout)
 
-    def __repr__(self) -> str:
-        """``<ProcessFuture ['sleep', '60'] pid=1234 running>``; the command shortened."""
-        command = reprlib.repr(self.args) if self._job is not None else "(unbound)"
-        pid = self.pid
-        where = f" pid={pid}" if pid is not None else ""
-        with self._condition:
-            state = "cancelled" if self._state.startswith("CANCELLED") else self._state.lower()
-            if state == "finished":
-                if self._exception is not None:
-                    state += f" raised {type(self._exception).__name__}"
-                else:
-                    state += f" returned {_short(self._result)}"
-        return f"<ProcessFuture {command}{where} {state}>"
+    def _started(self) -> bool:
+        return self._job is not None and self._job.popen is not None
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await future``: the job's result, in asyncio. Cancelling the awaiting task
@@ -223,3 +157,77 @@ class ProcessFuture(Future[T]):
     def _stop(self, *, kill: bool) -> None:
         if self._job is not None and self._control is not None:
             self._control.stop_job(self._job, kill=kill)
+
+
+class ProcessFuture(BoundFuture[T]):
+    """The future of one command run by a :class:`~procexec.ProcessExecutor`.
+
+    It behaves exactly like :class:`concurrent.futures.Future` (``cancel()`` only succeeds
+    while the job waits for a free slot) and adds what a process has: ``pid``, ``popen``,
+    ``terminate()``, ``kill()``, ``wait_started()`` and ``timed_out``.
+    """
+
+    @property
+    def args(self) -> Any:
+        """The argv (or shell command line) as given to ``submit``/``run``; None if unbound."""
+        return self._job.argv if self._job is not None else None
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        """The job's ``subprocess.Popen``, or None until the child has been started.
+
+        Its ``returncode`` is set when the executor reaps the child, so ``poll()`` and
+        ``wait()`` keep working; read output through ``ProcessExecutor.run`` rather than
+        from its pipes, which the executor drains.
+        """
+        return self._job.popen if self._job is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, or None until it has been started."""
+        popen = self.popen
+        return popen.pid if popen is not None else None
+
+    @property
+    def requeues(self) -> int:
+        """How many times the job was stopped to free memory (``memfree``) and queued
+        again; it then ran again from the start."""
+        return self._job.requeues if self._job is not None else 0
+
+    @property
+    def limit_hit(self) -> str | None:
+        """For a finished job run with ``limits=`` that failed, the limit it most likely
+        ran into (as ``JobResult.limit_hit``), else None."""
+        job = self._job
+        if job is None or job.ended_mono is None or job.popen is None:
+            return None
+        returncode = job.popen.returncode
+        return None if returncode is None else job.limit_hit(returncode)
+
+    def terminate(self) -> None:
+        """Stop this job, if running, with the executor's termination sequence.
+
+        The signals go to the job's process group (its grandchildren too) unless the job
+        runs in the caller's group. The future then resolves to the negative number of the
+        signal that ended the child. No effect on a job that has not started (use
+        ``cancel()``) or has finished. Returns at once; the signals are sent by the reaper.
+        """
+        self._stop(kill=False)
+
+    def kill(self) -> None:
+        """Like :meth:`terminate`, but send SIGKILL at once, with no grace period."""
+        self._stop(kill=True)
+
+    def __repr__(self) -> str:
+        """``<ProcessFuture ['sleep', '60'] pid=1234 running>``; the command shortened."""
+        command = reprlib.repr(self.args) if self._job is not None else "(unbound)"
+        pid = self.pid
+        where = f" pid={pid}" if pid is not None else ""
+        with self._condition:
+            state = "cancelled" if self._state.startswith("CANCELLED") else self._state.lower()
+            if state == "finished":
+                if self._exception is not None:
+                    state += f" raised {type(self._exception).__name__}"
+                else:
+                    state += f" returned {_short(self._result)}"
+        return f"<ProcessFuture {command}{where} {state}>"

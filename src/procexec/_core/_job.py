@@ -55,6 +55,9 @@ class JobFuture(Protocol):
 class Job:
     """A queued or running command and everything the reaper knows about it."""
 
+    #: A command counts against its lane's share of ``max_jobs`` (``_reaper.py``).
+    counts_in_share = True
+
     __slots__ = (
         "argv",
         "deadline",

@@ -67,6 +67,7 @@ from contextlib import nullcontext
 from functools import partial
 
 from procexec._core import _platform
+from procexec._core._calljob import CallJob
 from procexec._core._failures import (
     contain_callback_errors,
     interrupt_behind,
@@ -81,6 +82,7 @@ from procexec._core._resources._guardian import GUARDIAN
 from procexec._core._resources._limits import explain, with_more_files
 from procexec._core._stops import Stops, send_signal
 from procexec._core._streams import OutputPipe
+from procexec._core._workers import Pool
 
 logger = logging.getLogger("procexec")
 
@@ -121,6 +123,7 @@ class Lane:
         self._poller: Poller | None = None
         self._watcher: _platform.ExitWatcher | None = None
         self._took_a_job = False  # in this run of the thread: a failure then made progress
+        self._pool: Pool | None = None  # the workers of Python calls, once a call came here
 
     # ------------------------------------------- any thread, host lock held
     def wake_locked(self) -> None:
@@ -195,6 +198,8 @@ class Lane:
         poller, wake_read, wake_write = loop
         try:
             self._watcher = _platform.make_exit_watcher(poller, self.post)
+            if self._pool is not None:
+                self._pool.attach(poller, self._watcher)
             while self._step():
                 pass
         except BaseException as exc:  # a bug here must not leave children or futures behind
@@ -262,8 +267,13 @@ class Lane:
 
     def _end_if_idle(self) -> bool:
         """End when this lane has nothing to do and neither have the others: a lane that
-        ended between two jobs would be started again for the next (a thread and its fds)."""
+        ended between two jobs would be started again for the next (a thread and its fds).
+        Workers keep it going: idle ones retire after their idle timeout, or at once when
+        the reaper drains (``join()``)."""
         if self._running:
+            return False
+        if self._pool is not None and self._pool.has_workers():
+            self._pool.tidy()
             return False
         with self._host.lock:
             if self._posted or self._host.busy_locked():
@@ -282,6 +292,10 @@ class Lane:
     def _wait_for_events(self) -> None:
         assert self._poller is not None
         timeout = self._stops.wait_timeout() if self._stops.timed else None
+        retire_at = self._pool.next_deadline() if self._pool is not None else None
+        if retire_at is not None:
+            until = max(0.0, retire_at - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
         for callback in self._poller.wait(timeout):
             callback()
 
@@ -307,6 +321,10 @@ class Lane:
         self._host.notify_progress()
 
     def _kill_and_reap(self, job: Job) -> None:
+        if isinstance(job, CallJob):
+            if self._pool is not None:
+                self._pool.abandon(job)
+            return
         popen = job.popen
         if popen is None:
             return  # not started
@@ -336,6 +354,9 @@ class Lane:
         error = loop_failure(exc)
         for job in self._host.held_by(self):
             self._finish_failed(job, error)
+        if self._pool is not None:
+            with logged("killing and reaping the workers of a failed lane"):
+                self._pool.kill_all()
         self._running.clear()  # what a failed cleanup left belongs to this failed run
         self._stops.timed.clear()
         self._host.lane_failed(self, error, barren=not self._took_a_job)
@@ -364,6 +385,8 @@ class Lane:
             if not job.future.set_running_or_notify_cancel():
                 self._host.give_back(self, job)
                 return False
+        if isinstance(job, CallJob):
+            return self._start_call(job)
         try:
             popen = with_more_files(partial(_popen, job))
         except BaseException as exc:
@@ -382,6 +405,49 @@ class Lane:
             self._finish_failed(job, job_error(exc))
             return False
         return True
+
+    def _start_call(self, job: CallJob) -> bool:
+        """Give a call to a worker (one is started if none is idle)."""
+        try:
+            return self._pool_here().start(job)
+        except BaseException as exc:
+            self._finish_failed(job, job_error(exc))
+            return False
+
+    def _pool_here(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(self._host.worker_spec, self, self._running, self._stops)
+            assert self._poller is not None and self._watcher is not None
+            self._pool.attach(self._poller, self._watcher)
+        return self._pool
+
+    # ------------------------------------------- PoolHost: this lane's workers
+    def contain(self, handle: Callable[[], None], job: Job) -> None:
+        """Run ``handle()``, an event of ``job``; what it raises fails that job alone."""
+        self._contain(handle, job)
+
+    def call_ended(self, job: CallJob) -> None:
+        """A call's outcome is in (or it was stopped): its slot goes back."""
+        self._host.give_back(self, job)
+        self._host.notify_progress()
+
+    def worker_limit(self) -> int:
+        """How many workers may live: ``max_jobs``, none once the reaper drains."""
+        return 0 if self._host.draining else self._host.max_jobs
+
+    def prestart_workers(self, count: int, guarded: bool) -> None:
+        """On this lane's thread: start ``count`` idle workers (``WorkerOptions.prestart``)."""
+        with logged("starting workers ahead of the calls"):
+            self._pool_here().prestart(count, guarded)
+
+    def tidy_workers(self) -> None:
+        """On this lane's thread: retire the idle workers over the limit (it was lowered)."""
+        if self._pool is not None:
+            self._pool.tidy()
+
+    def idle_workers(self) -> int:
+        """Workers waiting for a call (any thread: a count read without a lock)."""
+        return self._pool.idle_count if self._pool is not None else 0
 
     def _watch(self, job: Job, pid: int) -> None:
         assert self._poller is not None and self._watcher is not None
@@ -518,6 +584,9 @@ class Lane:
         self._stops.timed.clear()
         if self._watcher is not None:
             self._watcher.forget_after_fork()
+        if self._pool is not None:
+            self._pool.forget_after_fork()
+            self._pool = None
         for fd in self._loop_fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -14,6 +14,7 @@ lane asks of its reaper) and :class:`LaneControl` (what the reaper asks of a lan
                        ◄── runs_locked(): the Runs that join() waits for
                        ◄── stop_if_running(job), stop_every_running() (posted)
                        ◄── forget_after_fork() (in a child made by fork())
+                       ◄── prestart_workers(), tidy_workers(), idle_workers()
 ```
 """
 
@@ -27,6 +28,7 @@ from procexec._validate import TermSequence
 
 if TYPE_CHECKING:
     from procexec._core._job import Job
+    from procexec._core._workers import WorkerSpec
 
 
 class LaneControl(Protocol):
@@ -64,6 +66,15 @@ class LaneControl(Protocol):
     def forget_after_fork(self) -> None:
         """In a child made by ``os.fork()``: drop the parent's thread and fds."""
 
+    def prestart_workers(self, count: int, guarded: bool) -> None:
+        """On the lane's thread: start ``count`` idle workers for Python calls."""
+
+    def tidy_workers(self) -> None:
+        """On the lane's thread: retire the idle workers over the limit."""
+
+    def idle_workers(self) -> int:
+        """Workers waiting for a call (a count, read without a lock)."""
+
 
 class LaneHost(Protocol):
     """What a lane may use of the reaper that feeds it (the Reaper implements it)."""
@@ -74,6 +85,14 @@ class LaneHost(Protocol):
     term_sequence: TermSequence
     #: Jobs taken from now on are cancelled, not started (``shutdown(cancel_futures=True)``).
     cancelling: bool
+    #: ``join()`` has begun: idle workers retire as soon as no work is left.
+    draining: bool
+    #: How the workers of Python calls are started.
+    worker_spec: WorkerSpec
+
+    @property
+    def max_jobs(self) -> int:
+        """The current limit on running jobs (commands and calls)."""
 
     def room_locked(self, lane: LaneControl) -> int:
         """How many more jobs ``lane`` may take now."""

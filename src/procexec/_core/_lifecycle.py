@@ -139,6 +139,13 @@ def abort(reaper: Reaper) -> None:
         raise interrupted
 
 
+def interpreter_exited() -> bool:
+    """Whether the exit hook has run: no new work is taken from then on."""
+    return bool(_exited)
+
+
+#: Set once the exit hook has run (``atexit`` functions run after it).
+_exited: list[bool] = []
 #: The reapers whose jobs are waited for ("wait") or stopped ("stop") at interpreter exit.
 _at_exit: dict[str, WeakSet[Reaper]] = {"wait": WeakSet(), "stop": WeakSet()}
 _exit_hook: list[Callable[[], None]] = []  # the hook, once registered
@@ -173,6 +180,7 @@ def _finish_at_exit() -> None:
             abort(reaper)
         for reaper in list(_at_exit["wait"]):
             reaper.join()
+        _exited.append(True)
     except BaseException:
         for reaper in [*_at_exit["stop"], *_at_exit["wait"]]:
             abort(reaper)

@@ -44,6 +44,10 @@ class Poller:
         self._poll.register(fd, _READY[kind])
         self._callbacks[fd] = callback
 
+    def registered(self, fd: int) -> bool:
+        """Whether ``fd`` is watched."""
+        return fd in self._callbacks
+
     def unregister(self, fd: int) -> None:
         """Stop watching ``fd`` (before closing it); KeyError if it is not registered."""
         del self._callbacks[fd]

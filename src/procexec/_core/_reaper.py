@@ -35,6 +35,7 @@ from procexec._core._job import Job
 from procexec._core._lane import Lane
 from procexec._core._lanehost import LaneControl
 from procexec._core._resources._admission import Admission, AdmissionWatch
+from procexec._core._workers import WorkerSpec
 from procexec._validate import TermSequence
 
 #: More lanes than this gain nothing: Popen's Python part holds the GIL.
@@ -63,10 +64,13 @@ class Reaper:
         max_jobs: int,
         term_sequence: TermSequence,
         name: str,
+        *,
         admission: Admission | None = None,
         on_held: Callable[[str | None], object] | None = None,
+        worker_spec: WorkerSpec | None = None,
     ) -> None:
         self.term_sequence = term_sequence
+        self.worker_spec = worker_spec or WorkerSpec()
         #: Starts only what the machine has room for (``_admission.py``), or None.
         self._admission = None if admission is None else AdmissionWatch(admission, self, on_held)
         self._name = name
@@ -76,11 +80,12 @@ class Reaper:
         self._progress_waiters = 0
         self.lock = threading.Lock()
         self.cancelling = False  # lanes cancel the jobs they take (shutdown(cancel_futures))
+        self.draining = False  # join() has begun: idle workers retire once no work is left
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
-        self._taken: dict[
-            Job, LaneControl
-        ] = {}  # jobs the lanes took from the queue, not given back
+        #: The jobs the lanes took from the queue and have not given back, and which lane
+        #: holds each.
+        self._taken: dict[Job, LaneControl] = {}
         self._lanes: list[LaneControl] = []
         self._closed = False
         self._forked = False  # this is a copy inherited through fork(): refuse work
@@ -95,11 +100,25 @@ class Reaper:
         return self._max_jobs
 
     def set_max_jobs(self, value: int) -> None:
-        """Change the limit; waiting jobs start at once if it was raised."""
+        """Change the limit; waiting jobs start at once if it was raised, and idle workers
+        over it retire if it was lowered. Never waits for running jobs."""
         with self.lock:
             self._max_jobs = value
             self._share_locked()
             self._wake_takers_locked()
+            self._lanes[0].post_locked(self._lanes[0].tidy_workers)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (no new job is taken)."""
+        return self._closed
+
+    def prestart(self, count: int, *, guarded: bool) -> None:
+        """Start ``count`` idle workers for Python calls now, on the lane that runs calls."""
+        with self.lock:
+            lane = self._lanes[0]
+            lane.wake_locked()
+            lane.post_locked(partial(lane.prestart_workers, count, guarded))
 
     def wait_for_progress(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until ``predicate()`` is true, testing it whenever jobs start or finish."""
@@ -161,6 +180,11 @@ class Reaper:
         cannot end while it waits, nor can the others while its job holds a slot.
         """
         self._release_futures_held_here()
+        with self.lock:
+            if not self.draining:
+                self.draining = True  # idle workers retire once no work is left
+                for lane in self._lanes:
+                    lane.post_locked(_nothing)
         me = threading.current_thread()
         while True:
             with self.lock:
@@ -265,10 +289,16 @@ class Reaper:
 
     # ---------------------------------------- LaneHost: the lanes' threads
     def room_locked(self, lane: LaneControl) -> int:
-        """How many more jobs ``lane`` may take now."""
+        """How many more jobs ``lane`` may take now. A call (the next in line) is for the
+        first lane, which owns the workers, within ``max_jobs`` whatever its share; the
+        other lanes wait behind it, so jobs start in the order they were queued."""
         if not self._pending:
             return 0
-        room = min(lane.share - lane.taken, self._max_jobs - len(self._taken))
+        free = self._max_jobs - len(self._taken)
+        if self._pending[0].counts_in_share:
+            room = min(lane.share - lane.taken, free)
+        else:
+            room = free if lane is self._lanes[0] else 0
         if self._admission is None:
             return room
         return self._admitted_locked(room) if room > 0 else room
@@ -296,7 +326,7 @@ class Reaper:
             if free <= 0:
                 return None
             job = self._pending.popleft()
-            lane.taken += 1
+            lane.taken += job.counts_in_share
             self._taken[job] = lane
             if self._admission is not None:
                 self._admission.started_locked(len(self._taken))
@@ -307,7 +337,7 @@ class Reaper:
         with self.lock:
             if self._taken.pop(job, None) is None:  # given back already (a failed job's cleanup)
                 return
-            lane.taken -= 1
+            lane.taken -= job.counts_in_share
             if self._admission is not None:
                 self._admission.admission.after_stop = False  # memory was given back
             if not self.busy_locked():  # the last job: let the idle lanes end
@@ -353,10 +383,13 @@ class Reaper:
         """Memory is under half of ``memfree``: stop the youngest running job (of two or
         more) with the termination sequence; its lane queues it again when it has exited."""
         with self.lock:
-            running = [
+            running = [  # commands only: running a Python call again is not known to be safe
                 job
                 for job in self._taken
-                if job.popen is not None and job.stop_steps is None and not job.requeue
+                if job.counts_in_share
+                and job.popen is not None
+                and job.stop_steps is None
+                and not job.requeue
             ]
             if len(running) < 2:
                 return
@@ -371,11 +404,20 @@ class Reaper:
             job.argv,
         )
 
-    def stats(self) -> tuple[int, int, str | None]:
-        """``(running, queued, held_by)`` now."""
+    def stats(self) -> tuple[int, int, str | None, int, int, int]:
+        """``(running, queued, held_by, running calls, queued calls, idle workers)`` now."""
         with self.lock:
             held = self._admission.held_by if self._admission is not None else None
-            return len(self._taken), len(self._pending), held if self._pending else None
+            calls_running = sum(not job.counts_in_share for job in self._taken)
+            calls_queued = sum(not job.counts_in_share for job in self._pending)
+            return (
+                len(self._taken),
+                len(self._pending),
+                held if self._pending else None,
+                calls_running,
+                calls_queued,
+                self._lanes[0].idle_workers(),
+            )
 
     def held_by(self, lane: LaneControl) -> list[Job]:
         """The jobs ``lane`` took and has not given back."""

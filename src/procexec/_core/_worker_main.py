@@ -1,0 +1,229 @@
+"""The worker process of Python callables: it runs the calls its parent sends, one at a time.
+
+A lane (``_workers.py``) starts it by path, as a fresh interpreter in a process group of
+its own: ``python .../_worker_main.py TASKS RESULTS LIFELINE``. It imports nothing of
+procexec, so that it starts quickly; the lane imports this module for the framing both
+sides share (:func:`frame`, :class:`FrameReader`).
+
+```
+ parent (a lane)                          this worker
+ tasks pipe ─── init: sys.path, initializer, measure ──► set up, run initializer
+            ─── call: cloudpickled (fn, args, kwargs, chunked) ► run it (chunked: fn over
+                                                   each tuple of args, a list back)
+ results pipe ◄── ("ok", result, usage)                  result and exception pickled
+              ◄── ("error", exception, traceback, usage)   with pickle (cloudpickle when
+              ◄── ("lost", why)  the call could not be read  pickle cannot)
+              ◄── ("init-failed", traceback), then exit 3
+ lifeline ─── held by the parent only; its end of file: kill this process group and exit
+ stderr ──► the parent, which passes it on and keeps the last 2 KiB (a crash's traceback)
+```
+
+Each frame is an 8-byte big-endian length and that many bytes of pickle. The end of the
+tasks pipe (the parent retiring this worker) ends the process with status 0.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import threading
+import traceback
+from typing import Any
+
+HEADER = struct.Struct("!Q")
+#: The exit status of a worker whose initializer failed (after it said so).
+INIT_FAILED_STATUS = 3
+
+
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its length in front."""
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Cuts a stream of bytes into the frames it carries (the parent's side)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take ``data``; return the frames it completed, oldest first."""
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= HEADER.size:
+            end = HEADER.size + HEADER.unpack_from(self._buffer)[0]
+            if len(self._buffer) < end:
+                break
+            with memoryview(self._buffer) as view:
+                frames.append(bytes(view[HEADER.size : end]))
+            del self._buffer[:end]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes received of a frame not complete yet."""
+        return len(self._buffer)
+
+
+# ------------------------------------------------------------------ the worker's side
+def _read_exactly(file: Any, size: int) -> bytes | None:
+    data = file.read(size)
+    return data if len(data) == size else None
+
+
+def _read_frame(file: Any) -> bytes | None:
+    """The next frame from the parent, or None at the end of the pipe."""
+    header = _read_exactly(file, HEADER.size)
+    if header is None:
+        return None
+    return _read_exactly(file, HEADER.unpack(header)[0])
+
+
+def _dumps(message: tuple[Any, ...]) -> bytes:
+    """``message`` pickled: with pickle, or cloudpickle for what pickle cannot (a class
+    the parent sent by value, say)."""
+    try:
+        return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle  # noqa: PLC0415  # only when pickle cannot
+
+        return bytes(cloudpickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+class _Usage:
+    """A call's CPU time (this process and the children it waited for) and its own peak
+    memory: the peak is reset before the call (``/proc/self/clear_refs``), where allowed."""
+
+    def __init__(self) -> None:
+        self._clear: int | None = None
+        try:
+            self._clear = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+            os.write(self._clear, b"5")
+        except OSError:
+            if self._clear is not None:
+                os.close(self._clear)
+            self._clear = None
+        self._start = (0.0, 0.0)
+
+    def begin(self) -> None:
+        if self._clear is not None:
+            try:
+                os.write(self._clear, b"5")  # the peak RSS starts again from the current RSS
+            except OSError:
+                os.close(self._clear)
+                self._clear = None
+        self._start = self._cpu()
+
+    def end(self) -> tuple[float, float, int, bool]:
+        """``(user seconds, system seconds, peak KiB, whether the peak is the call's own)``
+        since :meth:`begin` (the peak is this worker's whole life's where it cannot be
+        reset)."""
+        user, system = self._cpu()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return user - self._start[0], system - self._start[1], peak, self._clear is not None
+
+    @staticmethod
+    def _cpu() -> tuple[float, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + kids.ru_utime, own.ru_stime + kids.ru_stime
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Block on the lifeline; at its end (the parent is gone) kill this process group."""
+    try:
+        while os.read(fd, 64):
+            pass
+    finally:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _run_call(payload: bytes, usage: _Usage) -> bytes:
+    """Run one call; its outcome as a frame's payload."""
+    try:
+        fn, args, kwargs, chunked = pickle.loads(payload)
+    except BaseException as exc:  # the call cannot be read: that call's failure
+        why = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return _dumps(("lost", f"the worker could not unpickle the call: {why}"))
+    del payload
+    usage.begin()
+    try:
+        result = [fn(*each) for each in args] if chunked else fn(*args, **kwargs)
+    except BaseException as exc:  # SystemExit too: the call's outcome
+        del fn, args, kwargs
+        return _error(exc, usage.end())
+    del fn, args, kwargs
+    figures = usage.end()
+    try:
+        return _dumps(("ok", result, figures))
+    except BaseException as exc:  # the result cannot be pickled
+        return _error(exc, figures)
+
+
+def _error(exc: BaseException, figures: tuple[float, float, int, bool]) -> bytes:
+    """The outcome of a call that raised ``exc`` (or whose result could not be pickled)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    exc.__traceback__ = None
+    try:
+        return _dumps(("error", exc, text, figures))
+    except BaseException as failure:  # the exception cannot be pickled
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        stand_in = RuntimeError(f"{kind}: {exc} (not picklable: {failure!r})")
+        return _dumps(("error", stand_in, text, figures))
+
+
+def _initialize(message: dict[str, Any], results: Any) -> bool:
+    """Set up as the parent asked and run the initializer; False if it failed."""
+    sys.path[:] = message["path"]
+    initializer = message.get("initializer")
+    if initializer is None:
+        return True
+    try:
+        fn, args = pickle.loads(initializer)
+        fn(*args)
+    except BaseException:  # reported to the parent, which fails the call
+        # Where concurrent.futures' own workers log it, for code that looks there.
+        logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
+        results.write(frame(_dumps(("init-failed", traceback.format_exc()))))
+        results.flush()
+        return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """Serve calls until the tasks pipe ends; the exit status."""
+    tasks_fd, results_fd, lifeline_fd = (int(arg) for arg in argv[1:4])
+    faulthandler.enable()  # a crash leaves its traceback on stderr, which the parent keeps
+    threading.Thread(
+        target=_watch_lifeline, args=(lifeline_fd,), name="lifeline", daemon=True
+    ).start()
+    with os.fdopen(tasks_fd, "rb") as tasks, os.fdopen(results_fd, "wb") as results:
+        setup = _read_frame(tasks)
+        if setup is None:
+            return 0
+        if not _initialize(pickle.loads(setup), results):
+            return INIT_FAILED_STATUS
+        del setup
+        results.write(frame(_dumps(("ready",))))
+        results.flush()
+        usage = _Usage()
+        while (payload := _read_frame(tasks)) is not None:
+            outcome = _run_call(payload, usage)
+            del payload
+            results.write(frame(outcome))
+            results.flush()
+            del outcome
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.pop(0)  # this file's folder: nothing there is for the calls to import
+    raise SystemExit(main(sys.argv))

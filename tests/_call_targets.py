@@ -1,0 +1,152 @@
+"""What the tests' Python calls run, in worker processes: importable by reference
+(``tests._call_targets``) and light, so a worker imports nothing else of the suite."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def keywords(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def raise_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_with(code: int) -> None:
+    sys.exit(code)
+
+
+def os_exit(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def segfault() -> None:
+    faulthandler._sigsegv()  # type: ignore[attr-defined]  # CPython's own test hook
+
+
+def unpicklable_result() -> threading.Lock:
+    return threading.Lock()
+
+
+def _explode() -> None:
+    raise RuntimeError("this object cannot be rebuilt here")
+
+
+class Unreadable:
+    """Pickles in the worker; unpickling it (in the parent) raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_explode, ())
+
+
+def unreadable_result() -> Unreadable:
+    return Unreadable()
+
+
+def sleep_then(value: Any, seconds: float) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def wait_for_file(path: str, value: Any = None) -> Any:
+    """Return ``value`` once ``path`` exists (the test creates it); at most 60 s."""
+    end = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.005)
+    return value
+
+
+def heartbeat(path: str, with_child: bool = False, trap_sigterm: bool = False) -> None:
+    """Append a line to ``path`` every few ms, for ever; ``with_child``: first start a
+    ``sleep`` child (its pid is the file's first line); ``trap_sigterm``: ignore SIGTERM."""
+    if trap_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(path, "a", buffering=1) as file:
+        if with_child:
+            child = subprocess.Popen(["sleep", "300"])
+            file.write(f"child {child.pid}\n")
+        file.write(f"worker {os.getpid()}\n")
+        while True:
+            file.write("beat\n")
+            time.sleep(0.005)
+
+
+def burn(seconds: float) -> float:
+    """Burn CPU for ``seconds`` of this process's CPU time; the CPU time used."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return time.process_time() - start
+
+
+def allocate(mib: int) -> int:
+    """Touch ``mib`` MiB, free them; the MiB touched."""
+    block = bytearray(mib * 1024 * 1024)
+    block[::4096] = b"x" * len(range(0, len(block), 4096))
+    del block
+    return mib
+
+
+def record(directory: str, barrier: int, token: str) -> int:
+    """Mark this item running in ``directory``; wait until ``barrier`` items started and
+    counted (at most 30 s); write how many it saw running; unmark. Calls and commands
+    (``python -c`` running this function) use the same marks."""
+    me = os.path.join(directory, f"run-{token}")
+
+    def count(prefix: str) -> int:
+        return sum(name.startswith(prefix) for name in os.listdir(directory))
+
+    def wait(prefix: str) -> None:
+        end = time.monotonic() + 30
+        while count(prefix) < barrier and time.monotonic() < end:
+            time.sleep(0.002)
+
+    Path(me).touch()
+    Path(directory, f"started-{token}").touch()
+    wait("started-")
+    seen = count("run-")
+    Path(directory, f"seen-{token}").write_text(str(seen))
+    Path(directory, f"counted-{token}").touch()
+    wait("counted-")
+    os.remove(me)
+    return seen
+
+
+def write_pid(path: str) -> None:
+    """An initializer: append this worker's pid to ``path``."""
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")
+
+
+def failing_initializer() -> None:
+    raise ValueError("error in initializer")
+
+
+def environment(name: str) -> str | None:
+    return os.environ.get(name)
