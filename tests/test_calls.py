@@ -530,3 +530,24 @@ def test_nothing_keeps_the_arguments_or_the_result() -> None:
         del payload
         gc.collect()
         assert ref() is None
+
+
+def test_await_a_call_and_cancelling_the_task_stops_it(tmp_path: Path) -> None:
+    """``await ex.submit_call(...)`` is the awaitable form; cancelling the task stops it."""
+    beats = tmp_path / "beats"
+
+    async def main(ex: ProcessExecutor) -> None:
+        assert await ex.submit_call(targets.double, 4) == 8
+        task = asyncio.ensure_future(_await(ex.submit_call(targets.heartbeat, str(beats))))
+        worker = await asyncio.to_thread(_line, beats, "worker")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(assert_dies, worker)
+
+    with ProcessExecutor(2) as ex:
+        asyncio.run(main(ex))
+
+
+async def _await(future: CallFuture[Any]) -> Any:
+    return await future
