@@ -551,3 +551,14 @@ def test_await_a_call_and_cancelling_the_task_stops_it(tmp_path: Path) -> None:
 
 async def _await(future: CallFuture[Any]) -> Any:
     return await future
+
+
+def test_the_errors_of_calls_survive_pickling() -> None:
+    """A Dask worker sends them to the client pickled."""
+    lost = CallLost("gone", pid=7, returncode=-9, stderr="tail")
+    again = pickle.loads(pickle.dumps(lost))
+    assert (str(again), again.pid, again.returncode, again.stderr) == (str(lost), 7, -9, "tail")
+    timeout = pickle.loads(pickle.dumps(CallTimeout(1.5)))
+    assert timeout.timeout == 1.5 and str(timeout) == str(CallTimeout(1.5))
+    init = pickle.loads(pickle.dumps(InitializerError("Traceback\nValueError: x\n")))
+    assert init.traceback == "Traceback\nValueError: x\n" and "ValueError: x" in str(init)

@@ -40,6 +40,8 @@ is pickled across Dask: keep it), ``procexec._validate``, ``procexec._sizes``.
 
 from procexec._core._awaiting import wait_job
 from procexec._core._callfuture import CallFuture, CallLost, CallTimeout, InitializerError
+from procexec._core._calljob import call_name
+from procexec._core._calls import map_in_order
 from procexec._core._executor import (
     DEFAULT_TERM_SEQUENCE,
     ExecutorStats,
@@ -67,11 +69,13 @@ __all__ = (
     "ProcessFuture",
     "SignalWatch",
     "WorkerOptions",
+    "call_name",
     "contain_callback_errors",
     "default_max_jobs",
     "exit_status",
     "invoke_callbacks",
     "make_admission",
+    "map_in_order",
     "progress",
     "wait_job",
 )

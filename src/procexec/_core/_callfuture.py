@@ -20,7 +20,7 @@ from concurrent.futures._base import (
     RUNNING,
 )
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from procexec._core._future import BoundFuture
 
@@ -51,9 +51,14 @@ class CallLost(BrokenProcessPool):
         stderr: str = "",
     ) -> None:
         super().__init__(message + (f"; its last standard error:\n{stderr}" if stderr else ""))
+        self.message = message
         self.pid = pid
         self.returncode = returncode
         self.stderr = stderr
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with what it was made of (a Dask worker sends it to the client)."""
+        return (_call_lost, (self.message, self.pid, self.returncode, self.stderr))
 
 
 class InitializerError(BrokenProcessPool):
@@ -70,6 +75,9 @@ class InitializerError(BrokenProcessPool):
         super().__init__(f"the worker's initializer failed: {last}\n{traceback}")
         self.traceback = traceback
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.traceback,))
+
 
 class CallTimeout(TimeoutError):  # noqa: N818  # the name reads as what happened
     """A call ran past the ``timeout`` of :meth:`~procexec.ProcessExecutor.run_call`: its
@@ -82,6 +90,13 @@ class CallTimeout(TimeoutError):  # noqa: N818  # the name reads as what happene
     def __init__(self, timeout: float) -> None:
         super().__init__(f"the call did not finish within {timeout:g} s of its start")
         self.timeout = timeout
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.timeout,))
+
+
+def _call_lost(message: str, pid: int | None, returncode: int | None, stderr: str) -> CallLost:
+    return CallLost(message, pid=pid, returncode=returncode, stderr=stderr)
 
 
 def lost_because(returncode: int) -> str:

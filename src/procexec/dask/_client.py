@@ -5,13 +5,14 @@ from what the workers push (``_wire.py``) or from Dask's own task states.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, TypeVar, cast
 
@@ -19,9 +20,19 @@ import dask
 from distributed import Client, LocalCluster
 
 from procexec import DEFAULT_TERM_SEQUENCE
-from procexec._core import contain_callback_errors, invoke_callbacks
+from procexec._core import call_name, contain_callback_errors, invoke_callbacks, map_in_order
 from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
-from procexec.dask._wire import PLUGIN, RUN_KEYWORDS, SLOTS, intact, outcome_of, read_outcome
+from procexec.dask._wire import (
+    CALL,
+    PLUGIN,
+    RUN,
+    RUN_KEYWORDS,
+    SLOTS,
+    SUBMIT,
+    intact,
+    outcome_of,
+    read_outcome,
+)
 from procexec.dask._worker import WorkerJobs, run_on_worker, stop_on_worker
 
 logger = logging.getLogger("procexec")
@@ -42,18 +53,20 @@ class WorkerLostError(RuntimeError):
 
 
 class DaskFuture(Future[_T]):
-    """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``)
-    or its :class:`procexec.JobResult` (``run``), with the worker's address and the pid once
-    it finished.
+    """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``),
+    its :class:`procexec.JobResult` (``run``) or a Python call's value (``submit_call``),
+    with the worker's address and the pid once it finished (a call's: its worker process's).
 
     ``cancel()`` means a job not yet started never runs and a running one is killed;
-    ``terminate()`` and ``kill()`` stop a running job's process group on its worker.
+    ``terminate()`` and ``kill()`` stop a running command's process group on its worker, and
+    cancel a call (stopping it, as :class:`procexec.CallFuture` does).
     """
 
-    def __init__(self, executor: DaskExecutor, argv: Any) -> None:
+    def __init__(self, executor: DaskExecutor, argv: Any, mode: str = SUBMIT) -> None:
         super().__init__()
         self._executor = executor
-        self.args = argv
+        self.args = argv  # a call's: the function's name
+        self._mode = mode
         self.key = ""
         self.attempts = 0
         #: The address of the worker that ran the job, once it finished.
@@ -78,11 +91,18 @@ class DaskFuture(Future[_T]):
         return True
 
     def terminate(self) -> None:
-        """Stop the running job with the termination sequence (its whole process group)."""
+        """Stop the running job with the termination sequence (its whole process group);
+        a call is cancelled (it ends CANCELLED)."""
+        if self._mode == CALL:
+            self.cancel()
+            return
         self._executor._stop_remote(self, kill=False)
 
     def kill(self) -> None:
-        """Send SIGKILL to the running job's process group."""
+        """Send SIGKILL to the running job's process group; a call is cancelled."""
+        if self._mode == CALL:
+            self.cancel()
+            return
         self._executor._stop_remote(self, kill=True)
 
     def _invoke_callbacks(self) -> None:
@@ -139,7 +159,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._pending: dict[str, DaskFuture[Any]] = {}  # by key: not resolved yet
         #: Tasks in flight by key: their future and what to send again after a lost worker.
-        self._tasks: dict[str, tuple[DaskFuture[Any], Any, dict[str, Any], bool]] = {}
+        self._tasks: dict[str, tuple[DaskFuture[Any], Any, dict[str, Any], str]] = {}
         #: What the collector thread handles: ended tasks, pushed (key, outcome), None: stop.
         self._ended: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._collector = threading.Thread(
@@ -209,7 +229,7 @@ class DaskExecutor:
         for stream in ("stdin", "stdout", "stderr"):
             if popen_kwargs.get(stream) == subprocess.PIPE:
                 raise ValueError(f"submit() does not take {stream}=PIPE: use run() to capture")
-        return self._queue(argv, timeout, popen_kwargs, run=False)
+        return self._queue(argv, timeout, popen_kwargs, SUBMIT)
 
     def run(
         self,
@@ -231,7 +251,7 @@ class DaskExecutor:
             input=input, capture_output=capture_output, check=check, text=text,
             encoding=encoding, errors=errors,
         )  # fmt: skip
-        return self._queue(argv, timeout, {**popen_kwargs, **options}, run=True)
+        return self._queue(argv, timeout, {**popen_kwargs, **options}, RUN)
 
     def map(
         self, argvs: Iterable[Any], *, timeout: float | None = None, **popen_kwargs: Any
@@ -241,29 +261,76 @@ class DaskExecutor:
         for future in futures:
             yield future.result()
 
+    def submit_call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> DaskFuture[_T]:
+        """A Python call on the cluster: the worker's own ``ProcessExecutor.submit_call``
+        runs it in the slots it shares with commands, so ``cancel()`` stops it there, and a
+        lost worker fails it with :class:`WorkerLostError` or runs it again (``retries``):
+        calls are run at least once."""
+        return self.run_call(fn, args, kwargs)
+
+    def run_call(
+        self,
+        fn: Callable[..., _T],
+        /,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        limits: Any = None,
+    ) -> DaskFuture[_T]:
+        """:meth:`submit_call` with ``ProcessExecutor.run_call``'s options (``timeout``
+        from the call's start, ``limits``) applied on the worker."""
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        options = {"args": tuple(args), "kwargs": dict(kwargs or {}), "limits": limits}
+        options["timeout"] = check_timeout(timeout)
+        future: DaskFuture[_T] = DaskFuture(self, call_name(fn), CALL)
+        self._send(future, fn, options, CALL)
+        return future
+
+    def map_calls(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[_T]:
+        """``ProcessExecutor.map_calls`` on the cluster: results in order; a chunk of
+        ``chunksize`` items is one task; closing the iterator early cancels the rest."""
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        items = zip(*iterables, strict=False)  # as map(): the shortest ends it
+        if chunksize == 1:
+            submits: Iterator[DaskFuture[Any]] = (self.submit_call(fn, *args) for args in items)
+        else:
+            chunks = iter(lambda: list(itertools.islice(items, chunksize)), [])
+            submits = (self.submit_call(_RUN_CHUNK, fn, chunk) for chunk in chunks)
+        return map_in_order(submits, timeout=timeout, buffersize=buffersize, flatten=chunksize > 1)
+
     def _queue(
-        self, argv: Any, timeout: object, kwargs: dict[str, Any], run: bool
+        self, argv: Any, timeout: object, kwargs: dict[str, Any], mode: str
     ) -> DaskFuture[Any]:
         if self._closed:
             raise RuntimeError("cannot schedule new jobs after shutdown")
         check_popen_kwargs({k: v for k, v in kwargs.items() if k not in RUN_KEYWORDS})
         command = check_argv(argv, shell=bool(kwargs.get("shell")))
         kwargs["timeout"] = check_timeout(timeout)
-        future: DaskFuture[Any] = DaskFuture(self, command)
-        self._send(future, command, kwargs, run)
+        future: DaskFuture[Any] = DaskFuture(self, command, mode)
+        self._send(future, command, kwargs, mode)
         return future
 
-    def _send(self, future: DaskFuture[Any], argv: Any, kwargs: dict[str, Any], run: bool) -> None:
+    def _send(self, future: DaskFuture[Any], argv: Any, kwargs: dict[str, Any], mode: str) -> None:
         key = f"procexec-{uuid.uuid4().hex}"
         future.key = key
         future.attempts += 1
         with self._lock:  # held until the task is known, so that its outcome finds it
             future._task = self._client.submit(
-                run_on_worker, key, argv, kwargs, run,
+                run_on_worker, key, argv, kwargs, mode,
                 key=key, pure=False, resources=self._resources,
             )  # fmt: skip
             self._pending[key] = future
-            self._tasks[key] = (future, argv, kwargs, run)
+            self._tasks[key] = (future, argv, kwargs, mode)
 
     def _collect(self) -> None:
         """The collector thread: resolve futures from the outcomes workers push, fetch the
@@ -331,11 +398,11 @@ class DaskExecutor:
             if outcome is None:
                 return False
             del self._tasks[key]
-            future, argv, kwargs, run = entry
+            future, argv, kwargs, mode = entry
             self._pending.pop(future.key, None)
         future._task.release()
         try:
-            self._settle(future, outcome_of(outcome), argv, kwargs, run)
+            self._settle(future, outcome_of(outcome), argv, kwargs, mode)
         except Exception:  # a bug here must not stop the others' results
             logger.exception("procexec.dask: settling a job failed")
             self._fail(future, RuntimeError("procexec.dask: settling this job failed"))
@@ -358,7 +425,7 @@ class DaskExecutor:
         outcome: tuple[Any, ...],
         argv: Any,
         kwargs: dict[str, Any],
-        run: bool,
+        mode: str,
     ) -> None:
         kind = outcome[0]
         if kind == "lost":
@@ -366,10 +433,12 @@ class DaskExecutor:
                 logger.warning(
                     "procexec.dask: worker %s was lost; running %r again", outcome[1], argv
                 )
-                self._send(future, argv, kwargs, run)
+                self._send(future, argv, kwargs, mode)
                 return
             self._fail(future, WorkerLostError(outcome[1]))
             return
+        if kind == "cancelled" and not future.cancelled():
+            Future.cancel(future)  # stopped on its worker (a call ends CANCELLED there)
         if kind == "cancelled" or future.cancelled():
             return
         if kind == "dask-error":
@@ -495,3 +564,17 @@ def _error_of(task: Any) -> BaseException:
         return cast(BaseException, task.exception())
     except BaseException as exc:
         return exc
+
+
+def _chunk_runner() -> Callable[..., list[Any]]:
+    """The function a chunk of ``map_calls`` runs as one call. Made inside a function so
+    that cloudpickle sends it by value: the worker process then imports nothing of
+    procexec to run it."""
+
+    def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+        return [fn(*args) for args in chunk]
+
+    return run_chunk
+
+
+_RUN_CHUNK = _chunk_runner()

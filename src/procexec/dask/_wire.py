@@ -21,6 +21,8 @@ from distributed import KilledWorker
 SLOTS = "procexec-slots"
 #: The name of the worker plugin, and the topic of the events that carry outcomes.
 PLUGIN = "procexec"
+#: What a task runs: a command's exit status (submit), its JobResult (run), a Python call.
+SUBMIT, RUN, CALL = "submit", "run", "call"
 #: run()'s own keywords, sent with the Popen ones.
 RUN_KEYWORDS = ("input", "capture_output", "check", "text", "encoding", "errors")
 #: Outcomes up to this size (pickled) travel with the events rather than be fetched. The

@@ -4,7 +4,8 @@ that runs a job on it.
 The client registers :class:`WorkerJobs` as a worker plugin; its executor is guarded
 (its jobs die with the worker, SIGKILL included) and its ``max_jobs`` is the worker's
 ``procexec-slots`` resource. Each job's task, a coroutine on the worker's event loop, hands
-the command to that executor, awaits it and pushes the outcome (``_wire.py``).
+the command (or the Python call, run by the executor's own workers in the same slots) to
+that executor, awaits it and pushes the outcome (``_wire.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 from distributed import WorkerPlugin, get_worker
 
-from procexec import ProcessExecutor, ProcessFuture
-from procexec.dask._wire import PLUGIN, SLOTS, pushed
+from procexec import CallFuture, ProcessExecutor, ProcessFuture
+from procexec.dask._wire import CALL, PLUGIN, RUN, SLOTS, pushed
 
 #: How many "never start this key" marks a worker keeps for jobs cancelled before they ran.
 _TOMBSTONES = 10_000
@@ -39,7 +40,7 @@ class WorkerJobs(WorkerPlugin):
             int(slots), term_sequence=self.term_sequence, guardian=True, sigterm=False
         )
         self.lock = threading.Lock()
-        self.running: dict[str, ProcessFuture[Any]] = {}
+        self.running: dict[str, ProcessFuture[Any] | CallFuture[Any]] = {}
         self.tombstones: OrderedDict[str, None] = OrderedDict()
 
     def teardown(self, worker: Any) -> None:
@@ -47,16 +48,20 @@ class WorkerJobs(WorkerPlugin):
         self.executor.kill_jobs()
 
     def start(
-        self, key: str, argv: Any, kwargs: dict[str, Any], run: bool
-    ) -> ProcessFuture[Any] | None:
+        self, key: str, argv: Any, kwargs: dict[str, Any], mode: str
+    ) -> ProcessFuture[Any] | CallFuture[Any] | None:
         """Hand a job to the executor, unless it was cancelled before it got here."""
         with self.lock:
             if key in self.tombstones:
                 del self.tombstones[key]
                 return None
-            future = (
-                self.executor.run(argv, **kwargs) if run else self.executor.submit(argv, **kwargs)
-            )
+            future: ProcessFuture[Any] | CallFuture[Any]
+            if mode == CALL:  # argv is the function; kwargs run_call's own
+                future = self.executor.run_call(argv, **kwargs)
+            elif mode == RUN:
+                future = self.executor.run(argv, **kwargs)
+            else:
+                future = self.executor.submit(argv, **kwargs)
             self.running[key] = future
         return future
 
@@ -81,7 +86,7 @@ class WorkerJobs(WorkerPlugin):
 
 
 async def run_on_worker(
-    key: str, argv: Any, kwargs: dict[str, Any], run: bool
+    key: str, argv: Any, kwargs: dict[str, Any], mode: str
 ) -> tuple[Any, ...] | None:
     """The Dask task of one job, run on the worker's event loop (no task thread: the job
     runs on the executor's lanes). Its outcome is ``("ok", value, worker, pid)``,
@@ -95,18 +100,20 @@ async def run_on_worker(
             f"procexec's worker plugin is not on the Dask worker {worker.address} "
             "(unregistered, or the worker joined without it?)"
         )
-    future = jobs.start(key, argv, kwargs, run)
+    future = jobs.start(key, argv, kwargs, mode)
     if future is None:
         return ("cancelled",)
     try:
         try:
             value = await future  # cancelled, the job is stopped and reaped first
-        except asyncio.CancelledError:  # the worker closes: Dask runs the task elsewhere
-            raise
+        except asyncio.CancelledError:
+            if isinstance(future, CallFuture) and future.cancelled():
+                return ("cancelled",)  # a call stopped by the client: its honest end
+            raise  # the worker closes: Dask runs the task elsewhere
         except BaseException as exc:  # the job's own failure, as it would be raised locally
             outcome: tuple[Any, ...] = ("error", exc, jobs.address, future.pid)
         else:
-            if run:
+            if mode == RUN:
                 value.worker = jobs.address
             outcome = ("ok", value, jobs.address, future.pid)
         return None if _push(worker, key, outcome) else outcome
