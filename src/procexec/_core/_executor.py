@@ -21,24 +21,20 @@ from procexec._core._calls import (
     map_in_order,
 )
 from procexec._core._future import ProcessFuture
-from procexec._core._job import Job
+from procexec._core._job import command_job
 from procexec._core._lifecycle import Block, abort
-from procexec._core._options import RunOptions, process_group_kwargs, run_options
+from procexec._core._options import RunOptions, run_options
 from procexec._core._progress import ExecutorBar
 from procexec._core._reaper import Reaper
 from procexec._core._resources._admission import make_admission
-from procexec._core._resources._rlimits import check_limits, limited
+from procexec._core._resources._rlimits import check_limits
 from procexec._core._streams import LineCallback
 from procexec._core._types import Command, RunKwargs, SubmitKwargs
 from procexec._core._workeroptions import WorkerOptions, worker_options
-from procexec._core._workers import WorkerSpec
 from procexec._result import JobResult
 from procexec._validate import (
-    check_argv,
     check_max_jobs,
-    check_popen_kwargs,
     check_term_sequence,
-    check_timeout,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +173,7 @@ class ProcessExecutor(Executor):
             name=f"procexec-reaper-{next(_counter)}",
             admission=make_admission(memfree, load, pressure, delay),
             on_held=on_held,
-            worker_spec=_worker_spec(worker_options(workers)),
+            worker_spec=worker_options(workers).spec(),
         )
         self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
@@ -570,44 +566,19 @@ class ProcessExecutor(Executor):
         new_process_group: bool | None,
         options: RunOptions | None,
     ) -> ProcessFuture[Any]:
-        limits = popen_kwargs.pop("limits", None)
-        if limits is not None:
-            limits = check_limits(limits)
-        check_popen_kwargs(popen_kwargs)
-        command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
-        launch = None if limits is None else limited(command, popen_kwargs, limits)
-        seconds = check_timeout(timeout)
         new_group = self._new_process_group if new_process_group is None else new_process_group
-        own_group = process_group_kwargs(popen_kwargs, new_group)
         future: ProcessFuture[Any] = ProcessFuture()
-        job = Job(
-            command,
-            popen_kwargs,
-            future,
-            timeout=seconds,
-            own_group=own_group,
-            options=options,
+        job = command_job(
+            argv, popen_kwargs, future, timeout, new_group=new_group, options=options,
             guarded=self._guarded,
-            limits=limits,
-            launch=launch,
-        )
+        )  # fmt: skip
         future._bind(job, self._reaper)
         if self._bar is not None:
             self._bar.queued(future)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("procexec: queued %r", command)
+            logger.debug("procexec: queued %r", job.argv)
         self._reaper.enqueue(job)
         return future
-
-
-def _worker_spec(options: WorkerOptions) -> WorkerSpec:
-    return WorkerSpec(
-        initializer=options.initializer_payload(),
-        env=options.env,
-        max_tasks=options.max_tasks,
-        idle_timeout=options.idle_timeout,
-        prestart=options.prestart,
-    )
 
 
 def _progress_bar(progress: bool | Mapping[str, Any]) -> ExecutorBar | None:

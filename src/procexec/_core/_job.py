@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from procexec._core._options import RunOptions
-from procexec._core._resources._rlimits import Limits, limit_hit
+from procexec._core._options import RunOptions, process_group_kwargs
+from procexec._core._resources._rlimits import Limits, check_limits, limit_hit, limited
 from procexec._core._streams import InputPipe, OutputPipe
 from procexec._result import (
     JobResult,
@@ -24,6 +24,7 @@ from procexec._result import (
     UsageFigures,
     exceeds_parent_peak,
 )
+from procexec._validate import check_argv, check_popen_kwargs, check_timeout
 
 
 class JobFuture(Protocol):
@@ -277,3 +278,35 @@ class Job:
             return None
         cpu = self.usage[0] + self.usage[1] if self.usage is not None else None
         return limit_hit(self.limits, returncode, cpu)
+
+
+def command_job(
+    argv: object,
+    popen_kwargs: dict[str, Any],
+    future: JobFuture,
+    timeout: object,
+    *,
+    new_group: bool,
+    options: RunOptions | None,
+    guarded: bool,
+) -> Job:
+    """The job of a command from ``submit()``/``run()``'s arguments, each checked here, at
+    the call: TypeError or ValueError for a bad one. ``popen_kwargs`` is completed for
+    Popen (the process group; ``limits`` taken out)."""
+    limits = popen_kwargs.pop("limits", None)
+    if limits is not None:
+        limits = check_limits(limits)
+    check_popen_kwargs(popen_kwargs)
+    command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
+    launch = None if limits is None else limited(command, popen_kwargs, limits)
+    return Job(
+        command,
+        popen_kwargs,
+        future,
+        timeout=check_timeout(timeout),
+        own_group=process_group_kwargs(popen_kwargs, new_group),
+        options=options,
+        guarded=guarded,
+        limits=limits,
+        launch=launch,
+    )

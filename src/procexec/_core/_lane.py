@@ -41,7 +41,7 @@ resolved on the lane's thread with no lock held, so done-callbacks run there and
 back into the executor.
 
 A failure stays with its job: each event of a job (start, output, input, exit, a stop
-step) is handled under :meth:`Lane._contain`, and what it raises kills and reaps that
+step) is handled under :meth:`Lane.contain`, and what it raises kills and reaps that
 job's child, fails its future and gives its slot back. If the loop itself fails, every job
 the lane holds goes the same way and the lane is handed back to the reaper. What crosses
 between a lane and its reaper is listed in ``_lanehost.py``.
@@ -300,7 +300,7 @@ class Lane:
             callback()
 
     # ------------------------------------------------------------- failures
-    def _contain(self, handle: Callable[[], None], job: Job) -> None:
+    def contain(self, handle: Callable[[], None], job: Job) -> None:
         """Run ``handle()``, one of ``job``'s events; what it raises fails that job alone."""
         try:
             handle()
@@ -422,10 +422,6 @@ class Lane:
         return self._pool
 
     # ------------------------------------------- PoolHost: this lane's workers
-    def contain(self, handle: Callable[[], None], job: Job) -> None:
-        """Run ``handle()``, an event of ``job``; what it raises fails that job alone."""
-        self._contain(handle, job)
-
     def call_ended(self, job: CallJob) -> None:
         """A call's outcome is in (or it was stopped): its slot goes back."""
         self._host.give_back(self, job)
@@ -452,13 +448,13 @@ class Lane:
     def _watch(self, job: Job, pid: int) -> None:
         assert self._poller is not None and self._watcher is not None
         watcher = self._watcher
-        on_exit = partial(self._contain, partial(self._on_exit, job), job)
+        on_exit = partial(self.contain, partial(self._on_exit, job), job)
         with_more_files(partial(watcher.watch, pid, on_exit))
         for pipe in job.output_pipes():
-            on_output = partial(self._contain, partial(self._on_output, pipe), job)
+            on_output = partial(self.contain, partial(self._on_output, pipe), job)
             self._poller.register(pipe.fd, "read", on_output)
         if job.stdin is not None:
-            on_input = partial(self._contain, partial(self._on_input, job), job)
+            on_input = partial(self.contain, partial(self._on_input, job), job)
             self._poller.register(job.stdin.fd, "write", on_input)
         if job.deadline is not None:
             self._stops.watch(job)
@@ -560,17 +556,17 @@ class Lane:
     def stop_if_running(self, job: Job, kill: bool) -> None:
         """Start stopping ``job`` if this lane runs it (on the lane's thread)."""
         if job.popen is not None and self._running.get(job.popen.pid) is job:
-            self._contain(partial(self._stops.begin, job, kill=kill), job)
+            self.contain(partial(self._stops.begin, job, kill=kill), job)
 
     def stop_every_running(self, kill: bool) -> None:
         """Start stopping every job this lane runs (on the lane's thread)."""
         for job in list(self._running.values()):
-            self._contain(partial(self._stops.begin, job, kill=kill), job)
+            self.contain(partial(self._stops.begin, job, kill=kill), job)
 
     def _pass_deadlines(self) -> None:
         if self._stops.timed:
             for job in self._stops.due():
-                self._contain(partial(self._stops.deadline_passed, job), job)
+                self.contain(partial(self._stops.deadline_passed, job), job)
 
     # --------------------------------------------------------------- fork()
     def forget_after_fork(self) -> None:

@@ -35,7 +35,7 @@ from procexec._core._job import Job
 from procexec._core._lane import Lane
 from procexec._core._lanehost import LaneControl
 from procexec._core._resources._admission import Admission, AdmissionWatch
-from procexec._core._workers import WorkerSpec
+from procexec._core._workeroptions import WorkerSpec
 from procexec._validate import TermSequence
 
 #: More lanes than this gain nothing: Popen's Python part holds the GIL.

@@ -56,6 +56,16 @@ class WorkerOptions:
         if self.env is not None:
             _check_env(self.env)
 
+    def spec(self) -> WorkerSpec:
+        """What the lanes start workers with (the initializer pickled once, here)."""
+        return WorkerSpec(
+            initializer=self.initializer_payload(),
+            env=self.env,
+            max_tasks=self.max_tasks,
+            idle_timeout=self.idle_timeout,
+            prestart=self.prestart,
+        )
+
     def initializer_payload(self) -> bytes | None:
         """The initializer and its arguments as the workers read them (cloudpickled once);
         PicklingError (or what pickling raised) if they cannot be sent."""
@@ -64,6 +74,17 @@ class WorkerOptions:
         import cloudpickle  # noqa: PLC0415
 
         return bytes(cloudpickle.dumps((self.initializer, self.initargs), pickle.HIGHEST_PROTOCOL))
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How the executor's workers are started (from ``WorkerOptions``, checked)."""
+
+    initializer: bytes | None = None
+    env: Mapping[str, str] | None = None
+    max_tasks: int | None = None
+    idle_timeout: float | None = 60.0
+    prestart: int = 0
 
 
 def worker_options(value: WorkerOptions | Mapping[str, Any] | None) -> WorkerOptions:

@@ -31,8 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +47,7 @@ from procexec._core._resources._limits import with_more_files
 from procexec._core._resources._rlimits import limited
 from procexec._core._stops import Stops, send_signal
 from procexec._core._streams import READ_SIZE, READS_PER_EVENT, WRITE_SIZE
+from procexec._core._workeroptions import WorkerSpec
 
 logger = logging.getLogger("procexec")
 
@@ -56,17 +56,6 @@ _PROGRAM = str(Path(_worker_main.__file__).resolve())
 STDERR_TAIL = 2048
 #: Failed worker starts in a row after which the calls already queued fail at once.
 MAX_FAILED_STARTS = 3
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """How the executor's workers are started (from ``WorkerOptions``, checked)."""
-
-    initializer: bytes | None = None
-    env: Mapping[str, str] | None = None
-    max_tasks: int | None = None
-    idle_timeout: float | None = 60.0
-    prestart: int = 0
 
 
 class PoolHost(Protocol):
