@@ -562,3 +562,20 @@ def test_the_errors_of_calls_survive_pickling() -> None:
     assert timeout.timeout == 1.5 and str(timeout) == str(CallTimeout(1.5))
     init = pickle.loads(pickle.dumps(InitializerError("Traceback\nValueError: x\n")))
     assert init.traceback == "Traceback\nValueError: x\n" and "ValueError: x" in str(init)
+
+
+def test_a_calls_stderr_shows_as_usual_and_a_crash_quotes_its_end(tmp_path: Path) -> None:
+    script = tmp_path / "printer.py"
+    script.write_text(
+        "import os, sys\nfrom procexec import CallLost, ProcessExecutor\n"
+        "def speak_and_die():\n"
+        "    print('last words', file=sys.stderr, flush=True)\n"
+        "    os._exit(7)\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessExecutor(1) as ex:\n"
+        "        try:\n            ex.submit_call(speak_and_die).result(timeout=60)\n"
+        "        except CallLost as exc:\n            print('tail:', exc.stderr.strip())\n"
+    )
+    result = _run(script)
+    assert "last words" in result.stderr  # the worker's stderr is this process's
+    assert result.stdout.strip() == "tail: last words", result.stderr

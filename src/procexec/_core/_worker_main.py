@@ -1,7 +1,7 @@
 """The worker process of Python callables: it runs the calls its parent sends, one at a time.
 
 A lane (``_workers.py``) starts it by path, as a fresh interpreter in a process group of
-its own: ``python .../_worker_main.py TASKS RESULTS LIFELINE``. It imports nothing of
+its own: ``python .../_worker_main.py TASKS RESULTS LIFELINE REPORT``. It imports nothing of
 procexec, so that it starts quickly; the lane imports this module for the framing both
 sides share (:func:`frame`, :class:`FrameReader`).
 
@@ -15,7 +15,9 @@ sides share (:func:`frame`, :class:`FrameReader`).
               ◄── ("lost", why)  the call could not be read  pickle cannot)
               ◄── ("init-failed", traceback), then exit 3
  lifeline ─── held by the parent only; its end of file: kill this process group and exit
- stderr ──► the parent, which passes it on and keeps the last 2 KiB (a crash's traceback)
+ report ◄── a copy of what is written to sys.stderr, and faulthandler's traceback: the
+            parent keeps the last 2 KiB for the error of a call that crashes (stderr
+            itself is the parent's, as for a command: what is printed shows as usual)
 ```
 
 Each frame is an 8-byte big-endian length and that many bytes of pickle. The end of the
@@ -24,6 +26,7 @@ tasks pipe (the parent retiring this worker) ends the process with status 0.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -198,10 +201,39 @@ def _initialize(message: dict[str, Any], results: Any) -> bool:
     return True
 
 
+class _Copied:
+    """``sys.stderr`` that also writes a copy to the report pipe, never waiting on it."""
+
+    def __init__(self, stream: Any, report: int) -> None:
+        self._stream = stream
+        self._report = report
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):  # full (the parent is behind) or gone: no copy
+            os.write(self._report, text.encode(errors="replace")[-4096:])
+        return int(self._stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _report_to(fd: int) -> None:
+    """Copy sys.stderr and faulthandler's tracebacks to the report pipe ``fd``."""
+    os.set_blocking(fd, False)
+    report = os.fdopen(fd, "wb", buffering=0)
+    faulthandler.enable(report, all_threads=True)  # a crash leaves its traceback there
+    if sys.stderr is not None:
+        sys.stderr = _Copied(sys.stderr, fd)
+    _kept.append(report)
+
+
+_kept: list[Any] = []  # the report file: faulthandler writes to its fd as long as it lives
+
+
 def main(argv: list[str]) -> int:
     """Serve calls until the tasks pipe ends; the exit status."""
-    tasks_fd, results_fd, lifeline_fd = (int(arg) for arg in argv[1:4])
-    faulthandler.enable()  # a crash leaves its traceback on stderr, which the parent keeps
+    tasks_fd, results_fd, lifeline_fd, report_fd = (int(arg) for arg in argv[1:5])
+    _report_to(report_fd)
     threading.Thread(
         target=_watch_lifeline, args=(lifeline_fd,), name="lifeline", daemon=True
     ).start()

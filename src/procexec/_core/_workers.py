@@ -11,7 +11,8 @@ kills.
                            write the call (non-blocking; the rest when the pipe drains)
  results pipe readable ──► frames: "ok"/"error" settle the call, the slot goes back,
                            the worker is idle (or retired: max_tasks, limits, over max_jobs)
- stderr readable ───────► passed on to this process's stderr; the last 2 KiB kept
+ report pipe readable ──► the last 2 KiB kept: what the worker wrote to sys.stderr and
+                           faulthandler's traceback (its stderr itself is this process's)
  the worker exits ──────► reaped; its call, if any: cancelled (stopped by its future),
                            CallTimeout, InitializerError, or CallLost naming the cause
  idle past idle_timeout, or the reaper draining ──► retired: its tasks pipe closed
@@ -52,7 +53,7 @@ from procexec._core._workeroptions import WorkerSpec
 logger = logging.getLogger("procexec")
 
 _PROGRAM = str(Path(_worker_main.__file__).resolve())
-#: How much of a worker's stderr a CallLost quotes.
+#: How much of what a worker wrote to its stderr a CallLost quotes.
 STDERR_TAIL = 2048
 #: Failed worker starts in a row after which the calls already queued fail at once.
 MAX_FAILED_STARTS = 3
@@ -86,20 +87,21 @@ class Worker:
         "popen",
         "reader",
         "ready",
+        "report",
         "results",
         "retiring",
-        "stderr",
         "tail",
         "tasks",
     )
 
-    def __init__(self, popen: subprocess.Popen[bytes], tasks: int, results: int, lifeline: int):
+    def __init__(
+        self, popen: subprocess.Popen[bytes], tasks: int, results: int, lifeline: int, report: int
+    ) -> None:
         self.popen = popen
         self.tasks: int | None = tasks  # write end of its tasks pipe; None once closed
         self.results: int | None = results
         self.lifeline = lifeline  # only this process writes to it: its end tells the worker
-        assert popen.stderr is not None
-        self.stderr: int | None = popen.stderr.fileno()
+        self.report: int | None = report  # a copy of its stderr, crash traceback included
         self.reader = _worker_main.FrameReader()
         self.outbox = memoryview(b"")  # bytes still to write to the tasks pipe
         self.tail = b""  # the last STDERR_TAIL bytes of its stderr
@@ -209,7 +211,7 @@ class Pool:
     def forget_after_fork(self) -> None:
         """In a child made by ``os.fork()``: the workers are the parent's; close the fds."""
         for worker in self._workers.values():
-            for fd in (worker.tasks, worker.results, worker.lifeline, worker.stderr):
+            for fd in (worker.tasks, worker.results, worker.lifeline, worker.report):
                 if fd is not None:
                     with contextlib.suppress(OSError):
                         os.close(fd)
@@ -233,34 +235,35 @@ class Pool:
     def _spawn(self, job: CallJob | None, guarded: bool) -> Worker:
         """Start a worker and send it the set-up message."""
         pipes = with_more_files(_pipes)
-        (tasks_r, tasks_w), (results_r, results_w), (life_r, life_w) = pipes
+        (tasks_r, tasks_w), (results_r, results_w), (life_r, life_w), (report_r, report_w) = pipes
+        theirs = (tasks_r, results_w, life_r, report_w)
         try:
-            popen = with_more_files(partial(self._popen, (tasks_r, results_w, life_r), job))
+            popen = with_more_files(partial(self._popen, theirs, job))
         except BaseException:
-            _close(tasks_w, results_r, life_w)
+            _close(tasks_w, results_r, life_w, report_r)
             raise
         finally:
-            _close(tasks_r, results_w, life_r)
-        worker = Worker(popen, tasks_w, results_r, life_w)
+            _close(*theirs)
+        worker = Worker(popen, tasks_w, results_r, life_w, report_r)
         self._workers[worker.pid] = worker
-        stderr = worker.stderr
-        assert stderr is not None and self._poller is not None and self._watcher is not None
-        for fd in (tasks_w, results_r, stderr):
+        assert self._poller is not None and self._watcher is not None
+        for fd in (tasks_w, results_r, report_r):
             os.set_blocking(fd, False)
         self._watcher.watch(worker.pid, partial(self._on_event, worker, self._on_exit))
         self._poller.register(results_r, "read", partial(self._on_event, worker, self._on_results))
-        self._poller.register(stderr, "read", partial(self._on_event, worker, self._on_stderr))
+        self._poller.register(report_r, "read", partial(self._on_event, worker, self._on_report))
         if guarded:
             worker.guard_slot = GUARDIAN.watch(worker.pid, group=True)
         setup = {"path": list(sys.path), "initializer": self._spec.initializer}
         self._send(worker, _worker_main.frame(pickle.dumps(setup, pickle.HIGHEST_PROTOCOL)))
         return worker
 
-    def _popen(self, fds: tuple[int, int, int], job: CallJob | None) -> subprocess.Popen[bytes]:
+    def _popen(
+        self, fds: tuple[int, int, int, int], job: CallJob | None
+    ) -> subprocess.Popen[bytes]:
         argv: Any = [sys.executable, _PROGRAM, *(str(fd) for fd in fds)]
         kwargs: dict[str, Any] = {
             "stdin": subprocess.DEVNULL,
-            "stderr": subprocess.PIPE,
             "pass_fds": fds,
             "env": None if self._spec.env is None else {**os.environ, **self._spec.env},
         }
@@ -362,26 +365,27 @@ class Pool:
         self._idle.append(worker)
         self.tidy()
 
-    def _on_stderr(self, worker: Worker) -> None:
-        if worker.stderr is None:
+    def _on_report(self, worker: Worker) -> None:
+        """What the worker wrote to sys.stderr, or faulthandler's traceback: the last
+        STDERR_TAIL bytes kept (it went to this process's stderr already)."""
+        if worker.report is None:
             return
         for _ in range(READS_PER_EVENT):
             try:
-                data = os.read(worker.stderr, READ_SIZE)
+                data = os.read(worker.report, READ_SIZE)
             except BlockingIOError:
                 return
             if not data:
-                self._close_fd(worker, "stderr")
+                self._close_fd(worker, "report")
                 return
             worker.tail = (worker.tail + data)[-STDERR_TAIL:]
-            _pass_on(data)
 
     def _on_exit(self, worker: Worker) -> None:
         """The worker has exited: read what it left, reap it, settle its call."""
         assert self._watcher is not None
         self._watcher.unwatch(worker.pid)
         self._on_results(worker)
-        self._on_stderr(worker)
+        self._on_report(worker)
         job = worker.call
         if job is not None and job.stop_steps is not None:
             send_signal(job, signal.SIGKILL)  # what is left of its group goes with it
@@ -460,12 +464,9 @@ class Pool:
                 worker.popen.returncode = os.waitstatus_to_exitcode(status)
             except ChildProcessError:
                 worker.popen.returncode = 0
-        for name in ("tasks", "results", "stderr"):
+        for name in ("tasks", "results", "report"):
             self._close_fd(worker, name)
         _close(worker.lifeline)
-        if worker.popen.stderr is not None:
-            with contextlib.suppress(OSError):
-                worker.popen.stderr.close()  # its fd is closed already: this only marks it
         self._workers.pop(worker.pid, None)
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
@@ -479,37 +480,27 @@ class Pool:
         if self._poller is not None:
             with contextlib.suppress(KeyError):
                 self._poller.unregister(fd)
-        if name == "stderr":
-            return  # Popen's file object owns it: closed in _reap
         _close(fd)
 
 
-def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """The tasks, results and lifeline pipes of a new worker (close-on-exec: only the
-    worker gets its ends, through ``pass_fds``)."""
+def _pipes() -> tuple[tuple[int, int], ...]:
+    """The tasks, results, lifeline and report pipes of a new worker (close-on-exec: only
+    the worker gets its ends, through ``pass_fds``)."""
     made: list[tuple[int, int]] = []
     try:
-        for _ in range(3):
+        for _ in range(4):
             made.append(os.pipe2(os.O_CLOEXEC))
     except BaseException:
         for pair in made:
             _close(*pair)
         raise
-    return made[0], made[1], made[2]
+    return tuple(made)
 
 
 def _close(*fds: int) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-def _pass_on(data: bytes) -> None:
-    """A worker's stderr, written to this process's."""
-    with contextlib.suppress(OSError):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(2, view) :]
 
 
 def _outcome(
