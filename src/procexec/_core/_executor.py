@@ -89,10 +89,12 @@ class ExecutorStats:
 
 
 class ProcessExecutor(Executor):
-    """Runs external commands as child processes, at most ``max_jobs`` at once.
+    """Runs external commands as child processes, and Python calls in worker processes
+    (:meth:`submit_call`), at most ``max_jobs`` of them at once.
 
     Args:
-        max_jobs: the most children running at once; None means :func:`default_max_jobs`.
+        max_jobs: the most jobs (commands and calls) running at once; None means
+            :func:`default_max_jobs`.
         term_sequence: how a job is stopped (``terminate()``, a timeout, leaving the ``with``
             block by an exception): ``(signal, grace seconds)`` steps; SIGKILL is appended
             if the sequence does not end with it.
@@ -184,9 +186,10 @@ class ProcessExecutor(Executor):
 
     @property
     def max_jobs(self) -> int:
-        """The most children running at once. Settable while jobs run: raising it starts
-        waiting jobs at once; lowering it lets running jobs finish and starts no new one
-        until fewer than the new limit run."""
+        """The most jobs (commands and calls) running at once. Settable while jobs run,
+        without waiting for them: raising it starts waiting jobs at once; lowering it lets
+        running jobs finish and starts no new one until fewer than the new limit run, and
+        idle workers beyond it exit."""
         return self._reaper.max_jobs
 
     @max_jobs.setter
@@ -446,9 +449,10 @@ class ProcessExecutor(Executor):
 
         Args:
             fn: the callable; ``args`` and ``kwargs`` its arguments.
-            timeout: seconds from the call's start (not its queueing); past them the
-                worker's process group gets the termination sequence, the worker is
-                replaced and ``result()`` raises :class:`~procexec.CallTimeout`.
+            timeout: seconds from the call's start (not its queueing: from when a worker
+                is given it, a new worker's start-up included); past them the worker's
+                process group gets the termination sequence, the worker is replaced and
+                ``result()`` raises :class:`~procexec.CallTimeout`.
             limits: resource limits (``Limits`` or a dict, as for commands): the call runs
                 in a worker started for it and retired after it.
         """
@@ -517,13 +521,15 @@ class ProcessExecutor(Executor):
             raise
 
     def stats(self) -> ExecutorStats:
-        """How many jobs run and wait now, and why the waiting ones wait."""
+        """How many jobs run and wait now (and how many of them are calls), why the waiting
+        ones wait, and how many workers are idle."""
         return ExecutorStats(*self._reaper.stats())
 
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
 
-        Waiting jobs are not affected: they start as slots free up.
+        Waiting jobs are not affected: they start as slots free up. A running call's worker
+        is stopped too, and its future fails with :class:`~procexec.CallLost`.
         """
         self._reaper.stop_all(kill=False)
 

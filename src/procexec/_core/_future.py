@@ -60,14 +60,16 @@ class BoundFuture(Future[T]):
 
     @property
     def started_at(self) -> float | None:
-        """Wall-clock time (``time.time()``) when the child was started, or None before."""
+        """Wall-clock time (``time.time()``) when the job started, or None before: a
+        command's child was started; a call was given to a worker."""
         job = self._job
         return job.started_wall if job is not None and job.popen is not None else None
 
     @property
     def ended_at(self) -> float | None:
-        """Wall-clock time when the child was reaped, or None before. For a job that failed
-        (it could not start, or its handling failed) the time it failed.
+        """Wall-clock time when the job ended, or None before: a command's child was reaped;
+        a call's outcome came in (or, stopped or lost, its worker was reaped). For a job
+        that failed (it could not start, or its handling failed) the time it failed.
 
         Measured on the monotonic clock from ``started_at``, so ``ended_at - started_at``
         is :attr:`duration` even if the system clock is changed meanwhile.
@@ -79,8 +81,9 @@ class BoundFuture(Future[T]):
 
     @property
     def duration(self) -> float | None:
-        """Seconds from the child's start to its reaping (0 for a job that could not start),
-        or None until then."""
+        """Seconds from the job's start to its end, as :attr:`started_at` and
+        :attr:`ended_at` say (0 for a job that could not start), or None until then. A call
+        given to a worker started for it counts that start and the initializer."""
         job = self._job
         if job is None or job.ended_mono is None:
             return None
@@ -88,9 +91,10 @@ class BoundFuture(Future[T]):
 
     @property
     def rusage(self) -> Rusage | None:
-        """The reaped child's CPU time and peak memory (as ``JobResult.rusage``), or None
-        until then or where it cannot be known. Set for every way a job ends, a timeout or
-        a failed check included."""
+        """The job's CPU time and peak memory (as ``JobResult.rusage``), or None until it
+        ended or where it cannot be known. A command's is set for every way it ends, a
+        timeout or a failed check included; a call's only when it returned or raised: its
+        worker's figures across the call (docs/api.md, ``CallFuture``)."""
         job = self._job
         if job is None or job.usage is None:
             return None
@@ -102,7 +106,8 @@ class BoundFuture(Future[T]):
         return self._job is not None and self._job.timed_out
 
     def wait_started(self, timeout: float | None = None) -> bool:
-        """Wait until the child has been started or the future is done.
+        """Wait until the job has started (a command's child started, a call given to a
+        worker) or the future is done.
 
         Returns True if that happened within ``timeout`` seconds (None: no limit).
         """
@@ -115,8 +120,9 @@ class BoundFuture(Future[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         """``await future``: the job's result, in asyncio. Cancelling the awaiting task
-        stops the job: cancelled if it waits, stopped and reaped if it runs
-        (:mod:`procexec.aio`)."""
+        stops the job: cancelled if it waits; if it runs, a command is stopped and reaped
+        before the cancellation goes on, and a call is stopped and its future cancelled at
+        once (:mod:`procexec.aio`)."""
         from procexec._core._awaiting import wait_job  # noqa: PLC0415  # asyncio only on use
 
         return wait_job(self).__await__()
