@@ -32,6 +32,8 @@ def test_public_methods_have_docstrings() -> None:
     for cls in (
         procexec.ProcessExecutor,
         procexec.ProcessFuture,
+        procexec.CallFuture,
+        procexec.WorkerOptions,
         procexec.compat.ProcessManager,
         procexec.compat.ProcessManagerEntry,
         procexec.report.JobRecord,
