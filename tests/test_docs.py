@@ -1,8 +1,9 @@
 """Every code block of README.md and docs/ runs, so an example can never again raise
 NameError or be a command procexec refuses.
 
-Python blocks of a page run in order in one namespace, as a reader would paste them; shell
-blocks run a line at a time with bash. Both run in a temporary directory with the tiny
+Python blocks of a page run in order in one namespace, as a reader would paste them (its
+``__name__`` is ``"__main__"``, so an example guarded by ``if __name__ == "__main__":`` runs
+whole); shell blocks run a line at a time with bash. Both run in a temporary directory with the tiny
 fixtures they need (below). A shell block that cannot run here (it installs from the
 package index, or it is a synopsis) says why in a ``<!-- not run by tests/test_docs.py:
 REASON -->`` line just before it, and the test checks that every such block has a reason."""
@@ -78,7 +79,7 @@ def test_python_blocks_run(
     monkeypatch.setenv("PATH", with_fixture_path(tmp_path))
     monkeypatch.chdir(tmp_path)
     namespace = {
-        "__name__": "__docs__",
+        "__name__": "__main__",  # as a pasted script: blocks guarded by this run too
         "paths": paths,  # the reader's own files
         "names": ["part.scad"],
         "huge_list_of_paths": ["img1", "img2", "img3"],
