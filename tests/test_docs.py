@@ -142,3 +142,26 @@ def test_readme_install_and_run(tmp_path: Path) -> None:
     assert "six\tjob 6 says six" in result.stdout
     assert result.stdout.count("\t:\t") == 6  # the job log's rows, printed by cat
     assert 'data-outcome="ok" data-count="6"' in (copy / "example.html").read_text()
+
+
+def test_every_test_named_in_guarantees_exists() -> None:
+    """docs/guarantees.md names, for each promise, the test that keeps it: each file it
+    names exists and each test name (``::name``, ``[params]`` left out, ``*`` matching any
+    letters) is a test function of some file of tests/. A row whose test cell is ``TODO``
+    is a promise whose test is still to be written."""
+    tests = "\n".join(path.read_text() for path in (ROOT / "tests").glob("test_*.py"))
+    missing = []
+    for line in (ROOT / "docs" / "guarantees.md").read_text().splitlines():
+        if not line.startswith("| ") or line.startswith("| promise |"):
+            continue
+        cell = line.rstrip(" |").rsplit(" | ", 1)[-1]
+        if cell.strip() == "TODO":
+            continue
+        for match in re.finditer(r"`(tests/[\w/]+\.py)?(?:::([\w*]+))?", cell):
+            file, name = match.groups()
+            if file and not (ROOT / file).exists():
+                missing.append(file)
+            pattern = name and r"^(?:async )?def " + name.replace("*", r"\w*") + r"\("
+            if pattern and not re.search(pattern, tests, re.MULTILINE):
+                missing.append(name)
+    assert missing == [], f"docs/guarantees.md names tests that do not exist: {missing}"
