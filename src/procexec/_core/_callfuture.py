@@ -39,7 +39,8 @@ class CallLost(BrokenProcessPool):
     Attributes:
         pid: the worker's process id, if it had started.
         returncode: how the worker ended (negative: the signal), or None if it lives on.
-        stderr: the last 2 KiB the worker wrote to its standard error (a crash's traceback).
+        stderr: the last 2 KiB the worker wrote to ``sys.stderr`` (a copy: its standard
+            error itself is this process's), and after a crash faulthandler's traceback.
     """
 
     def __init__(
