@@ -37,6 +37,16 @@ def test_progress_yields_every_future_and_counts_failures() -> None:
     assert bar.startswith("jobs: 100%") and "9/9" in bar and "failed=5" in bar
 
 
+def test_a_calls_value_is_not_an_exit_status_only_its_exception_fails() -> None:
+    from tests import _call_targets as targets
+
+    out = io.StringIO()
+    with ProcessExecutor(2, progress={"file": out, "mininterval": 0}) as ex:
+        ex.submit_call(targets.double, 3)  # 6: a value, not a failed status
+        ex.submit_call(targets.raise_value_error, "x")
+    assert "2/2" in last_line(out) and "failed=1" in last_line(out)
+
+
 def test_progress_of_a_generator_with_a_total() -> None:
     out = io.StringIO()
     with ProcessExecutor(2) as ex:

@@ -123,6 +123,9 @@ class CallFuture(BoundFuture[T]):
 
     _job: CallJob | None
 
+    #: A call's value is its own, never an exit status (progress bars count only errors).
+    value_is_exit_status = False
+
     @property
     def function(self) -> str | None:
         """The called function's qualified name, or None if unbound."""

@@ -12,11 +12,14 @@ F = TypeVar("F", bound="Future[Any]")
 
 
 def failed(future: Future[Any]) -> bool:
-    """Whether a finished job failed: it raised, or its exit status is not 0."""
+    """Whether a finished job failed: it raised, or its exit status is not 0. The value of
+    a future whose ``value_is_exit_status`` is False (a Python call's) is no status."""
     if future.cancelled():
         return False
     if future.exception() is not None:
         return True
+    if not getattr(future, "value_is_exit_status", True):
+        return False
     result = future.result()
     status = result if isinstance(result, int) else getattr(result, "returncode", 0)
     return status != 0

@@ -78,6 +78,11 @@ class DaskFuture(Future[_T]):
         self._task: Any = None  # the Dask future of the current attempt
         self._state_lock = threading.Lock()
 
+    @property
+    def value_is_exit_status(self) -> bool:
+        """Whether the value is a command's exit status (a call's is its own)."""
+        return self._mode == SUBMIT
+
     def cancel(self) -> bool:
         """Cancel the job unless it has finished: one not started never runs, one that
         runs on a worker is killed (its process group). False once it has finished.
