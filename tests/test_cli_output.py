@@ -11,16 +11,23 @@ timing. (Under ``python -u`` a partial write went unnoticed and the rest was dro
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
+from procexec.cli import _sink, main
+from tests._helpers import assert_dies, log_rows, run_cli
 
 T = TypeVar("T")
 PROCEXEC = [sys.executable, "-m", "procexec"]
@@ -173,3 +180,140 @@ def test_job_stderr_arrives_whole(buffering: str, tmp_path: Path) -> None:
     )
     assert (status, out) == (0, b"")
     assert sorted(blocks(err.split(b"\n")[:-1])) == [(x.encode(), LINES) for x in LETTERS]
+
+
+# ------------------------------------------------------------------------ a full disk
+#: A job per argument: "long" writes its pid to long.pid and sleeps; "print" waits for
+#: long.pid, then prints a line; anything else does nothing.
+JOB = """
+case $1 in
+long) echo $$ > long.pid; exec sleep 300 ;;
+print) while [ ! -e long.pid ]; do sleep 0.01; done; echo printed ;;
+esac
+"""
+#: Quiet jobs whose log rows are long: a few fill a 4 KiB disk.
+FILLERS = [f"{n:03d}" + "x" * 300 for n in range(40)]
+
+
+def job_argv(directory: Path) -> list[str]:
+    (directory / "job.sh").write_text(JOB)
+    return ["sh", str(directory / "job.sh")]
+
+
+def assert_stopped(directory: Path) -> None:
+    """The long job was stopped (it would sleep for 300 s)."""
+    assert_dies(int((directory / "long.pid").read_text()), timeout=30)
+
+
+@pytest.mark.parametrize("mode", [[], ["--line-buffer"]])
+def test_a_full_stdout_ends_the_run_with_one_line(mode: list[str], tmp_path: Path) -> None:
+    """stdout on /dev/full: the job that printed is not logged (its output is lost, so
+    --resume runs it again); the one that finished before is; the long one is stopped."""
+    with open(os.devnull, "rb") as stdin, open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [*PROCEXEC, *mode, "-j", "2", "--joblog", "log", *job_argv(tmp_path), ":::",
+             "quiet", "long", "print"],
+            stdin=stdin, stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            timeout=120, check=False,
+        )  # fmt: skip
+    assert result.stderr == "procexec: cannot write standard output: No space left on device\n"
+    assert result.returncode == 255
+    assert [row[8].split()[-1] for row in log_rows(tmp_path / "log")] == ["quiet"]
+    assert_stopped(tmp_path)
+
+
+def check_full_log(path: Path, option: str, reason: str, stderr: str, status: int) -> None:
+    """The run ended with one line naming the file, and the file holds whole rows only."""
+    name = "job log" if option == "--joblog" else "--joblog-json file"
+    assert stderr == f"procexec: cannot write {name} {path}: {reason}\n"
+    assert status == 255
+    text = path.read_text()
+    assert text.endswith("\n")
+    if option == "--joblog":
+        rows = [line.split("\t") for line in text.splitlines()[1:]]
+        assert all(len(row) == 9 and row[8].startswith("sh ") for row in rows), rows
+        seqs = [int(row[0]) for row in rows]
+    else:
+        seqs = [json.loads(line)["seq"] for line in text.splitlines()]
+    assert len(seqs) >= 2 and len(set(seqs)) == len(seqs)
+
+
+def small_tmpfs_refused() -> str | None:
+    """Why this machine cannot mount a small tmpfs in a namespace of its own, or None."""
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    with tempfile.TemporaryDirectory() as directory:
+        probe = subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "mount", "-t", "tmpfs", "-o",
+             "size=4k", "tmpfs", directory],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    if probe.returncode != 0:
+        return f"a tmpfs cannot be mounted in a user namespace here: {probe.stderr.strip()}"
+    return None
+
+
+#: Mounts a 4 KiB tmpfs on $1, runs the rest of the command line, copies what it wrote to
+#: $2 (the tmpfs goes away with the namespace) and exits with the command's status.
+IN_SMALL_TMPFS = (
+    'mount -t tmpfs -o size=4k tmpfs "$1" || exit 99; d=$1; o=$2; shift 2; "$@"; '
+    's=$?; cp "$d"/* "$o"/; exit $s'
+)
+
+
+@pytest.mark.parametrize("option", ["--joblog", "--joblog-json"])
+def test_a_full_disk_under_a_log_ends_the_run_with_one_line(option: str, tmp_path: Path) -> None:
+    reason = small_tmpfs_refused()
+    if reason is not None:
+        pytest.skip(f"{reason} (test_a_log_write_that_fails_... injects the error instead)")
+    disk, copied = tmp_path / "disk", tmp_path / "copied"
+    disk.mkdir()
+    copied.mkdir()
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", IN_SMALL_TMPFS, "sh",
+         str(disk), str(copied), *PROCEXEC, "-j", "2", option, str(disk / "log"),
+         *job_argv(tmp_path), ":::", "long", *FILLERS],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.stdout == ""
+    (copied / "log").rename(disk / "log")  # where the message says it is
+    check_full_log(
+        disk / "log", option, "No space left on device", result.stderr, result.returncode
+    )
+    assert_stopped(tmp_path)
+
+
+@pytest.mark.parametrize("option", ["--joblog", "--joblog-json"])
+def test_a_log_write_that_fails_ends_the_run_with_one_line(
+    option: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same, with the disk's end played by a write that takes what fits in 4 KiB, then
+    fails as a full disk does."""
+    log = tmp_path / "log"
+    room = [4096]
+    real = _sink.write_all
+
+    def small_disk(fd: int, data: bytes) -> None:
+        if Path(f"/proc/self/fd/{fd}").resolve() != log:
+            real(fd, data)
+            return
+        real(fd, data[: room[0]])
+        room[0] -= min(room[0], len(data))
+        if not room[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_sink, "write_all", small_disk)
+    monkeypatch.chdir(tmp_path)
+    status = main(["-j", "2", option, str(log), *job_argv(tmp_path), ":::", "long", *FILLERS])
+    check_full_log(log, option, "No space left on device", capsys.readouterr().err, status)
+    assert_stopped(tmp_path)
+
+
+def test_a_report_that_cannot_be_written_fails_the_run(tmp_path: Path) -> None:
+    result = run_cli("--report", "/dev/full", "true", ":::", "a", cwd=tmp_path)
+    assert result.stderr == "procexec: cannot write report /dev/full: No space left on device\n"
+    assert result.returncode == 255

@@ -106,7 +106,12 @@ class LineDisplay(Display):
             self._line(self.out, (self._prefix(job) or b"") + line + b"\n")
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
-        """Already printed, line by line."""
+        """Already printed, line by line; raises what stopped the printing, if anything
+        did (then some of the job's output may be lost)."""
+        with self.lock:
+            broken = self.broken
+        if broken is not None:
+            raise broken
 
     def _line(self, sink: Sink, line: bytes) -> None:
         try:

@@ -38,6 +38,7 @@ class Outputs:
         self.log: JobLog | None = None
         self.sidecar: Sink | None = None
         self.finished: bool | None = None  # once finish() ran: whether all was written
+        self.said: set[str] = set()  # the error messages said (once each)
         try:
             if plan.joblog:
                 self.log = JobLog(
@@ -105,8 +106,11 @@ class Outputs:
         return written
 
     def say(self, message: str) -> bool:
-        """Print a line on stderr as the run ends; False if stderr cannot take it (then
-        nothing more can be said: the exit status tells)."""
+        """Print a line on stderr as the run ends, unless it was said already; False if
+        stderr cannot take it (then nothing more can be said: the exit status tells)."""
+        if message in self.said:
+            return True
+        self.said.add(message)
         try:
             self.stderr.text(message + "\n")
         except (OutputError, BrokenPipeError):

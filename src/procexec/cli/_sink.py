@@ -8,10 +8,11 @@ the descriptor itself: it loops on partial writes and, while the descriptor is f
 waits until it can take more. So every byte arrives, in either buffering mode, and in the
 order it was written.
 
-A write that fails (a full disk) raises :class:`OutputError` naming the destination, once:
-later writes to that sink are dropped, as the run is ending with that error. A closed pipe
-raises BrokenPipeError instead (``| head``: the command exits quietly, status 141). A log
-file procexec owns is cut back to its last whole row, so a failed write leaves no half row.
+A write that fails (a full disk) raises :class:`OutputError` naming the destination, and
+so does every later write of something to that sink: what it was given is lost (a job whose
+output is lost gets no log row). A closed pipe raises BrokenPipeError instead (``| head``:
+the command exits quietly, status 141). A log file procexec owns is cut back to its last
+whole row, so a failed write leaves no half row.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Sink:
         self._owned = owned
         self._size = os.fstat(stream.fileno()).st_size if owned else 0  # its whole rows
         self._lock = threading.Lock()
-        self.failed: BaseException | None = None  # the first failed write's error
+        self.failed: OSError | None = None  # the failed write's error
 
     @classmethod
     def open(cls, path: str, name: str, *, append: bool) -> Sink:
@@ -53,21 +54,22 @@ class Sink:
         return cls(name, open(path, "ab" if append else "wb", buffering=0), owned=True)
 
     def write(self, data: bytes) -> None:
-        """Write all of ``data``; raise OutputError (or BrokenPipeError) if it fails."""
+        """Write all of ``data``; raise OutputError (or BrokenPipeError) if it fails or
+        failed before."""
         if not data:
             return
         with self._lock:
-            if self.failed is not None:
-                return  # it failed already: the run is ending with that error
-            try:
-                self._write(data)
-            except BrokenPipeError as error:
-                self.failed = error
-                raise
-            except OSError as error:
-                self.failed = error
-                self._cut_back()
-                raise OutputError(f"cannot write {self.name}: {_reason(error)}") from None
+            failed = self.failed
+            if failed is None:
+                try:
+                    self._write(data)
+                    return
+                except OSError as error:
+                    self.failed = failed = error
+                    self._cut_back()
+        if isinstance(failed, BrokenPipeError):
+            raise BrokenPipeError(failed.errno, failed.strerror)
+        raise OutputError(f"cannot write {self.name}: {failed.strerror or failed}")
 
     def text(self, text: str) -> None:
         """Write ``text`` (UTF-8, undecodable bytes given back as they came)."""
@@ -129,7 +131,3 @@ def _descriptor(stream: IO[Any]) -> int | None:
         return stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
         return None
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
