@@ -33,6 +33,9 @@ MAX_COMMAND = 400
 MAX_LISTED = 50
 #: Slowest jobs listed.
 SLOWEST = 10
+#: Up to this many slots, every other row of the timeline is shaded (beyond, rows are
+#: thinner than a pixel: the page's height is at most 640 px).
+MAX_STRIPED = 1000
 #: Runtime histogram bins.
 BINS = 40
 TITLES = {
@@ -163,7 +166,7 @@ def _timeline(batch: Batch, levels: Sequence[float], top: float) -> str:
     height = min(640, max(80, rows * 18))
     stripes = "".join(
         f'<rect class="lane" x="0" y="{row - 1}" width="{SPAN}" height="1"/>'
-        for row in range(2, rows + 1, 2)
+        for row in range(2, rows + 1 if rows <= MAX_STRIPED else 0, 2)
     )
     return f"""<section id="timeline-section"><h2>Timeline</h2>
 <p class="note">One row per slot, one bar per job from its start to its end (a job run
