@@ -93,6 +93,12 @@ def test_json_nested_50000_deep_is_refused() -> None:
     assert_refused(status, err, "s.jsonl line 1: not a job record (nested too deeply)")
 
 
+def test_keys_some_objects_lack_are_read() -> None:
+    lines = [{**GOOD, "cpu": 0.5, "slot": None}, {**GOOD, "seq": 2}, {**GOOD, "seq": 3, "cpu": 2}]
+    status, err = report(("s.jsonl", "".join(json.dumps(line) + "\n" for line in lines)))
+    assert status == 0, err
+
+
 def test_odd_but_valid_records_make_a_report() -> None:
     """A lone surrogate escape in a command, a wall time of 5e-324 s, a slot of 10**9:
     drawn, not refused, and quickly (no stripe per slot)."""

@@ -87,8 +87,12 @@ def _joblog_row(path: str, number: int, line: str) -> JobRecord:
     try:
         if len(fields) != JOBLOG_COLUMNS:
             raise ValueError(f"{len(fields)} columns, not {JOBLOG_COLUMNS}")
-        seq, exitval, signum = (_integer(fields[k], name) for k, name in _INTEGERS)
-        start, runtime = (_seconds(fields[k], name) for k, name in _SECONDS)
+        seq, exitval, signum = int(fields[0]), int(fields[6]), int(fields[7])
+        start, runtime = float(fields[2]), float(fields[3])
+        if not (-MAX_SECONDS <= start <= MAX_SECONDS and -MAX_SECONDS <= runtime <= MAX_SECONDS):
+            raise ValueError(_not_times(fields))  # nan, inf, 1e308...
+        if max(abs(seq), abs(exitval), abs(signum)) > MAX_INTEGER:
+            raise ValueError(f"Seq, Exitval and Signal must be at most {MAX_INTEGER}")
     except ValueError as error:
         raise ReportError(f"{path} line {number}: not a job log row ({error})") from None
     timed_out = exitval == -1  # GNU parallel logs a job it stopped at --timeout so
@@ -104,29 +108,16 @@ def _joblog_row(path: str, number: int, line: str) -> JobRecord:
     )
 
 
-_INTEGERS = ((0, "Seq"), (6, "Exitval"), (7, "Signal"))
-_SECONDS = ((2, "Starttime"), (3, "JobRuntime"))
-
-
-def _integer(text: str, name: str) -> int:
-    value = int(text)
-    if not -MAX_INTEGER <= value <= MAX_INTEGER:
-        raise ValueError(f"{name} {text[:30]!r} is too large")
-    return value
-
-
-def _seconds(text: str, name: str) -> float:
-    value = float(text)
-    if not -MAX_SECONDS <= value <= MAX_SECONDS:  # False for nan too
-        raise ValueError(
-            f"{name} must be a finite number of seconds, at most {MAX_SECONDS:g} either way, "
-            f"not {text[:30]!r}"
-        )
-    return value
+def _not_times(fields: list[str]) -> str:
+    return (
+        f"Starttime and JobRuntime must be finite numbers of seconds, at most {MAX_SECONDS:g} "
+        f"either way, not {fields[2][:30]!r} and {fields[3][:30]!r}"
+    )
 
 
 # ---------------------------------------------------------------------- the sidecar
 def _json_rows(path: str, lines: list[tuple[int, str]], *, mend: bool) -> list[JobRecord]:
+    """The records of a sidecar's lines (``mend``: lone surrogates may be escaped in them)."""
     objects = [line for _, line in lines if line.strip()]
     try:  # all at once: one call into the C decoder, and the checks a key at a time
         records = _checked_batch(_loads("[" + ",".join(objects) + "]"))
@@ -147,8 +138,9 @@ def _not_a_number(name: str) -> float:
 
 def _checked_batch(objects: list[Any], *, nested: bool = False) -> list[JobRecord] | None:
     """The records of many sidecar objects, or None if any is not a job's object (then
-    ``JobRecord.from_json`` on each says which and why). Each key's types are checked
-    across all objects at once: per object, that checking dominated the reading."""
+    ``JobRecord.from_json`` on each says which and why). Each key's types and numbers'
+    ranges are checked across all objects at once: per object, that checking dominated
+    the reading."""
     if not objects:
         return []
     if any(type(data) is not dict for data in objects):
@@ -157,14 +149,16 @@ def _checked_batch(objects: list[Any], *, nested: bool = False) -> list[JobRecor
         return None
     for key, kinds in JSON_TYPES.items():
         values = [data[key] for data in objects if key in data]
-        if not {type(value) for value in values} <= kinds:
+        types = set(map(type, values))
+        if not types <= kinds:
             return None
-        if kinds & NUMBER and not all(in_range(key, value) for value in values):
+        if types & NUMBER and not _all_in_range(key, values, types):
             return None
     nested_in = [data for data in objects if data.get("earlier")]
     if nested and nested_in:
         return None  # an earlier attempt has no attempts of its own
-    earlier = _checked_batch([e for data in nested_in for e in data["earlier"]], nested=True)
+    given = [e for data in nested_in for e in data["earlier"]]
+    earlier = _checked_batch(given, nested=True)
     if earlier is None:
         return None
     attempts = iter(earlier)
@@ -172,6 +166,13 @@ def _checked_batch(objects: list[Any], *, nested: bool = False) -> list[JobRecor
         if "earlier" in data:
             data["earlier"] = tuple(next(attempts) for _ in data["earlier"])
     return [JobRecord(**data) for data in objects]
+
+
+def _all_in_range(key: str, values: list[Any], types: set[type]) -> bool:
+    """Whether the numbers among ``values`` (of those ``types``) are in range: the smallest
+    and the largest are (the JSON decoder here makes no nan)."""
+    numbers = values if types <= NUMBER else [v for v in values if type(v) in NUMBER]
+    return in_range(key, min(numbers)) and in_range(key, max(numbers))
 
 
 def _json_row(path: str, number: int, line: str) -> JobRecord:
