@@ -130,6 +130,28 @@ def test_report_command_from_the_log_and_the_sidecar(tmp_path: Path) -> None:
     assert (tmp_path / "log.html").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "retries", "timeout"),
+    [
+        ([], "none", "none"),
+        (["--retries", "1", "--timeout", "90"], "none", "90 s"),
+        (["--retries", "3", "--timeout", "200%"], "3 (a failing job runs up to 3 times in all)",
+         "200% of the median runtime"),
+    ],
+)  # fmt: skip
+def test_report_settings_say_what_was_asked(
+    tmp_path: Path, options: list[str], retries: str, timeout: str
+) -> None:
+    page = tmp_path / "r.html"
+    assert main(["--report", str(page), *options, "true", ":::", "a"]) == 0
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    rows = {
+        row.select_one("th").get_text(): row.select_one("td").get_text()  # type: ignore[union-attr]
+        for row in soup.select("#settings tr")
+    }
+    assert (rows["retries"], rows["timeout"]) == (retries, timeout)
+
+
 @needs_parallel
 def test_report_of_gnu_parallels_own_job_log(tmp_path: Path) -> None:
     assert PARALLEL is not None

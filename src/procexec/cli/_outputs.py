@@ -135,13 +135,20 @@ class Outputs:
     def _settings(self) -> dict[str, str]:
         """The run's settings, as the report lists them."""
         plan = self.plan
+        if plan.timeout_percent is not None:
+            timeout = f"{plan.timeout_percent:g}% of the median runtime"
+        else:
+            timeout = "none" if plan.timeout is None else f"{plan.timeout:g} s"
+        retries = "none"
+        if plan.retries > 1:
+            retries = f"{plan.retries} (a failing job runs up to {plan.retries} times in all)"
         return {
             "command line": "procexec " + shlex.join(self.argv),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(self.started)),
             "host": self.host,
             "jobs (-j)": str(plan.max_jobs),
-            "timeout": "none" if plan.timeout is None else f"{plan.timeout:g} s",
-            "retries": str(plan.retries),
+            "timeout": timeout,
+            "retries": retries,
         }
 
 
