@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,12 +171,13 @@ def test_report_of_gnu_parallels_own_job_log(tmp_path: Path) -> None:
     ("options", "shown"),
     [
         ([], False),
-        (["--bar"], True),
-        (["--bar", "--no-summary"], False),
+        (["--bar"], False),  # as GNU parallel's --bar: the bar alone
+        (["--bar", "--summary"], True),
         (["--summary"], True),
+        (["--summary", "--no-summary"], False),
     ],
 )
-def test_summary_default_follows_the_bar(tmp_path: Path, options: list[str], shown: bool) -> None:
+def test_summary_only_when_asked_for(tmp_path: Path, options: list[str], shown: bool) -> None:
     result = run_batch(tmp_path, *options)
     assert result.returncode == 3
     assert ("procexec: 6 jobs in " in result.stderr) is shown
@@ -183,6 +185,22 @@ def test_summary_default_follows_the_bar(tmp_path: Path, options: list[str], sho
         assert ": 3 ok, 3 failed; 3 slots" in result.stderr
         assert "most common failure: " in result.stderr
         assert "slowest" in result.stderr and "#4" in result.stderr  # the timed-out one
+
+
+def test_bar_prints_the_bar_and_nothing_else() -> None:
+    """What a GNU parallel user sees on stderr with --bar: bar updates only (tqdm's
+    ``N%|...| done/total [elapsed<left, rate]``), ended by a newline."""
+    result = subprocess.run(
+        [sys.executable, "-m", "procexec", "--bar", "true", ":::", "a", "b", "c"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, b"")
+    err = result.stderr.decode()  # not as text=True would: "\r" would become "\n"
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    updates = [part for part in err.strip().split("\r") if part]
+    assert updates, err
+    assert all(re.fullmatch(r" *\d+%\|.*\| \d/3 \[.*\]", part) for part in updates), updates
+    assert updates[-1].startswith("100%|") and "| 3/3 [" in updates[-1]
 
 
 @pytest.mark.parametrize(
