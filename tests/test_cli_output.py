@@ -174,6 +174,34 @@ def test_results_are_saved_whole(buffering: str, tmp_path: Path) -> None:
         assert (tmp_path / "out" / "1" / letter / "stdout").read_text() == f"{letter}\n" * LINES
 
 
+def test_dry_run_lines_arrive_whole(buffering: str, tmp_path: Path) -> None:
+    values = [f"{n:03d}" + "x" * 1000 for n in range(200)]
+    status, out, err = run_into_slow_pipe(
+        ["--dry-run", "echo", ":::", *values], buffering, tmp_path
+    )
+    assert (status, err) == (0, b"")
+    assert out.decode().splitlines() == [f"echo {value}" for value in values]
+
+
+def test_dry_run_into_a_closed_or_full_stdout(tmp_path: Path) -> None:
+    many = [str(n) for n in range(20_000)]
+    script = (
+        f"{' '.join(PROCEXEC)} --dry-run echo ::: {' '.join(many)} | head -1; "
+        "echo ${PIPESTATUS[0]} >&2"
+    )
+    closed = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (closed.stdout, closed.stderr) == ("echo 0\n", "141\n")  # quietly, as a run
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [*PROCEXEC, "--dry-run", "echo", ":::", "a"], stdout=full, stderr=subprocess.PIPE,
+            text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.stderr == "procexec: cannot write standard output: No space left on device\n"
+    assert result.returncode == 255
+
+
 def test_job_stderr_arrives_whole(buffering: str, tmp_path: Path) -> None:
     status, err, out = run_into_slow_pipe(
         [f"{PRINTS} >&2", ":::", *LETTERS], buffering, tmp_path, stream="stderr"
