@@ -8,10 +8,12 @@ tests are skipped with that reason.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bs4 import BeautifulSoup, Tag
@@ -19,7 +21,7 @@ from PIL import Image
 
 from procexec.cli import main
 from tests._helpers import assert_dies, my_children
-from tests._joblogs import batch_rows, write_log
+from tests._joblogs import Row, batch_rows, write_log
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -156,3 +158,113 @@ def test_timeline_is_drawn(tmp_path: Path, report: Path) -> None:
     assert green > 0.5 * len(pixels)
     assert red > 0
     assert blank < 0.2 * len(pixels)
+
+
+# ------------------------------------------------------ what the page shows, measured
+#: Appended to a copy of a page: the boxes (left, top, right, bottom, in pixels) of the
+#: histogram's marker labels, of the concurrency chart, its dashed max_jobs line and the
+#: labels of its scale, written as JSON into an attribute of <html>.
+MEASURE = """<script>
+(function () {
+  function box(el) {
+    var r = el.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom];
+  }
+  function labels(selector) {
+    return Array.prototype.map.call(document.querySelectorAll(selector), function (el) {
+      return {text: el.textContent, box: box(el)};
+    });
+  }
+  document.documentElement.setAttribute("data-test-geometry", JSON.stringify({
+    marks: labels("#histogram text.mark-label"),
+    lines: labels("#histogram line.mark"),
+    scale: labels("#concurrency-yaxis span"),
+    chart: box(document.getElementById("concurrency")),
+    limit: box(document.querySelector("#concurrency line.limit"))
+  }));
+})();
+</script>"""
+#: Slot 1 runs ten 1 s jobs end to end; two 10 s jobs run beside them, so p95 = max.
+END_TO_END = [Row(k + 1, 1_800_000_000.0 + k, 1.0, 0, 0, f"short {k}") for k in range(10)] + [
+    Row(11 + k, 1_800_000_000.0, 10.0, 0, 0, f"long {k}") for k in range(2)
+]
+#: Every job takes as long: p50 = p95 = max.
+EQUAL = [Row(k + 1, 1_800_000_000.0 + k, 2.0, 0, 0, f"same {k}") for k in range(5)]
+
+
+def page_of(directory: Path, name: str, rows: list[Row]) -> Path:
+    log = write_log(directory / f"{name}.log", rows)
+    assert main(["report", str(log), "-o", str(directory / f"{name}.html")]) == 0
+    return directory / f"{name}.html"
+
+
+def geometry(tmp_path: Path, page: Path) -> dict[str, Any]:
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    html = dumped(tmp_path, measured)
+    assert html.get("data-script-error") is None
+    result: dict[str, Any] = json.loads(str(html.get("data-test-geometry")))
+    return result
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("rows", [END_TO_END, EQUAL], ids=["p95-is-max", "all-equal"])
+def test_histogram_mark_labels_never_overlap(tmp_path: Path, rows: list[Row]) -> None:
+    found = geometry(tmp_path, page_of(tmp_path, "marks", rows))
+    marks = found["marks"]
+    assert [m["text"] for m in marks] == ["p50", "p95", "max"]
+    for k, mark in enumerate(marks):
+        assert mark["box"][2] > mark["box"][0]  # drawn
+        for other in marks[k + 1 :]:
+            assert not overlap(mark["box"], other["box"]), (mark, other)
+    # each label stays near its line, in the same order
+    centres = [(m["box"][0] + m["box"][2]) / 2 for m in marks]
+    assert centres == sorted(centres)
+    for centre, line in zip(centres, found["lines"], strict=True):
+        assert abs(centre - (line["box"][0] + line["box"][2]) / 2) < 60
+
+
+def test_concurrency_chart_has_a_labelled_scale(tmp_path: Path) -> None:
+    found = geometry(tmp_path, page_of(tmp_path, "scale", END_TO_END))
+    left, top, _, bottom = found["chart"]
+    at = {label["text"]: label["box"] for label in found["scale"]}
+    assert set(at) == {"0", "3"}  # 0, and max_jobs: the dashed line
+    for box in at.values():
+        assert box[2] <= left + 1 and box[2] > box[0]  # beside the chart, not over it
+    assert abs((at["0"][1] + at["0"][3]) / 2 - bottom) <= 3
+    limit_y = (found["limit"][1] + found["limit"][3]) / 2
+    assert top < limit_y < bottom
+    assert abs((at["3"][1] + at["3"][3]) / 2 - limit_y) <= 3
+
+
+def test_bars_end_to_end_in_a_row_stay_apart(tmp_path: Path) -> None:
+    """Ten bars end to end in slot 1: along the row, ten separate stretches of green."""
+    page = page_of(tmp_path, "row", END_TO_END)
+    html = dumped(tmp_path, page)
+    left, top, width, height = map(int, str(html.get("data-timeline-box")).split(","))
+    shot = tmp_path / "row.png"
+    result = chromium(tmp_path, f"--screenshot={shot}", page.as_uri())
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    middle = top + height // 6  # the middle of the first of three rows
+    with Image.open(shot) as image:
+        line = image.convert("RGB").crop((left, middle, left + width, middle + 1)).tobytes()
+    green = [
+        sum(abs(a - b) for a, b in zip(line[i : i + 3], (0x3F, 0x9A, 0x5B), strict=True)) < 60
+        for i in range(0, len(line), 3)
+    ]
+    stretches = sum(1 for k, g in enumerate(green) if g and (k == 0 or not green[k - 1]))
+    assert stretches == 10
+
+
+def test_retries_not_given_read_none(tmp_path: Path) -> None:
+    page = tmp_path / "run.html"
+    assert main(["--report", str(page), "true", ":::", "a"]) == 0
+    html = dumped(tmp_path, page)
+    rows = {
+        row.select_one("th").get_text(): row.select_one("td").get_text()  # type: ignore[union-attr]
+        for row in html.select("#settings tr")
+    }
+    assert rows["retries"] == "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,18 +25,17 @@ SIDECAR_KEYS = {
 }  # fmt: skip
 
 #: A job per argument: "ok", "fail" (exit 3), "kill" (SIGKILL itself), "slow" (times out),
-#: "flaky" (fails on its first attempt: it leaves a file in the cwd, then succeeds).
+#: "flaky" (fails on its first attempt: it leaves a file in the cwd, then succeeds). A shell
+#: script: it ends in milliseconds, far within --timeout 2, even on a loaded machine under
+#: coverage (a Python job there took more than 2 s to start, and was stopped as "slow").
 JOB = """
-import os, signal, sys, time
-what = sys.argv[1]
-if what == "fail": sys.exit(3)
-if what == "kill": os.kill(os.getpid(), signal.SIGKILL)
-if what == "slow": time.sleep(300)
-if what == "flaky":
-    if not os.path.exists("flaky-ran"):
-        open("flaky-ran", "w").close()
-        sys.exit(1)
-print(what)
+case $1 in
+fail) exit 3 ;;
+kill) kill -KILL $$ ;;
+slow) exec sleep 300 ;;
+flaky) if [ ! -e flaky-ran ]; then : > flaky-ran; exit 1; fi ;;
+esac
+echo "$1"
 """
 KINDS = ["ok", "fail", "kill", "slow", "flaky", "ok"]
 #: The bars of each job under --retries 2: a failed first attempt is "retried".
@@ -50,9 +50,9 @@ BARS = [
 
 
 def job(tmp_path: Path) -> list[str]:
-    """The argv of JOB, written to a file (GNU parallel runs commands through a shell)."""
-    (tmp_path / "job.py").write_text(JOB)
-    return [sys.executable, str(tmp_path / "job.py")]
+    """The argv of JOB, written to a file."""
+    (tmp_path / "job.sh").write_text(JOB)
+    return ["sh", str(tmp_path / "job.sh")]
 
 
 def run_batch(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
@@ -131,6 +131,28 @@ def test_report_command_from_the_log_and_the_sidecar(tmp_path: Path) -> None:
     assert (tmp_path / "log.html").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "retries", "timeout"),
+    [
+        ([], "none", "none"),
+        (["--retries", "1", "--timeout", "90"], "none", "90 s"),
+        (["--retries", "3", "--timeout", "200%"], "3 (a failing job runs up to 3 times in all)",
+         "200% of the median runtime"),
+    ],
+)  # fmt: skip
+def test_report_settings_say_what_was_asked(
+    tmp_path: Path, options: list[str], retries: str, timeout: str
+) -> None:
+    page = tmp_path / "r.html"
+    assert main(["--report", str(page), *options, "true", ":::", "a"]) == 0
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    rows = {
+        row.select_one("th").get_text(): row.select_one("td").get_text()  # type: ignore[union-attr]
+        for row in soup.select("#settings tr")
+    }
+    assert (rows["retries"], rows["timeout"]) == (retries, timeout)
+
+
 @needs_parallel
 def test_report_of_gnu_parallels_own_job_log(tmp_path: Path) -> None:
     assert PARALLEL is not None
@@ -149,12 +171,13 @@ def test_report_of_gnu_parallels_own_job_log(tmp_path: Path) -> None:
     ("options", "shown"),
     [
         ([], False),
-        (["--bar"], True),
-        (["--bar", "--no-summary"], False),
+        (["--bar"], False),  # as GNU parallel's --bar: the bar alone
+        (["--bar", "--summary"], True),
         (["--summary"], True),
+        (["--summary", "--no-summary"], False),
     ],
 )
-def test_summary_default_follows_the_bar(tmp_path: Path, options: list[str], shown: bool) -> None:
+def test_summary_only_when_asked_for(tmp_path: Path, options: list[str], shown: bool) -> None:
     result = run_batch(tmp_path, *options)
     assert result.returncode == 3
     assert ("procexec: 6 jobs in " in result.stderr) is shown
@@ -162,6 +185,22 @@ def test_summary_default_follows_the_bar(tmp_path: Path, options: list[str], sho
         assert ": 3 ok, 3 failed; 3 slots" in result.stderr
         assert "most common failure: " in result.stderr
         assert "slowest" in result.stderr and "#4" in result.stderr  # the timed-out one
+
+
+def test_bar_prints_the_bar_and_nothing_else() -> None:
+    """What a GNU parallel user sees on stderr with --bar: bar updates only (tqdm's
+    ``N%|...| done/total [elapsed<left, rate]``), ended by a newline."""
+    result = subprocess.run(
+        [sys.executable, "-m", "procexec", "--bar", "true", ":::", "a", "b", "c"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, b"")
+    err = result.stderr.decode()  # not as text=True would: "\r" would become "\n"
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    updates = [part for part in err.strip().split("\r") if part]
+    assert updates, err
+    assert all(re.fullmatch(r" *\d+%\|.*\| \d/3 \[.*\]", part) for part in updates), updates
+    assert updates[-1].startswith("100%|") and "| 3/3 [" in updates[-1]
 
 
 @pytest.mark.parametrize(

@@ -366,7 +366,7 @@ def _output_options(add: Add) -> None:
     add(
         "--summary",
         action=argparse.BooleanOptionalAction,
-        help="print a few lines about the run at its end (default: with --bar)",
+        help="print a few lines about the run on stderr at its end (default: off)",
     )
 
 

@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from procexec.cli._feed import Job
+from procexec.cli._sink import OutputError, Sink
 
 Tag = Callable[[Job], str]
 Text = Callable[[], str]  # the job's command line, made when asked for
@@ -23,17 +23,18 @@ def _tagged(data: bytes, prefix: bytes | None) -> bytes:
     return b"".join(prefix + line for line in data.splitlines(keepends=True))
 
 
-def _write(stream: TextIO, data: bytes) -> None:
-    if data:
-        stream.flush()
-        stream.buffer.write(data)
-        stream.buffer.flush()
-
-
 class Display:
-    """Prints each job's output whole when it ends; in input order with ``keep_order``."""
+    """Prints each job's output whole when it ends; in input order with ``keep_order``.
 
-    def __init__(self, keep_order: bool, tag: Tag | None, verbose: bool) -> None:
+    ``out`` and ``err`` are procexec's stdout and stderr: each job's output is written to
+    them whole (see procexec.cli._sink), stdout first.
+    """
+
+    def __init__(
+        self, keep_order: bool, tag: Tag | None, verbose: bool, out: Sink, err: Sink
+    ) -> None:
+        self.out = out
+        self.err = err
         self.keep_order = keep_order
         self.tag = tag
         self.verbose = verbose
@@ -76,41 +77,50 @@ class Display:
         if self.verbose and (line := text()):
             stdout = line.encode("utf-8", "surrogateescape") + b"\n" + stdout
         prefix = self._prefix(job)
-        _write(sys.stdout, _tagged(stdout, prefix))
-        _write(sys.stderr, _tagged(stderr, prefix))
+        self.out.write(_tagged(stdout, prefix))
+        self.err.write(_tagged(stderr, prefix))
 
 
 class LineDisplay(Display):
-    """``--line-buffer``: each complete line printed as soon as the job writes it."""
+    """``--line-buffer``: each complete line printed as soon as the job writes it (on the
+    thread that read it; a write that fails is handed to the runner, which raises it)."""
 
-    def __init__(self, tag: Tag | None, verbose: bool, wake: Callable[[], None]) -> None:
-        super().__init__(False, tag, verbose)
-        self.lock = threading.Lock()
+    def __init__(
+        self, tag: Tag | None, verbose: bool, out: Sink, err: Sink, wake: Callable[[], None]
+    ) -> None:
+        super().__init__(False, tag, verbose, out, err)
+        self.lock = threading.Lock()  # guards broken
         self.wake = wake  # ends the runner's wait
-        self.broken: BaseException | None = None  # stdout closed: the runner stops
+        self.broken: BaseException | None = None  # stdout closed or full: the runner stops
 
     def run_options(self, job: Job) -> dict[str, Any]:
         prefix = self._prefix(job) or b""
         return {
-            "on_stdout_line": lambda line: self._line(sys.stdout, prefix + line),
-            "on_stderr_line": lambda line: self._line(sys.stderr, prefix + line),
+            "on_stdout_line": lambda line: self._line(self.out, prefix + line),
+            "on_stderr_line": lambda line: self._line(self.err, prefix + line),
         }
 
     def started(self, job: Job, text: Text) -> None:
         if self.verbose:
             line = text().encode("utf-8", "surrogateescape")
-            self._line(sys.stdout, (self._prefix(job) or b"") + line + b"\n")
+            self._line(self.out, (self._prefix(job) or b"") + line + b"\n")
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
-        """Already printed, line by line."""
-
-    def _line(self, stream: TextIO, line: bytes) -> None:
+        """Already printed, line by line; raises what stopped the printing, if anything
+        did (then some of the job's output may be lost)."""
         with self.lock:
-            try:
-                _write(stream, line)
-            except BrokenPipeError as error:
-                self.broken = error
-                self.wake()
+            broken = self.broken
+        if broken is not None:
+            raise broken
+
+    def _line(self, sink: Sink, line: bytes) -> None:
+        try:
+            sink.write(line)
+        except (BrokenPipeError, OutputError) as error:
+            with self.lock:
+                if self.broken is None:
+                    self.broken = error
+            self.wake()
 
 
 class RawDisplay(Display):
@@ -121,7 +131,7 @@ class RawDisplay(Display):
 
     def started(self, job: Job, text: Text) -> None:
         if self.verbose:
-            _write(sys.stdout, text().encode("utf-8", "surrogateescape") + b"\n")
+            self.out.text(text() + "\n")
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
         """Already written by the job itself."""
@@ -131,8 +141,8 @@ class ResultsDisplay(Display):
     """``--results DIR``: each job's stdout, stderr and number in GNU parallel's layout,
     ``DIR/1/VALUE1/2/VALUE2/{stdout,stderr,seq}``; nothing printed."""
 
-    def __init__(self, directory: str) -> None:
-        super().__init__(False, None, False)
+    def __init__(self, directory: str, out: Sink, err: Sink) -> None:
+        super().__init__(False, None, False, out, err)
         self.directory = directory
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
@@ -149,10 +159,9 @@ class ResultsDisplay(Display):
                 with open(os.path.join(path, name), "wb") as file:
                     file.write(data)
         except OSError as error:  # a value too long for a file name, a full disk...
-            print(
+            self.err.text(
                 f"procexec: Warning: cannot save job {job.seq}'s output under {path}: "
-                f"{error.strerror}",
-                file=sys.stderr,
+                f"{error.strerror}\n"
             )
 
 

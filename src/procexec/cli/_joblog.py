@@ -4,15 +4,16 @@
 seconds with three decimals, JobRuntime seconds right-aligned in ten characters with three
 decimals, Host ``:`` for this machine, Send 0, Receive the bytes of stdout, Exitval the exit
 code (0 when killed by a signal, -1 when stopped at its timeout), Signal the signal number.
-Each row is flushed as its job ends, so a crash loses nothing already finished.
+Each row is written whole as its job ends, so a crash loses nothing already finished, and
+a full disk leaves the rows before intact (see procexec.cli._sink).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from typing import IO
+
+from procexec.cli._sink import Sink
 
 HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
@@ -91,35 +92,37 @@ class MalformedLogError(ValueError):
 class JobLog:
     """An open job log: a new run replaces the file, a resumed one (``append``) adds its
     rows, writing the header first if the file is new (GNU parallel's rule; with
-    ``header`` False, as for ``--joblog +FILE``, never). ``-`` is standard output.
+    ``header`` False, as for ``--joblog +FILE``, never). ``-`` is ``stdout``.
 
     A log whose last row was cut off (a crash while it was written) gets a newline first,
-    so that the next row starts a line of its own.
+    so that the next row starts a line of its own. Raises OSError if the file cannot be
+    opened, OutputError if the header cannot be written.
     """
 
-    def __init__(self, path: str, *, append: bool = False, header: bool = True) -> None:
-        self._owned = path != "-"
-        if not self._owned:
-            self._file: IO[str] = sys.stdout
+    def __init__(
+        self, path: str, stdout: Sink, *, append: bool = False, header: bool = True
+    ) -> None:
+        if path == "-":
+            self._sink = stdout
         else:
-            mode = "a" if append else "w"
-            self._file = open(path, mode, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-        if not self._owned or self._file.tell() == 0:
-            if header:  # not for --joblog +FILE: GNU parallel writes none there
-                self._file.write(HEADER)
-        elif not _ends_with_newline(path):
-            self._file.write("\n")
-        self._file.flush()
+            self._sink = Sink.open(path, f"job log {path}", append=append)
+        try:
+            if path == "-" or os.path.getsize(path) == 0:
+                if header:  # not for --joblog +FILE: GNU parallel writes none there
+                    self._sink.text(HEADER)
+            elif not _ends_with_newline(path):
+                self._sink.text("\n")
+        except BaseException:
+            self._sink.close()
+            raise
 
     def write(self, row: Row) -> None:
-        """Append one row and flush it."""
-        self._file.write(row.format())
-        self._file.flush()
+        """Append one row, whole."""
+        self._sink.text(row.format())
 
     def close(self) -> None:
         """Close the file (not standard output)."""
-        if self._owned:
-            self._file.close()
+        self._sink.close()
 
 
 def _ends_with_newline(path: str) -> bool:

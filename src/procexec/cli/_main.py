@@ -16,6 +16,7 @@ from procexec.cli._outputs import Outputs
 from procexec.cli._plan import CommandTooLongError, Plan, make_plan
 from procexec.cli._report import report_command
 from procexec.cli._runner import DaskUnreachableError, Runner
+from procexec.cli._sink import OutputError, Sink
 
 INTERRUPTED = 130
 
@@ -70,14 +71,21 @@ TERMINAL_WARNING = (
 
 
 def _dry_run(plan: Plan) -> int:
-    """``--dry-run``: print each job's command line, as input arrives."""
+    """``--dry-run``: print each job's command line, as input arrives (whole: see
+    procexec.cli._sink)."""
+    out = Sink("standard output", sys.stdout)
     try:
         for job in plan.feed:
             plan.command(job, 1)  # refuses a command line too long, as a run would
             tag = f"{plan.tag_of(job)}\t" if plan.tag else ""
-            print(tag + plan.text(job, 1), flush=True)
+            out.text(tag + plan.text(job, 1) + "\n")
     except (InputError, CommandTooLongError) as error:
         raise UsageError(str(error)) from None
+    except OutputError as error:
+        print(f"procexec: {error}", file=sys.stderr)
+        return USAGE_ERROR  # 255, as for a run whose output cannot be written
+    except BrokenPipeError:
+        raise  # stdout closed: main() exits quietly, as for a run
     except OSError as error:
         raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
     return 0

@@ -168,7 +168,7 @@ def make_plan(argv: list[str]) -> Plan:
         resume=options.resume or options.resume_failed or appended,
         joblog_header=not appended,
         report=options.report,
-        summary=options.bar if options.summary is None else options.summary,
+        summary=bool(options.summary),  # never by default: --bar is the bar alone
         keep_order=options.keep_order,
         tag=options.tag or options.tagstring is not None,
         tagstring=_tagstring(options.tagstring),

@@ -6,7 +6,6 @@ import heapq
 import queue
 import statistics
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from procexec.cli._inputs import InputError
 from procexec.cli._outputs import Outputs
 from procexec.cli._plan import CommandTooLongError, Job, Plan
 from procexec.cli._progress import Progress
+from procexec.cli._sink import OutputError
 from procexec.report import JobRecord, record_of
 
 MAX_FAILED_STATUS = 101
@@ -61,7 +61,7 @@ class Runner:
     def __init__(self, plan: Plan, outputs: Outputs) -> None:
         self.plan = plan
         self.outputs = outputs
-        self.display = _display(plan, self.wake)
+        self.display = _display(plan, outputs, self.wake)
         self.free_slots = list(range(1, plan.max_jobs + 1))
         # Without {%} in the command, jobs are queued in the executor up to -j ahead of
         # the running ones: it starts the next as soon as one is reaped, without waiting
@@ -88,7 +88,19 @@ class Runner:
         self.wakeups: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def run(self) -> int:
-        """Run every job; return the exit status (GNU parallel's, see ``_status``)."""
+        """Run every job, then write the report and the summary; return the exit status
+        (GNU parallel's, see ``_status``; OTHER_ERROR when output could not be written:
+        the jobs are then stopped and reaped, and the error said in one line)."""
+        try:
+            status = self._run()
+        except OutputError as error:
+            self.outputs.say(f"procexec: {error}")
+            status = OTHER_ERROR
+        if not self.outputs.finish():
+            status = OTHER_ERROR
+        return status
+
+    def _run(self) -> int:
         self.plan.feed.start(self.wake)
         with self._executor() as ex:
             try:
@@ -100,17 +112,25 @@ class Runner:
             except BaseException:
                 # Log and print what finished before the interruption; then the executor
                 # stops and reaps the rest as the exception leaves the with block.
-                for future in [f for f in self.running if f.done()]:
-                    self._finish(ex, future)
+                self._finish_done(ex)
                 raise
             finally:
                 self.plan.feed.close()
                 self.progress.close()
                 self.display.close()
         if self.error is not None:
-            print(f"procexec: {self.error}", file=sys.stderr)
+            self.outputs.stderr.text(f"procexec: {self.error}\n")
             return OTHER_ERROR
         return self._status()
+
+    def _finish_done(self, ex: ProcessExecutor) -> None:
+        """Handle the jobs that ended, as the run stops by an exception. A file that cannot
+        be written now is said here: the exception under way is what the run ends with."""
+        for future in [f for f in self.running if f.done()]:
+            try:
+                self._finish(ex, future)
+            except OutputError as error:
+                self.outputs.say(f"procexec: {error}")
 
     def _status(self) -> int:
         """GNU parallel's exit status: the number of failed jobs (at most 101), or what
@@ -258,7 +278,10 @@ class Runner:
             isinstance(future.exception(), subprocess.TimeoutExpired)
         )  # fmt: skip
         if timed_out:
-            _warn("This job was killed because it timed out:", state.text)
+            self.outputs.stderr.text(
+                "procexec: Warning: This job was killed because it timed out:\n"
+                f"procexec: Warning: {state.text}\n"
+            )
         record = _record(future, state) if self.outputs.wants_records else None
         if record is not None and state.timed_out:
             record = replace(record, timed_out=True)
@@ -290,7 +313,7 @@ class Runner:
             return
         verb = _HALT_VERBS[halt.kind]
         if halt.kind == "done" or (returncode == 0) == (halt.kind == "success"):
-            print(f"procexec: This job {verb}:\n{state.text}", file=sys.stderr)
+            self.outputs.stderr.text(f"procexec: This job {verb}:\n{state.text}\n")
         if self.halting:
             return
         total = self.plan.total if self.plan.total is not None else 0
@@ -303,9 +326,9 @@ class Runner:
                 running.stopped = True
             ex.terminate_jobs()
         elif self.running:
-            print(
-                f"procexec: Starting no more jobs. Waiting for {len(self.running)} jobs to finish.",
-                file=sys.stderr,
+            self.outputs.stderr.text(
+                f"procexec: Starting no more jobs. Waiting for {len(self.running)} jobs to "
+                "finish.\n"
             )
 
     def _next_deadline(self) -> float | None:
@@ -356,11 +379,6 @@ def _halt_status(halt: Halt, returncode: int, timed_out: bool, failed: int, tota
     return min(failed, MAX_FAILED_STATUS)
 
 
-def _warn(*lines: str) -> None:
-    for line in lines:
-        print(f"procexec: Warning: {line}", file=sys.stderr)
-
-
 def _uses_slots(plan: Plan) -> bool:
     """Whether each job must wait for a slot of its own before it is handed over: with
     ``{%}`` in the command or the tag, with ``--joblog-json`` (which records the slot), on
@@ -373,16 +391,17 @@ def _uses_slots(plan: Plan) -> bool:
     return exact or any("{%}" in word for word in words)
 
 
-def _display(plan: Plan, wake: Callable[[], None]) -> Display:
+def _display(plan: Plan, outputs: Outputs, wake: Callable[[], None]) -> Display:
     """Where the jobs' output goes (see procexec.cli._display)."""
     tag = plan.tag_of if plan.tag else None
+    out, err = outputs.stdout, outputs.stderr
     if plan.results is not None:
-        return ResultsDisplay(plan.results)
+        return ResultsDisplay(plan.results, out, err)
     if plan.output == "ungroup" and tag is None:
-        return RawDisplay(False, None, plan.verbose)
+        return RawDisplay(False, None, plan.verbose, out, err)
     if plan.output != "group" and not plan.keep_order:
-        return LineDisplay(tag, plan.verbose, wake)
-    return Display(plan.keep_order, tag, plan.verbose)
+        return LineDisplay(tag, plan.verbose, out, err, wake)
+    return Display(plan.keep_order, tag, plan.verbose, out, err)
 
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:

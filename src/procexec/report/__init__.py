@@ -22,13 +22,8 @@ from typing import Any
 
 from procexec import __version__
 from procexec.report._html import render
-from procexec.report._records import (
-    JobRecord,
-    ReportError,
-    read_records,
-    record_of,
-    records_from,
-)
+from procexec.report._logs import read_records
+from procexec.report._records import JobRecord, ReportError, record_of, records_from
 from procexec.report._stats import Batch, analyse
 from procexec.report._summary import summary_lines
 

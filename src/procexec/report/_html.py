@@ -33,8 +33,18 @@ MAX_COMMAND = 400
 MAX_LISTED = 50
 #: Slowest jobs listed.
 SLOWEST = 10
+#: Up to this many slots, every other row of the timeline is shaded (beyond, rows are
+#: thinner than a pixel: the page's height is at most 640 px).
+MAX_STRIPED = 1000
 #: Runtime histogram bins.
 BINS = 40
+#: The least distance between the centres of two marker labels of the histogram (SVG units;
+#: a label is about 18 wide).
+LABEL_GAP = 26.0
+#: The least height of a timeline row whose slot number is written beside it, in pixels.
+LABELLED_ROW = 14
+#: The concurrency chart's height in pixels (assets/report.css says it too).
+CONCURRENCY_HEIGHT = 110
 TITLES = {
     "ok": "ok",
     "retried": "failed, retried",
@@ -163,7 +173,7 @@ def _timeline(batch: Batch, levels: Sequence[float], top: float) -> str:
     height = min(640, max(80, rows * 18))
     stripes = "".join(
         f'<rect class="lane" x="0" y="{row - 1}" width="{SPAN}" height="1"/>'
-        for row in range(2, rows + 1, 2)
+        for row in range(2, rows + 1 if rows <= MAX_STRIPED else 0, 2)
     )
     return f"""<section id="timeline-section"><h2>Timeline</h2>
 <p class="note">One row per slot, one bar per job from its start to its end (a job run
@@ -172,7 +182,8 @@ to pan, double-click to reset.</p>
 <div class="toolbar">{_legend(batch)}<span><button id="zoom-in" type="button">zoom in</button>
 <button id="zoom-out" type="button">zoom out</button>
 <button id="zoom-reset" type="button">reset</button></span></div>
-<div class="plot"><svg id="timeline" viewBox="0 0 {SPAN} {rows}" preserveAspectRatio="none"
+<div class="plot">{_slot_labels(rows, height)}
+<svg id="timeline" viewBox="0 0 {SPAN} {rows}" preserveAspectRatio="none"
  style="height:{height}px" role="img" aria-label="jobs over time, one row per slot">
 <g>{stripes}</g><g id="bars">{_bars(batch)}</g></svg>
 <svg id="axis"></svg></div>
@@ -192,9 +203,40 @@ def _concurrency(batch: Batch, levels: Sequence[float], top: float) -> str:
 {seconds(batch.wall / len(levels))}); the dashed line is max_jobs = {batch.max_jobs}.
 On average {mean:.2f} of {batch.max_jobs} slots were busy: utilization
 <b>{batch.utilization:.1%}</b>.</p>
-<div class="plot"><svg id="concurrency" viewBox="0 0 {SPAN} {top:.4g}" preserveAspectRatio="none"
+<div class="plot">{_level_labels(batch.max_jobs, top)}
+<svg id="concurrency" viewBox="0 0 {SPAN} {top:.4g}" preserveAspectRatio="none"
  role="img" aria-label="jobs running over time"><path class="area" d="{"".join(path)}"/>
 <line class="limit" x1="0" x2="{SPAN}" y1="{limit:.4g}" y2="{limit:.4g}"/></svg></div>"""
+
+
+def _y_labels(chart: str, height: int, labels: Sequence[tuple[str, float]]) -> str:
+    """Labels left of a chart ``height`` pixels high: (text, where as a share of its
+    height, from the top)."""
+    spans = "".join(
+        f'<span style="top:{share:.4%}">{html.escape(text)}</span>' for text, share in labels
+    )
+    return (
+        f'<div class="yaxis" id="{chart}-yaxis" style="height:{height}px" aria-hidden="true">'
+        f"{spans}</div>"
+    )
+
+
+def _slot_labels(rows: int, height: int) -> str:
+    """Slot numbers beside the timeline's rows: every row's when they are tall enough, else
+    every n-th row's (the first and last always)."""
+    every = max(1, math.ceil(LABELLED_ROW * rows / height))
+    slots = sorted({*range(1, rows + 1, every), rows}) if rows <= height else [1, rows]
+    return _y_labels("timeline", height, [(str(slot), (slot - 0.5) / rows) for slot in slots])
+
+
+def _level_labels(max_jobs: int, top: float) -> str:
+    """The concurrency chart's scale: 0, half of max_jobs (from 4), and max_jobs (the
+    dashed line)."""
+    levels = {0, max_jobs}
+    if max_jobs >= 4:
+        levels.add(max_jobs // 2)
+    labels = [(str(n), (top - n) / top) for n in sorted(levels)]
+    return _y_labels("concurrency", CONCURRENCY_HEIGHT, labels)
 
 
 # ------------------------------------------------------------------------- runtimes
@@ -234,13 +276,14 @@ def _histogram(ordered: Sequence[float], marks: Mapping[str, float]) -> str:
         for i, c in enumerate(counts)
         if c
     )
-    lines = []
-    for name in ("p50", "p95", "max"):
-        x = left + (scale(marks[name]) - s_low) / span * (right - left)
-        lines.append(
-            f'<line class="mark {name}" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{bottom}"/>'
-            f'<text x="{x:.1f}" y="{top - 6}" text-anchor="middle">{name}</text>'
-        )
+    names = ("p50", "p95", "max")  # in increasing order
+    xs = [left + (scale(marks[name]) - s_low) / span * (right - left) for name in names]
+    lines = [
+        f'<line class="mark {name}" x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{bottom}"/>'
+        f'<text class="mark-label {name}" x="{at:.1f}" y="{top - 6}" text-anchor="middle">'
+        f"{name}</text>"
+        for name, x, at in zip(names, xs, spread(xs, LABEL_GAP, right), strict=True)
+    ]
     axis_note = "log scale" if logscale else "linear scale"
     return (
         f'<svg id="histogram" viewBox="0 0 800 160" role="img" aria-label="runtime histogram">'
@@ -249,6 +292,19 @@ def _histogram(ordered: Sequence[float], marks: Mapping[str, float]) -> str:
         f'<text x="{right}" y="148" text-anchor="end">{seconds(high)}</text>'
         f'<text x="400" y="148" text-anchor="middle">job runtime ({axis_note})</text></svg>'
     )
+
+
+def spread(xs: Sequence[float], gap: float, end: float) -> list[float]:
+    """Positions for labels meant at ``xs`` (increasing): each as near its own as can be
+    with at least ``gap`` between two, none past ``end``."""
+    placed: list[float] = []
+    for x in xs:
+        placed.append(max(x, placed[-1] + gap) if placed else x)
+    limit = end
+    for k in reversed(range(len(placed))):
+        placed[k] = limit = min(placed[k], limit)
+        limit -= gap
+    return placed
 
 
 # ------------------------------------------------------------------ slowest, failures

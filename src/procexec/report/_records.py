@@ -2,16 +2,15 @@
 
 A :class:`JobRecord` is built from a future or a ``JobResult`` (Python), from a row of GNU
 parallel's job log, or from a line of the JSON Lines sidecar that ``procexec --joblog-json``
-writes. The sidecar holds what the job log has no column for: slot, pid, attempts, CPU
-time, peak memory, and whether the job timed out.
+writes (both read by procexec.report._logs). The sidecar holds what the job log has no
+column for: slot, pid, attempts, CPU time, peak memory, and whether the job timed out.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -23,8 +22,6 @@ from procexec._result import JobResult, Rusage, start_error_status
 #: How a run ended, in the order the report lists them; each has its colour. "retried" is
 #: an attempt that failed and was run again; the job's last run has one of the others.
 OUTCOMES = ("ok", "retried", "failed", "signal", "timeout")
-#: The job log's columns (GNU parallel's ``--joblog``).
-JOBLOG_COLUMNS = 9
 #: Exceptions that only restate the exit status (``check=True``, a timeout).
 EXPECTED_ERRORS = (subprocess.CalledProcessError, subprocess.TimeoutExpired)
 
@@ -118,29 +115,43 @@ class JobRecord:
     @classmethod
     def from_json(cls, data: Any) -> JobRecord:
         """Build from a sidecar object; unknown keys are ignored, missing ones defaulted.
-        Raises TypeError for what is not a job's object."""
-        if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
-        if not data.keys() <= _JSON_TYPES.keys():
-            data = {key: value for key, value in data.items() if key in _JSON_TYPES}
-        if not data.keys() >= _REQUIRED:
-            raise TypeError(f"no {', '.join(sorted(_REQUIRED - data.keys()))}")
-        for key, value in data.items():
-            if type(value) not in _JSON_TYPES[key]:  # exact: a bool is not a number here
-                raise TypeError(f"{key} must be {_type_names(key)}, not {value!r}")
-        if "earlier" in data:
-            data = {**data, "earlier": tuple(map(cls.from_json, data["earlier"]))}
-        return cls(**data)
+        Raises TypeError for what is not a job's object: a key of the wrong type, a number
+        not finite or out of range (see ``in_range``), attempts within an earlier attempt."""
+        return cls(**_checked(data, nested=False))
 
 
-_NUMBER = frozenset((int, float))
+def _checked(given: Any, *, nested: bool) -> dict[str, Any]:
+    """The fields of a sidecar object, checked (see ``JobRecord.from_json``)."""
+    if not isinstance(given, dict):
+        raise TypeError("not a JSON object")
+    data: dict[str, Any] = given
+    if not data.keys() <= JSON_TYPES.keys():
+        data = {key: value for key, value in data.items() if key in JSON_TYPES}
+    if not data.keys() >= REQUIRED:
+        raise TypeError(f"no {', '.join(sorted(REQUIRED - data.keys()))}")
+    for key, value in data.items():
+        if type(value) not in JSON_TYPES[key]:  # exact: a bool is not a number here
+            raise TypeError(f"{key} must be {_type_names(key)}, not {value!r}")
+        if not in_range(key, value):
+            raise TypeError(f"{key} must be {_range_text(key)}, not {value!r}")
+    if data.get("earlier"):
+        if nested:
+            raise TypeError("an earlier attempt cannot have earlier attempts of its own")
+        attempts = (JobRecord(**_checked(e, nested=True)) for e in data["earlier"])
+        data = {**data, "earlier": tuple(attempts)}
+    elif "earlier" in data:
+        data = {**data, "earlier": ()}
+    return data
+
+
+NUMBER = frozenset((int, float))
 _NULL = type(None)
 #: The sidecar's keys and the JSON types each may hold.
-_JSON_TYPES: dict[str, frozenset[type]] = {
+JSON_TYPES: dict[str, frozenset[type]] = {
     "seq": frozenset((int,)),
     "command": frozenset((str,)),
-    "start": _NUMBER,
-    "end": _NUMBER,
+    "start": NUMBER,
+    "end": NUMBER,
     "exit": frozenset((int, _NULL)),
     "signal": frozenset((int,)),
     "timed_out": frozenset((bool,)),
@@ -148,19 +159,42 @@ _JSON_TYPES: dict[str, frozenset[type]] = {
     "host": frozenset((str,)),
     "pid": frozenset((int, _NULL)),
     "attempts": frozenset((int,)),
-    "cpu": _NUMBER | {_NULL},
+    "cpu": NUMBER | {_NULL},
     "max_rss": frozenset((int, _NULL)),
     "max_rss_upper": frozenset((int, _NULL)),
     "error": frozenset((str, _NULL)),
     "earlier": frozenset((list,)),
 }
-_REQUIRED = frozenset(("seq", "command", "start", "end"))
+REQUIRED = frozenset(("seq", "command", "start", "end"))
+#: The largest time or duration a record may hold, in seconds (about 31,700 years): a
+#: larger one (1e308, or the inf two of them add up to) is not a time, and the figures
+#: made from it would not be numbers.
+MAX_SECONDS = 1e12
+#: The largest whole number a record may hold (exit status, pid, bytes...): a C long's.
+MAX_INTEGER = 2**63 - 1
+#: The keys that hold seconds.
+SECONDS = frozenset(("start", "end", "cpu"))
+
+
+def in_range(key: str, value: Any) -> bool:
+    """Whether a number of the key ``key`` is finite and within its bounds (MAX_SECONDS
+    for times, MAX_INTEGER for whole numbers); other values always are."""
+    if type(value) not in NUMBER:
+        return True
+    limit = MAX_SECONDS if key in SECONDS else MAX_INTEGER
+    return bool(-limit <= value <= limit)  # False for nan too
+
+
+def _range_text(key: str) -> str:
+    if key in SECONDS:
+        return f"a finite number of seconds, at most {MAX_SECONDS:g} either way"
+    return f"an integer of at most {len(str(MAX_INTEGER))} digits"
 
 
 def _type_names(key: str) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     names.update({_NULL: "null", list: "a list"})
-    kinds = _JSON_TYPES[key] - {int} if float in _JSON_TYPES[key] else _JSON_TYPES[key]
+    kinds = JSON_TYPES[key] - {int} if float in JSON_TYPES[key] else JSON_TYPES[key]
     return " or ".join(sorted(names[kind] for kind in kinds))
 
 
@@ -262,120 +296,3 @@ def _usage(usage: Rusage | None) -> dict[str, Any]:
         "max_rss": usage.max_rss,
         "max_rss_upper": usage.max_rss_upper,
     }
-
-
-# ----------------------------------------------------------------------- from files
-def read_records(*paths: str) -> list[JobRecord]:
-    """The records of GNU parallel job logs and ``--joblog-json`` sidecars, told apart by
-    their first character. Sidecar records complete the job log rows of the same seq
-    (their fields win); with no job log the sidecars alone are the records.
-
-    A last line cut off mid-row (a crash while it was written) is left out; any other line
-    that does not parse, or a file that is neither kind, is a :class:`ReportError` naming it.
-    """
-    logs: list[JobRecord] = []
-    sidecars: list[JobRecord] = []
-    for path in paths:
-        is_sidecar, records = _read_file(path)
-        (sidecars if is_sidecar else logs).extend(records)
-    return merge(logs, sidecars) if logs else sidecars
-
-
-def _read_file(path: str) -> tuple[bool, list[JobRecord]]:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as file:
-            text = file.read()
-    except OSError as error:
-        raise ReportError(f"cannot read {path}: {error.strerror}") from None
-    lines = list(_complete_lines(text))
-    if lines and lines[0][1].lstrip().startswith("{"):
-        return True, _json_rows(path, lines)
-    if not lines or not lines[0][1].startswith("Seq\t"):
-        raise ReportError(
-            f"{path}: neither a GNU parallel job log (its first line is the header "
-            f"'Seq<TAB>Host<TAB>...') nor a --joblog-json file (one JSON object per line)"
-        )
-    return False, [_joblog_row(path, number, line) for number, line in lines[1:] if line.strip()]
-
-
-def _complete_lines(text: str) -> Iterator[tuple[int, str]]:
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:
-        lines.pop()  # cut off by a crash: no newline yet
-    return enumerate(lines, 1)
-
-
-def _joblog_row(path: str, number: int, line: str) -> JobRecord:
-    fields = line.split("\t", JOBLOG_COLUMNS - 1)
-    try:
-        if len(fields) != JOBLOG_COLUMNS:
-            raise ValueError(f"{len(fields)} columns, not {JOBLOG_COLUMNS}")
-        seq, host = int(fields[0]), fields[1]
-        start, runtime = float(fields[2]), float(fields[3])
-        exitval, signum = int(fields[6]), int(fields[7])
-    except ValueError as error:
-        raise ReportError(f"{path} line {number}: not a job log row ({error})") from None
-    timed_out = exitval == -1  # GNU parallel logs a job it stopped at --timeout so
-    return JobRecord(
-        seq=seq,
-        command=fields[8],
-        start=start,
-        end=start + runtime,
-        exit=None if signum or timed_out else exitval,
-        signal=signum,
-        timed_out=timed_out,
-        host="" if host == ":" else host,
-    )
-
-
-def _json_rows(path: str, lines: list[tuple[int, str]]) -> list[JobRecord]:
-    objects = [line for _, line in lines if line.strip()]
-    try:  # all at once: one call into the C decoder, and the checks a key at a time
-        records = _checked_batch(json.loads("[" + ",".join(objects) + "]"))
-    except ValueError:
-        records = None
-    if records is not None:
-        return records
-    # Something is wrong: a line at a time, to name the line at fault.
-    return [_json_row(path, number, line) for number, line in lines if line.strip()]
-
-
-def _checked_batch(objects: list[Any]) -> list[JobRecord] | None:
-    """The records of many sidecar objects, or None if any is not a job's object (then
-    ``JobRecord.from_json`` on each says which and why). Each key's types are checked
-    across all objects at once: per object, that checking dominated the reading."""
-    if not objects:
-        return []
-    if any(type(data) is not dict for data in objects):
-        return None
-    if not all(_REQUIRED <= data.keys() <= _JSON_TYPES.keys() for data in objects):
-        return None
-    for key, kinds in _JSON_TYPES.items():
-        if not {type(data[key]) for data in objects if key in data} <= kinds:
-            return None
-    nested = [data for data in objects if data.get("earlier")]
-    earlier = _checked_batch([e for data in nested for e in data["earlier"]])
-    if earlier is None:
-        return None
-    attempts = iter(earlier)
-    for data in objects:
-        if "earlier" in data:
-            data["earlier"] = tuple(next(attempts) for _ in data["earlier"])
-    return [JobRecord(**data) for data in objects]
-
-
-def _json_row(path: str, number: int, line: str) -> JobRecord:
-    try:
-        return JobRecord.from_json(json.loads(line))
-    except (ValueError, TypeError) as error:
-        raise ReportError(f"{path} line {number}: not a job record ({error})") from None
-
-
-def merge(log: list[JobRecord], sidecar: list[JobRecord]) -> list[JobRecord]:
-    """The job log's rows completed by the sidecar's records of the same seq (the
-    sidecar's fields win); sidecar records with no row are kept too."""
-    extra = {record.seq: record for record in sidecar}
-    merged = [extra.pop(row.seq, row) for row in log]
-    return merged + list(extra.values())

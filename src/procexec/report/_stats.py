@@ -146,9 +146,9 @@ def peak_concurrency(records: Sequence[JobRecord]) -> int:
 
 def concurrency(batch: Batch, buckets: int = BUCKETS) -> list[float]:
     """The mean number of jobs running in each of ``buckets`` equal parts of the wall time."""
-    if batch.wall <= 0 or not batch.runs:
-        return [0.0] * buckets
     width = batch.wall / buckets
+    if width <= 0 or not batch.runs:  # 0 too for a wall time too small to divide
+        return [0.0] * buckets
     partial = [0.0] * buckets
     whole = [0] * (buckets + 1)  # difference array: buckets a job covers entirely
     for record in (run.record for run in batch.runs):
