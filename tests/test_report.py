@@ -3,6 +3,7 @@ checked against the log by parsing it (tests/test_report_browser.py renders it).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
 import math
@@ -12,13 +13,14 @@ import statistics
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from bs4 import BeautifulSoup, Tag
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from procexec import ProcessExecutor
+from procexec import CallFuture, ProcessExecutor
 from procexec.report import JobRecord, ReportError, analyse, read_records, write_html
 from procexec.report._stats import (
     assign_slots,
@@ -352,6 +354,37 @@ def test_write_html_from_futures_knows_every_ending(tmp_path: Path, gate: Gate) 
     assert checked.exit == 5 and checked.error is None
     assert all(r.cpu is not None and r.max_rss_upper for r in batch.records if r.pid is not None)
     assert len(bars(soup_of(out))) == 9  # the cancelled job never ran: no bar
+
+
+def test_python_calls_show_in_the_report_by_their_functions_name(tmp_path: Path) -> None:
+    from tests import _call_targets as targets
+
+    with ProcessExecutor(2) as ex:
+        futures: list[concurrent.futures.Future[Any]] = [
+            ex.submit(py("pass")),
+            ex.submit_call(targets.burn, 0.05),
+            ex.submit_call(targets.raise_value_error, "bad mesh"),
+            ex.run_call(targets.sleep_then, (1, 30), timeout=0.2),
+            ex.submit_call(targets.kill_self),
+        ]
+        for future in futures:
+            future.exception(timeout=60)
+    out = tmp_path / "r.html"
+    batch = write_html(futures, out, max_jobs=2)
+    _, burnt, raised, slow, killed = batch.records
+    assert [r.kind for r in batch.records] == ["command", *["call"] * 4]
+    assert (burnt.command, burnt.outcome, burnt.pid) == (
+        "burn",
+        "ok",
+        cast(CallFuture[Any], futures[1]).pid,
+    )
+    assert burnt.cpu is not None and burnt.cpu >= 0.04 and burnt.max_rss
+    assert raised.outcome == "failed" and raised.error == "ValueError: bad mesh"
+    assert slow.outcome == "timeout" and slow.command == "sleep_then"
+    assert killed.outcome == "signal" and killed.signal == signal.SIGKILL
+    assert JobRecord.from_json(json.loads(json.dumps(burnt.to_json()))) == burnt
+    assert burnt.to_json()["kind"] == "call"
+    assert page_data(soup_of(out))["calls"] == [1, 2, 3, 4]
 
 
 def test_write_html_refuses_what_it_cannot_report(tmp_path: Path, gate: Gate) -> None:

@@ -372,6 +372,7 @@ def _data(batch: Batch, top: float) -> str:
         "timed_out": [k for k, r in enumerate(records) if r.timed_out],
         "errors": {str(k): r.error for k, r in enumerate(records) if r.error is not None},
         "signames": {str(s): signal_name(s) for s in {r.signal for r in records} if s},
+        "calls": [k for k, r in enumerate(records) if r.kind == "call"],
     }
     if any(r.cpu is not None for r in records):
         columns["cpu"] = [None if r.cpu is None else round(r.cpu * 1000) for r in records]

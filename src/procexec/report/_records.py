@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from procexec import ProcessFuture
+from procexec import CallFuture, CallLost, ProcessFuture
 from procexec._argv import command_text
 from procexec._result import JobResult, Rusage, start_error_status
 
@@ -55,6 +55,9 @@ class JobRecord:
         error: why the job failed without an exit status (e.g. it could not start).
         earlier: the job's earlier attempts, which failed and were retried (their own
             records; their ``attempts`` is their number, and they have no ``earlier``).
+        kind: ``"command"``, or ``"call"`` for a Python call (``submit_call``): its
+            ``command`` is the function's qualified name, ``pid`` its worker's, and
+            ``error`` what it raised.
     """
 
     seq: int
@@ -73,6 +76,7 @@ class JobRecord:
     max_rss_upper: int | None = None
     error: str | None = None
     earlier: tuple[JobRecord, ...] = ()
+    kind: str = "command"
 
     @property
     def runs(self) -> tuple[JobRecord, ...]:
@@ -164,6 +168,7 @@ JSON_TYPES: dict[str, frozenset[type]] = {
     "max_rss_upper": frozenset((int, _NULL)),
     "error": frozenset((str, _NULL)),
     "earlier": frozenset((list,)),
+    "kind": frozenset((str,)),
 }
 REQUIRED = frozenset(("seq", "command", "start", "end"))
 #: The largest time or duration a record may hold, in seconds (about 31,700 years): a
@@ -232,6 +237,8 @@ def record_of(seq: int, item: Any) -> JobRecord | None:
             return None
         if not item.done():
             raise ReportError(f"job {seq} is not done: wait for its future first")
+        if isinstance(item, CallFuture):
+            return _from_call(seq, item)
         return _from_future(seq, item)
     raise ReportError(f"job {seq}: expected a future, a JobResult or a JobRecord, got {item!r}")
 
@@ -276,6 +283,30 @@ def _from_future(seq: int, future: Future[Any]) -> JobRecord:
         return record
     # The child ran, but its result could not be built (output that did not decode...).
     return replace(record, error=_describe(error))
+
+
+def _from_call(seq: int, future: CallFuture[Any]) -> JobRecord:
+    """A Python call's record: its function's name, its worker's pid, what it raised."""
+    ended = future.ended_at
+    started = future.started_at or ended
+    if started is None or ended is None:
+        raise ReportError(f"job {seq} has no start or end time")
+    record = JobRecord(
+        seq=seq,
+        command=future.function or "?",
+        start=started,
+        end=ended,
+        pid=future.pid,
+        timed_out=future.timed_out,
+        kind="call",
+        **_usage(future.rusage),
+    )
+    error = future.exception()
+    if error is None:
+        return record
+    returncode = error.returncode if isinstance(error, CallLost) else None
+    signum = -returncode if returncode is not None and returncode < 0 else 0
+    return replace(record, exit=None, signal=signum, error=_describe(error))
 
 
 def _describe(error: BaseException | None) -> str:

@@ -62,6 +62,7 @@
     add(tip, "cmd", command(k));
     add(tip, "", "#" + data.seq[k] + " \u00b7 " + status(k) + " \u00b7 " + seconds(data.dur[k] / 1e6));
     var more = ["slot " + slotOf(k)];
+    if (data.calls.indexOf(k) >= 0) more.unshift("Python call");
     if (data.pid[k] !== null) more.push("pid " + data.pid[k]);
     if (data.host) more.push("host " + data.hosts[data.host[k]]);
     if (attempts(k) > 1) more.push("attempt " + attempts(k));
