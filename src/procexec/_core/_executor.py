@@ -448,6 +448,15 @@ class ProcessExecutor(Executor):
         running, queued, held_by = self._reaper.stats()
         return ExecutorStats(running, queued, held_by)
 
+    def __repr__(self) -> str:
+        """``<ProcessExecutor max_jobs=4 running=2 queued=10>``, ``shut down`` at the end
+        once it refuses new jobs."""
+        running, queued, _ = self._reaper.stats()
+        state = " shut down" if self._reaper.closed else ""
+        return (
+            f"<ProcessExecutor max_jobs={self.max_jobs} running={running} queued={queued}{state}>"
+        )
+
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
 

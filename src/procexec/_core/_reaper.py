@@ -94,6 +94,11 @@ class Reaper:
         """The current limit on running children."""
         return self._max_jobs
 
+    @property
+    def closed(self) -> bool:
+        """Whether new jobs are refused (``close()``, a failed reaper, a fork's copy)."""
+        return self._closed
+
     def set_max_jobs(self, value: int) -> None:
         """Change the limit; waiting jobs start at once if it was raised."""
         with self.lock:
