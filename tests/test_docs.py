@@ -1,11 +1,14 @@
 """Every code block of README.md and docs/ runs, so an example can never again raise
 NameError or be a command procexec refuses.
 
-Python blocks of a page run in order in one namespace, as a reader would paste them; shell
-blocks run a line at a time with bash. Both run in a temporary directory with the tiny
-fixtures they need (below). A shell block that cannot run here (it installs from the
-package index, or it is a synopsis) says why in a ``<!-- not run by tests/test_docs.py:
-REASON -->`` line just before it, and the test checks that every such block has a reason."""
+Python blocks of a page run in order in one namespace, as a reader would paste them, and
+again pasted into a script file run with ``python file.py``: there an example that starts
+Python processes (a local Dask cluster) fails without its ``if __name__ == "__main__":``
+guard, which the in-process run cannot show. Shell blocks run a line at a time with bash.
+All run in a temporary directory with the tiny fixtures they need (below). A shell block
+that cannot run here (it installs from the package index, or it is a synopsis) says why in
+a ``<!-- not run by tests/test_docs.py: REASON -->`` line just before it, and the test
+checks that every such block has a reason."""
 
 from __future__ import annotations
 
@@ -27,6 +30,12 @@ SHELL_BLOCK = re.compile(
 
 #: Programs the examples run that a test machine may lack: stubs that succeed.
 STUB_PROGRAMS = ("convert", "openscad")
+#: Names the examples take from the reader's own code, and the values they get here.
+READER_NAMES: dict[str, list[str]] = {
+    "paths": ["a.log", "b.log", "c.log"],  # files fixtures() makes
+    "names": ["part.scad"],
+    "huge_list_of_paths": ["img1", "img2", "img3"],
+}
 
 
 def python_blocks(page: Path) -> list[tuple[int, str]]:
@@ -53,7 +62,7 @@ def fixtures(directory: Path) -> list[str]:
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
     (directory / "Makefile").write_text("all:\n\t@echo built\n")
-    paths = ["a.log", "b.log", "c.log"]
+    paths = READER_NAMES["paths"]
     for name in [*paths, "my file.log"]:
         (directory / name).write_text(f"{name}\nERROR one\n")
     (directory / "commands.txt").write_text("echo one\necho two\n")
@@ -77,17 +86,40 @@ def test_python_blocks_run(
     paths = fixtures(tmp_path)
     monkeypatch.setenv("PATH", with_fixture_path(tmp_path))
     monkeypatch.chdir(tmp_path)
-    namespace = {
-        "__name__": "__docs__",
-        "paths": paths,  # the reader's own files
-        "names": ["part.scad"],
-        "huge_list_of_paths": ["img1", "img2", "img3"],
-    }
+    namespace: dict[str, object] = {"__name__": "__docs__", **READER_NAMES, "paths": paths}
     for line, code in python_blocks(page):
         exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
         for gzipped in tmp_path.glob("*.gz"):  # gzip -k refuses to overwrite
             gzipped.unlink()
     capsys.readouterr()
+
+
+def page_script(page: Path) -> str:
+    """The page's Python blocks pasted in order into one script, after the names a reader's
+    own code would define; a comment before each block says where it comes from."""
+    prelude = "".join(f"{name} = {value!r}\n" for name, value in READER_NAMES.items())
+    blocks = (f"# {page.name}:{line}\n{code}" for line, code in python_blocks(page))
+    return prelude + "\n".join(blocks)
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_python_blocks_run_as_a_script(page: Path, tmp_path: Path) -> None:
+    """As a reader pasting the page's examples into ``example.py`` runs them, warnings as
+    errors. A local cluster's workers are new interpreters that import ``example.py`` first:
+    without the guard each would start a cluster of its own ("Nanny failed to start")."""
+    fixtures(tmp_path)
+    script = tmp_path / "example.py"
+    script.write_text(page_script(page))
+    env = {**os.environ, "PATH": with_fixture_path(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", script.name], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    where = f"{page.name} pasted into a script"
+    assert result.returncode == 0, f"{where}: exit status {result.returncode}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
 
 
 @pytest.mark.parametrize(
