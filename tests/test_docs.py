@@ -146,30 +146,90 @@ def test_shell_blocks_run_or_say_why_not(page: Path, tmp_path: Path) -> None:
             assert "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
 
 
+def copy_of_the_checkout(target: Path) -> Path:
+    """The tracked files of this checkout copied to ``target`` (a fresh clone, as a new
+    user has it: nothing built, no virtual environment)."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, tracked):
+        source, copy = ROOT / os.fsdecode(name), target / os.fsdecode(name)
+        if source.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
+    return target
+
+
+def readme_first_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    first = next(code for _, code, _ in shell_blocks(ROOT / "README.md"))
+    assert text.index(first) < text.index("## "), "the README opens with this command"
+    return first
+
+
+def outside_any_venv() -> dict[str, str]:
+    """This environment without the test run's virtual environment."""
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+
+
+CompletedText = subprocess.CompletedProcess[str]
+
+
+def check_the_example_batch(result: CompletedText, where: Path) -> None:
+    """The README's first command printed the job log of its six jobs and wrote its report."""
+    assert "six\tjob 6 says six" in result.stdout
+    assert result.stdout.count("\t:\t") == 6  # the job log's rows, printed by cat
+    assert 'data-outcome="ok" data-count="6"' in (where / "example.html").read_text()
+
+
+def run(argv: list[str], *, cwd: Path | None = None, **env: str) -> CompletedText:
+    """Run ``argv`` outside this test run's virtual environment, ``env`` added; fail the
+    test with the end of its output if it fails."""
+    result = subprocess.run(
+        argv, cwd=cwd, env={**outside_any_venv(), **env}, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{argv}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    return result
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout to copy")
 def test_readme_install_and_run(tmp_path: Path) -> None:
     """The README's first command, as a new user runs it: in a fresh copy of the checkout
     (the tracked files), a new virtual environment, ``pip install .`` (from the package
     index, as CI's machine allows), then the example batch with its log and report."""
-    text = (ROOT / "README.md").read_text()
-    first = next(code for _, code, _ in shell_blocks(ROOT / "README.md"))
-    assert text.index(first) < text.index("## "), "the README opens with this command"
-    copy = tmp_path / "procexec"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, tracked):
-        source, target = ROOT / os.fsdecode(name), copy / os.fsdecode(name)
-        if source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    result = subprocess.run(
-        ["bash", "-c", first], cwd=copy, env=env, capture_output=True, text=True,
-        timeout=600, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "six\tjob 6 says six" in result.stdout
-    assert result.stdout.count("\t:\t") == 6  # the job log's rows, printed by cat
-    assert 'data-outcome="ok" data-count="6"' in (copy / "example.html").read_text()
+    copy = copy_of_the_checkout(tmp_path / "procexec")
+    check_the_example_batch(run(["bash", "-c", readme_first_command()], cwd=copy), copy)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout to copy")
+def test_the_built_wheel_installs_and_runs_the_readme_command(tmp_path: Path) -> None:
+    """The distributions as they would be published: ``python -m build`` (the wheel built
+    from the sdist) passes ``twine check``; the wheel, installed in a new virtual
+    environment (not editable), runs the README's example batch in a directory of its own
+    and provides ``anchorscad_lib.utils.process_manager``. Only the package index is
+    reached (the build backend, loky and tqdm)."""
+    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
+    copy = copy_of_the_checkout(tmp_path / "procexec")
+    run([sys.executable, "-m", "build", "--outdir", str(dist), str(copy)])
+    wheel, sdist = sorted(dist.glob("procexec-*.whl")), sorted(dist.glob("procexec-*.tar.gz"))
+    assert len(wheel) == len(sdist) == 1, sorted(dist.iterdir())
+    run([sys.executable, "-m", "twine", "check", "--strict", str(wheel[0]), str(sdist[0])])
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel[0])])
+    _, installs, batch = readme_first_command().partition("pip install . && ")
+    assert installs, "the README's first command installs with pip install ."
+    work.mkdir()
+    path = f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    check_the_example_batch(run(["bash", "-c", batch], cwd=work, PATH=path), work)
+    imports = (
+        "import anchorscad_lib.utils.process_manager as pm, procexec\n"
+        "print(pm.ProcessManager.__name__, pm.ProcessManagerEntry.__name__)\n"
+        "print(procexec.__file__)"
+    )
+    found = run([str(venv / "bin" / "python"), "-c", imports], cwd=work).stdout
+    names, module = found.splitlines()
+    assert names == "ProcessManager ProcessManagerEntry"
+    assert Path(module).is_relative_to(venv), f"not the installed wheel: {module}"
