@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import procexec
-from procexec import JobResult, ProcessExecutor, ProcessFuture
+from procexec import JobResult, ProcessExecutor, ProcessFuture, Rusage
 from tests._helpers import Gate, py
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
@@ -92,6 +92,29 @@ def test_job_result_repr_keeps_the_size_of_the_output_not_the_output() -> None:
     assert isinstance(result, JobResult)
     assert "stdout=<100001 bytes>, stderr=<0 bytes>" in repr(result) and "xxx" not in repr(result)
     assert "stdout=<3 chars>, stderr=None" in repr(text)
+
+
+def test_executor_repr_shows_the_limit_the_jobs_and_whether_it_is_shut_down(gate: Gate) -> None:
+    ex = ProcessExecutor(1)
+    assert repr(ex) == "<ProcessExecutor max_jobs=1 running=0 queued=0>"
+    try:
+        running = ex.submit(["cat"], stdin=gate.read_fd)
+        ex.submit(py("pass"))
+        assert running.wait_started(30)
+        assert repr(ex) == "<ProcessExecutor max_jobs=1 running=1 queued=1>"
+    finally:
+        gate.open()
+        ex.shutdown()
+    assert repr(ex) == "<ProcessExecutor max_jobs=1 running=0 queued=0 shut down>"
+
+
+def test_rusage_repr_rounds_the_times_to_the_microsecond_and_keeps_the_values() -> None:
+    usage = Rusage(0.1 + 0.2, 0.0009159999999999999, None, 4096)
+    assert repr(usage) == (
+        "Rusage(user_time=0.3, system_time=0.000916, max_rss=None, max_rss_upper=4096)"
+    )
+    assert usage.user_time == 0.1 + 0.2 and usage.system_time == 0.0009159999999999999
+    assert "max_rss=8192," in repr(Rusage(12.0, 0.0, 8192, 8192))
 
 
 class _CountedPath:

@@ -93,13 +93,12 @@ def test_check_raises_called_process_error_with_output() -> None:
 
 
 def test_timeout_with_grandchild_holding_the_pipe() -> None:
-    # The child prints, starts a grandchild that inherits stdout and sleeps, then sleeps too.
-    code = (
-        "import subprocess, sys, time; print('before', flush=True); "
-        "g = subprocess.Popen(['sleep', '300']); print(g.pid, flush=True); time.sleep(300)"
-    )
+    # The child prints, starts a grandchild that inherits stdout and sleeps, then waits for
+    # it. A shell, not Python: under load and coverage a Python child took longer than the
+    # timeout to print (b'' seen); a shell prints in milliseconds, 2 s is a wide margin.
+    code = "echo before; sleep 300 & echo $!; wait"
     with ProcessExecutor(1, term_sequence=[(signal.SIGTERM, 1.0)]) as ex:
-        future = ex.run(py(code), capture_output=True, timeout=0.5)
+        future = ex.run(["sh", "-c", code], capture_output=True, timeout=2.0)
         error = future.exception(timeout=60)  # raises TimeoutError if the job hangs
     assert isinstance(error, subprocess.TimeoutExpired)
     assert error.stdout is not None and error.stdout.startswith(b"before\n")

@@ -36,6 +36,15 @@ class Rusage:
     max_rss: int | None
     max_rss_upper: int
 
+    def __repr__(self) -> str:
+        """The times rounded to the microsecond, the resolution ``wait4`` gives them in
+        (the attributes keep the exact values)."""
+        return (
+            f"Rusage(user_time={round(self.user_time, 6)!r}, "
+            f"system_time={round(self.system_time, 6)!r}, max_rss={self.max_rss!r}, "
+            f"max_rss_upper={self.max_rss_upper!r})"
+        )
+
     @classmethod
     def from_figures(cls, figures: UsageFigures) -> Rusage:
         """Build from the figures a job keeps (``UsageFigures``)."""

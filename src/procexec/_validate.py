@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -18,6 +20,12 @@ from typing import Any
 POPEN_KEYWORDS = frozenset(inspect.signature(subprocess.Popen).parameters) - {"args"}
 
 TermSequence = tuple[tuple[int, float], ...]
+
+#: Characters that mean something to a shell (pipes, redirections, variables, globs...): a
+#: command line holding one needs ``shell=True``; split, they would reach the program as is.
+_SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[~#\n]")
+#: A command line longer than this is not quoted back in the advice.
+_QUOTED_MAX = 60
 
 
 def check_max_jobs(value: object) -> int:
@@ -55,9 +63,10 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
 
     A ``str`` or ``bytes`` command is accepted only with ``shell=True`` (as one shell command
     line); otherwise it is a TypeError, because ``"ls -l"`` would look for a program named
-    ``ls -l``. A path-like object alone is a program run without arguments, as in
-    ``subprocess``. A tuple is kept as it is (it cannot change while the job waits); any
-    other sequence is copied into a list.
+    ``ls -l``: its message says what runs it (``shlex.split`` or ``shell=True``). A
+    path-like object alone is a program run without arguments, as in ``subprocess``. A
+    tuple is kept as it is (it cannot change while the job waits); any other sequence is
+    copied into a list.
     """
     if isinstance(argv, os.PathLike):
         if shell:  # subprocess refuses it too
@@ -72,9 +81,7 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
                 raise ValueError("the shell command is empty")
             return argv
         raise TypeError(
-            f"argv must be a list of arguments, not {type(argv).__name__}: "
-            f"pass [{argv!r}] or split it (shlex.split), or pass shell=True "
-            "to run it as a shell command line"
+            f"argv must be a list of arguments, not {type(argv).__name__}: {_advice(argv)}"
         )
     if not isinstance(argv, Sequence):
         raise TypeError(f"argv must be a list of arguments, not {type(argv).__name__}")
@@ -86,6 +93,28 @@ def check_argv(argv: object, *, shell: bool) -> Sequence[Any] | str | bytes:
                 f"argv[{position}] must be str, bytes or a path, not {type(item).__name__}"
             )
     return argv if isinstance(argv, tuple) else list(argv)
+
+
+def _advice(command: str | bytes) -> str:
+    """What to pass instead of the command line ``command``: its words as a list (the
+    list itself when it is short) or ``shell=True``, whichever runs what it says."""
+    shell = "shell=True to run it as a shell command line"
+    text = command if isinstance(command, str) else os.fsdecode(command)
+    try:
+        words = shlex.split(text)
+    except ValueError:  # unbalanced quotes
+        return f"pass {shell}, or a list of its arguments"
+    if _SHELL_SYNTAX.search(text) or (words and "=" in words[0]):  # VAR=value program
+        return f"it has shell syntax: pass {shell}, or a list of its arguments"
+    if not words:
+        return "pass a list of arguments, the program first"
+    if len(text) > _QUOTED_MAX:
+        return f"pass shlex.split(command) (its words as a list), or {shell}"
+    if isinstance(command, bytes):
+        return f"pass {[os.fsencode(word) for word in words]!r}, or {shell}"
+    if words == [text]:
+        return f"pass {words!r}, or {shell}"
+    return f"pass shlex.split({text!r}), which is {words!r}, or {shell}"
 
 
 def check_popen_kwargs(kwargs: Mapping[str, object]) -> None:

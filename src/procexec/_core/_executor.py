@@ -525,6 +525,16 @@ class ProcessExecutor(Executor):
         ones wait, and how many workers are idle."""
         return ExecutorStats(*self._reaper.stats())
 
+    def __repr__(self) -> str:
+        """``<ProcessExecutor max_jobs=4 running=2 queued=10>``, ``shut down`` at the end
+        once it refuses new jobs."""
+        stats = self.stats()
+        state = " shut down" if self._reaper.closed else ""
+        return (
+            f"<ProcessExecutor max_jobs={self.max_jobs} running={stats.running} "
+            f"queued={stats.queued}{state}>"
+        )
+
     def terminate_jobs(self) -> None:
         """Stop every running job (its process group) with the termination sequence.
 

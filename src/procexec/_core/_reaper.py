@@ -99,6 +99,11 @@ class Reaper:
         """The current limit on running children."""
         return self._max_jobs
 
+    @property
+    def closed(self) -> bool:
+        """Whether new jobs are refused (``close()``, a failed reaper, a fork's copy)."""
+        return self._closed
+
     def set_max_jobs(self, value: int) -> None:
         """Change the limit; waiting jobs start at once if it was raised, and idle workers
         over it retire if it was lowered. Never waits for running jobs."""
@@ -107,11 +112,6 @@ class Reaper:
             self._share_locked()
             self._wake_takers_locked()
             self._lanes[0].post_locked(self._lanes[0].tidy_workers)
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called (no new job is taken)."""
-        return self._closed
 
     def prestart(self, count: int, *, guarded: bool) -> None:
         """Start ``count`` idle workers for Python calls now, on the lane that runs calls."""

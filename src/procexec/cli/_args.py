@@ -387,6 +387,12 @@ def _machine_options(add: Add) -> None:
         "local:N for N local workers (needs procexec[dask])",
     )
     add(
+        "--dask-connect-timeout",
+        metavar="SECS",
+        help="with --dask ADDRESS, how long to wait for the scheduler to answer (default 10s; "
+        "a refused connection fails at once)",
+    )
+    add(
         "--no-guardian",
         dest="guardian",
         action="store_false",

@@ -74,6 +74,7 @@ class Plan:
     reads_stdin: bool = False  # an input source is standard input
     shell_path: str = "/bin/sh"  # the shell that runs command lines
     line_limit: int = 131071
+    dask_timeout: float | None = None  # --dask-connect-timeout; None: DaskExecutor's default
 
     def tag_of(self, job: Job) -> str:
         """The prefix of the job's output lines: ``--tagstring`` expanded, or its arguments."""
@@ -183,6 +184,7 @@ def make_plan(argv: list[str]) -> Plan:
         guardian=options.guardian,
         admission=_admission(options),
         dask=_dask(options),
+        dask_timeout=_dask_timeout(options),
         reads_stdin=pipe is not None or any(source.path == "-" for source in sources),
         shell_path=user_shell(),
         line_limit=line_limit(),
@@ -399,6 +401,19 @@ def _dask(options: argparse.Namespace) -> str | None:
             "each job's output comes whole when it ends"
         )
     return address
+
+
+def _dask_timeout(options: argparse.Namespace) -> float | None:
+    """``--dask-connect-timeout SECS``, only with ``--dask ADDRESS``."""
+    text: str | None = options.dask_connect_timeout
+    if text is None:
+        return None
+    if options.dask is None or options.dask.startswith("local:"):
+        raise UsageError("--dask-connect-timeout needs --dask ADDRESS (a scheduler to reach)")
+    seconds = parse_duration(text, "--dask-connect-timeout")
+    if not seconds > 0:
+        raise UsageError(f"--dask-connect-timeout must be more than 0 seconds, not {text!r}")
+    return seconds
 
 
 #: ``-j 0`` ("as many as possible", as GNU parallel says) runs at most this many at once.

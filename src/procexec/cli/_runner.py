@@ -150,7 +150,10 @@ class Runner:
                 on_held=self.progress.held,
                 **self.plan.admission,
             )
-        from procexec.dask import DaskExecutor  # noqa: PLC0415  # the extra, only with --dask
+        from procexec.dask import (  # noqa: PLC0415  # the extra, only with --dask
+            DaskExecutor,
+            SchedulerUnreachableError,
+        )
 
         address, stop = self.plan.dask, self.plan.term_sequence
         try:
@@ -158,7 +161,12 @@ class Runner:
                 workers = int(address.partition(":")[2])
                 slots = -(-self.plan.max_jobs // workers)
                 return DaskExecutor.local(workers, slots_per_worker=slots, term_sequence=stop)
-            return DaskExecutor(address, term_sequence=stop)
+            return DaskExecutor(address, term_sequence=stop, connect_timeout=self.plan.dask_timeout)
+        except SchedulerUnreachableError as error:
+            hint = "" if error.timeout is None else " (--dask-connect-timeout)"
+            raise DaskUnreachableError(
+                f"cannot reach the Dask scheduler at {address}: {error.reason}{hint}"
+            ) from None
         except OSError as error:
             raise DaskUnreachableError(
                 f"cannot reach the Dask scheduler at {address}: {error}"

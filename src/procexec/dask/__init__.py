@@ -36,7 +36,8 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
     ) from exc
 
 from procexec.dask._client import DaskExecutor, DaskFuture, WorkerLostError
+from procexec.dask._connect import SchedulerUnreachableError
 from procexec.dask._wire import PLUGIN as PLUGIN  # the worker plugin's name and event topic
 from procexec.dask._wire import SLOTS as SLOTS  # the worker resource: procexec-slots
 
-__all__ = ("DaskExecutor", "DaskFuture", "WorkerLostError")
+__all__ = ("DaskExecutor", "DaskFuture", "SchedulerUnreachableError", "WorkerLostError")

@@ -22,6 +22,7 @@ from distributed import Client, LocalCluster
 from procexec import DEFAULT_TERM_SEQUENCE
 from procexec._core import call_name, contain_callback_errors, invoke_callbacks, map_in_order
 from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
+from procexec.dask._connect import check_connect_timeout, connect
 from procexec.dask._wire import (
     CALL,
     PLUGIN,
@@ -139,6 +140,9 @@ class DaskExecutor:
             more than N jobs on each.
         term_sequence: how a job is stopped on its worker (as for ProcessExecutor).
         retries: how many times a job whose worker was lost is run again elsewhere.
+        connect_timeout: with an address, how many seconds to wait for the scheduler to
+            answer before :class:`SchedulerUnreachableError` (None: 10); a refused
+            connection raises it at once.
 
     Errors are raised in the caller as they would be locally: ``TimeoutExpired``,
     ``CalledProcessError``, ``FileNotFoundError``...; a lost worker is :class:`WorkerLostError`.
@@ -151,12 +155,14 @@ class DaskExecutor:
         slots_per_worker: int | None = None,
         term_sequence: Sequence[tuple[int, float]] = DEFAULT_TERM_SEQUENCE,
         retries: int = 0,
+        connect_timeout: float | None = None,
     ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        wait = check_connect_timeout(connect_timeout)
         self._owned: list[Any] = []
         if isinstance(client_or_address, str):
-            self._client = Client(client_or_address)  # type: ignore[no-untyped-call]
+            self._client = connect(client_or_address, wait)
             self._owned.append(self._client)
         else:
             self._client = client_or_address
@@ -181,7 +187,8 @@ class DaskExecutor:
         """A LocalCluster of ``n_workers`` worker processes on 127.0.0.1 (every port, the
         dashboard's too, chosen by the OS), owned and closed by the executor. A job whose
         worker is lost is not re-run by Dask itself (allowed-failures 0): ``retries``
-        decides."""
+        decides. The workers are new Python processes that import the main module first:
+        in a script, call it under ``if __name__ == "__main__":``."""
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=n_workers,
