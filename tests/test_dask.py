@@ -34,7 +34,14 @@ from procexec.dask import (
     SchedulerLostError,
     WorkerLostError,
 )
-from tests._helpers import is_running, log_rows, my_children, reap_adopted_zombies, run_cli
+from tests._helpers import (
+    is_running,
+    log_rows,
+    my_children,
+    reap_adopted_zombies,
+    run_cli,
+    wait_for_file,
+)
 
 #: A job that records its pid and its grandchild's (both in its process group), then waits.
 GROUP_JOB = 'sleep 300 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait'
@@ -46,14 +53,6 @@ def ex() -> Iterator[DaskExecutor]:
     with DaskExecutor.local(n_workers=2, slots_per_worker=2) as executor:
         yield executor
     assert not our_leftovers(before), "the cluster left processes behind"
-
-
-def wait_for_file(path: Path, timeout: float = 60) -> str:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} never appeared"
-        time.sleep(0.01)
-    return path.read_text()
 
 
 def gone_within(pids: list[int], seconds: float) -> list[int]:
