@@ -229,21 +229,27 @@ def test_the_cli_without_the_guardian(tree: Tree) -> None:
     tree.cleanup(pids)
 
 
-#: A parent that logs when each start has returned (``started <pid>``), as its lanes see it,
-#: then starts ``n`` jobs as fast as it can. Its test kills it at a random moment.
+#: A parent that logs, for each job its lanes start, whether the guardian ran before the
+#: start (``start <ran>``) and the job once it is registered (``registered <pid>``), then
+#: starts ``n`` jobs as fast as it can. Its test kills it at a random moment. (It wraps the
+#: lane's one call to Popen and the guardian's registration: the two moments compared.)
 RACING_PARENT = textwrap.dedent(
     """
     import os, sys, threading
-    import procexec._core._lane as lane  # its one call to Popen: the moment a start returns
+    import procexec._core._lane as lane
     from procexec import ProcessExecutor
+    from procexec._core._resources._guardian import GUARDIAN
     marker, ready, n, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     log = os.open(os.path.join(ready, ".log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    popen = lane._popen
+    popen, watch = lane._popen, GUARDIAN.watch
     def logged_popen(job):
-        started = popen(job)
-        os.write(log, f"started {started.pid}\\n".encode())
-        return started
-    lane._popen = logged_popen
+        os.write(log, f"start {GUARDIAN.pid is not None}\\n".encode())
+        return popen(job)
+    def logged_watch(pid, *, group):
+        slot = watch(pid, group=group)
+        os.write(log, f"registered {pid}\\n".encode())
+        return slot
+    lane._popen, GUARDIAN.watch = logged_popen, logged_watch
     job = 'echo $$ > "$1/.$$" && mv "$1/.$$" "$1/$$"; read never'  # stdin: nothing comes
     os.write(log, b"go\\n")
     ex = ProcessExecutor(n, guardian=True) if mode == "on" else ProcessExecutor(n).__enter__()
@@ -256,11 +262,11 @@ RACING_PARENT = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["default", "on"])
 def test_a_parent_sigkilled_at_random_during_its_first_submits(tmp_path: Path, mode: str) -> None:
-    """The guardian runs before the first job can start. A parent is killed at a random
-    moment while its first jobs start: no job whose start had returned may outlive it
-    by 2 s. (It did: the first jobs waited unregistered while the guardian started, for
-    milliseconds.) A job still inside its start (fork and exec, in Popen) when the parent
-    dies is the one gap left (docs/resources.md); it is killed here."""
+    """A parent is killed at a random moment while its first jobs start. Every job starts
+    with the guardian already running (the first ones used to start first, then wait
+    unregistered while it started, for milliseconds), and no registered job outlives the
+    parent by 2 s. A job whose start (fork, exec, the registering store) was under way
+    when the parent died is the one gap left (docs/resources.md): killed here."""
     spread = 0.05  # the kill lands within this long of "go"; then fitted to the starts
     for trial in range(12):
         (tmp_path / str(trial)).mkdir()
@@ -276,18 +282,20 @@ def test_a_parent_sigkilled_at_random_during_its_first_submits(tmp_path: Path, m
         parent.kill()
         parent.wait()
         killed_after = time.monotonic() - go
-        started = {int(line.split()[1]) for line in log.read_text().split("\n")[1:] if line}
+        lines = [line.split() for line in log.read_text().splitlines()[1:]]
+        registered = {int(pid) for what, pid in lines if what == "registered"}
         try:
+            assert ["start", "False"] not in lines, f"trial {trial}: a job started unguarded"
             left = tree.gone_within(2.0)
-            assert not started & set(left), (
-                f"trial {trial}: jobs {sorted(started & set(left))} had started and outlived"
-                f" their parent, killed {killed_after * 1000:.1f} ms after go"
+            assert not registered & set(left), (
+                f"trial {trial}: jobs {sorted(registered & set(left))} outlived their parent,"
+                f" killed {killed_after * 1000:.1f} ms after go"
             )
         finally:
             tree.cleanup(tree.alive())
             assert parent.stdin is not None
             parent.stdin.close()
-        if len(started) == 4:  # all started before the kill: aim earlier next time
+        if len(registered) == 4:  # all started before the kill: aim earlier next time
             spread = max(0.005, killed_after)
 
 
