@@ -283,8 +283,29 @@ def test_an_error_thrown_in_before_the_first_step_is_raised_as_it_is() -> None:
             future.throw(ValueError("thrown"))
         with pytest.raises(KeyError):
             future.throw(KeyError)
+        try:
+            raise OSError("with its traceback")
+        except OSError as error:
+            with pytest.raises(OSError, match="with its traceback") as raised:
+                future.throw(OSError, error, error.__traceback__)
+        assert raised.value.__traceback__ is not None
         future.close()  # nothing to close: no task runs it
         assert future.result() == 0
+
+
+def test_the_coroutine_protocol_by_hand() -> None:
+    """A task may step a future itself: its own coroutine of it, which close() closes."""
+
+    async def main() -> None:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit(["true"])
+            yielded = future.send(None)  # this task's wait_job, at its first await
+            assert isinstance(yielded, asyncio.Future) and future._drivers
+            future.close()
+            assert not future._drivers
+            assert await future == 0
+
+    asyncio.run(main())
 
 
 def test_completed_yields_in_completion_order(run: Runner, report_pipe: tuple[int, int]) -> None:
