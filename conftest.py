@@ -43,7 +43,7 @@ def _target(fd: str) -> str:
 def _guardian_started() -> None:
     """Start this process's guardian first: the two fds it holds for good (its pipe and its
     registry) then count as there before every test that checks for leaked fds."""
-    GUARDIAN._start()
+    GUARDIAN.start()
 
 
 @pytest.fixture(autouse=True)

@@ -150,6 +150,15 @@ def _wait_proc_gone(pid: int, timeout: float) -> None:
     raise AssertionError(f"process {pid} is still running after {timeout}s")
 
 
+def wait_for_file(path: Path, timeout: float = 60) -> str:
+    """Block (bounded) until ``path`` exists, as a child writes it; return its text."""
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.005)
+    return path.read_text()
+
+
 def is_running(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     try:

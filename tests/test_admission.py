@@ -441,3 +441,37 @@ def test_the_watch_survives_its_own_failure(
         future = ex.submit(["true"])
     assert future.result() == 0
     assert "the admission watch failed" in caplog.text
+
+
+def test_a_failing_probe_warns_once_per_cause(
+    fake: FakeProc, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read a thousand times, a broken probe warns once; again when the cause changes, and
+    when it fails again after it could be read."""
+    admission = _admission.make_admission(memfree="1G", load=100)
+    assert admission is not None
+
+    def look(times: int) -> None:
+        for _ in range(times):
+            admission.check(time.monotonic() + 3600 * next(clock))
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    clock = itertools.count(1)
+    with caplog.at_level(logging.INFO, logger="procexec"):
+        (fake.proc / "meminfo").unlink()
+        (fake.proc / "loadavg").write_text("garbage\n")
+        look(1000)
+        assert len(warnings()) == 2, warnings()
+        assert "memfree (FileNotFoundError" in warnings()[0]
+        assert "load (IndexError" in warnings()[1]
+        (fake.proc / "meminfo").write_text("MemTotal: 1 kB\n")  # another cause
+        look(1000)
+        assert len(warnings()) == 3 and "no MemAvailable" in warnings()[2]
+        fake.memory(8 * GIB)
+        look(10)
+        assert "memfree can be read again" in caplog.text
+        (fake.proc / "meminfo").unlink()
+        look(1000)
+    assert len(warnings()) == 4, warnings()

@@ -7,15 +7,16 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import pytest
 import uvloop
 
-from procexec import ProcessExecutor
+from procexec import ProcessExecutor, ProcessFuture
 from procexec.aio import completed, wait_job
-from tests._helpers import assert_dies, py, read_pid_lines, spawner
+from tests._helpers import assert_dies, is_running, py, read_pid_lines, spawner, wait_for_file
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -193,6 +194,118 @@ def test_a_second_cancellation_kills_at_once(run: Runner, report_pipe: tuple[int
             return future.result(0)
 
     assert run(main) == -signal.SIGKILL
+
+
+#: A long job that writes its pid to argv[1] (whole, by a rename) and then sleeps.
+SLEEPER = 'echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 300'
+
+
+async def cancel_before_the_first_step(form: str, future: ProcessFuture[int]) -> None:
+    """Cancel, in one of three ways, a task that runs ``future`` before the task's first
+    step; return once the cancellation has propagated to this caller."""
+    if form == "wait_for":
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(future, timeout=0)
+    elif form == "ensure_future":
+        task = asyncio.ensure_future(future)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        gathered = asyncio.gather(future)
+        gathered.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gathered
+
+
+@pytest.mark.parametrize("form", ["wait_for", "ensure_future", "gather"])
+def test_a_cancellation_before_the_first_step_stops_a_running_job(
+    run: Runner, form: str, tmp_path: Path
+) -> None:
+    """The task is cancelled before it ever ran: the job is stopped and reaped before the
+    cancellation reaches the caller (it ran on, unseen, for 300 s)."""
+    pid_file = tmp_path / "pid"
+
+    async def main() -> tuple[bool, int]:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit(["sh", "-c", SLEEPER, "job", str(pid_file)])
+            await asyncio.to_thread(wait_for_file, pid_file)
+            await cancel_before_the_first_step(form, future)
+            return future.done(), future.result(0)
+
+    assert run(main) == (True, -signal.SIGTERM)
+    assert not is_running(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("form", ["wait_for", "ensure_future", "gather"])
+def test_a_cancellation_before_the_first_step_cancels_a_queued_job(
+    run: Runner, form: str, tmp_path: Path
+) -> None:
+    blocker_pid, queued_pid = tmp_path / "blocker", tmp_path / "queued"
+
+    async def main() -> None:
+        with ProcessExecutor(1, term_sequence=[(signal.SIGKILL, 0)]) as ex:
+            blocker = ex.submit(["sh", "-c", SLEEPER, "job", str(blocker_pid)])
+            queued = ex.submit(["sh", "-c", SLEEPER, "job", str(queued_pid)])
+            await asyncio.to_thread(wait_for_file, blocker_pid)
+            await cancel_before_the_first_step(form, queued)
+            assert queued.cancelled()  # else leaving the block by this error stops both
+            blocker.kill()
+
+    run(main)
+    assert not queued_pid.exists()
+
+
+def test_a_future_run_as_a_task_by_several_tasks_and_awaited_too(run: Runner) -> None:
+    """A job's future is a coroutine asyncio runs as a task; each task that runs it, and
+    each ``await``, gets the result."""
+
+    async def main() -> list[int]:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit(["sh", "-c", "exit 3"])
+            assert asyncio.iscoroutine(future)
+            first, second = asyncio.ensure_future(future), asyncio.create_task(future)
+            results = [await first, await second, await future, await future]
+            assert not future._drivers  # each task's coroutine is dropped when it ends
+            return results
+
+    assert run(main) == [3, 3, 3, 3]
+    with ProcessExecutor(1) as ex:
+        assert asyncio.run(ex.submit(["sh", "-c", "exit 4"])) == 4
+
+
+def test_an_error_thrown_in_before_the_first_step_is_raised_as_it_is() -> None:
+    """Only a cancellation stops the job; any other error thrown into a future that has not
+    started as a coroutine is raised at once, as by a native coroutine."""
+    with ProcessExecutor(1) as ex:
+        future = ex.submit(["true"])
+        with pytest.raises(ValueError, match="thrown"):
+            future.throw(ValueError("thrown"))
+        with pytest.raises(KeyError):
+            future.throw(KeyError)
+        try:
+            raise OSError("with its traceback")
+        except OSError as error:
+            with pytest.raises(OSError, match="with its traceback") as raised:
+                future.throw(OSError, error, error.__traceback__)
+        assert raised.value.__traceback__ is not None
+        future.close()  # nothing to close: no task runs it
+        assert future.result() == 0
+
+
+def test_the_coroutine_protocol_by_hand() -> None:
+    """A task may step a future itself: its own coroutine of it, which close() closes."""
+
+    async def main() -> None:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit(["true"])
+            yielded = future.send(None)  # this task's wait_job, at its first await
+            assert isinstance(yielded, asyncio.Future) and future._drivers
+            future.close()
+            assert not future._drivers
+            assert await future == 0
+
+    asyncio.run(main())
 
 
 def test_completed_yields_in_completion_order(run: Runner, report_pipe: tuple[int, int]) -> None:

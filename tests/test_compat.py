@@ -177,6 +177,36 @@ def test_failures_and_unstartable_commands(tmp_path: Path) -> None:
     assert missing.popen_obj is None and fine.start_error is None
 
 
+class CommunicatingEntry(ProcessManagerEntry):
+    """Calls communicate() in ended(), as anchorscad's entries do."""
+
+    def ended(self, status: int) -> None:
+        self.seen = (status, self.communicate())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "output"),
+    [
+        ({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}, (b"", b"")),
+        ({"stdout": subprocess.PIPE, "text": True}, ("", None)),
+        ({"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "encoding": "utf-8"}, ("", None)),
+        ({}, (None, None)),
+    ],
+)
+def test_communicate_in_ended_of_an_unstartable_command(
+    kwargs: dict[str, Any], output: tuple[Any, Any]
+) -> None:
+    """ended() gets 127 and communicate() there returns no output: nothing raises out of
+    run_proc, and start_error holds the exception."""
+    manager = ProcessManager(max_jobs=1)
+    entry = CommunicatingEntry()
+    manager.run_proc(entry, ["/no/such/program"], **kwargs)
+    assert entry.seen == (NOT_FOUND_STATUS, output)
+    assert isinstance(entry.start_error, FileNotFoundError)
+    assert entry.communicate() == output
+    assert manager.finished_status() == (0, 1)
+
+
 def test_positional_popen_arguments_and_poll_time_accepted() -> None:
     manager = ProcessManager(max_jobs=1, poll_time=5.0)
     entry = ProcessManagerEntry()

@@ -22,9 +22,26 @@ import pytest
 
 pytest.importorskip("distributed", reason="procexec[dask] is not installed")
 
+import dask
+from distributed import Client, LocalCluster
+
 from procexec import JobResult
-from procexec.dask import PLUGIN, DaskExecutor, DaskFuture, WorkerLostError
-from tests._helpers import is_running, log_rows, my_children, reap_adopted_zombies, run_cli
+from procexec.dask import (
+    PLUGIN,
+    SLOTS,
+    DaskExecutor,
+    DaskFuture,
+    SchedulerLostError,
+    WorkerLostError,
+)
+from tests._helpers import (
+    is_running,
+    log_rows,
+    my_children,
+    reap_adopted_zombies,
+    run_cli,
+    wait_for_file,
+)
 
 #: A job that records its pid and its grandchild's (both in its process group), then waits.
 GROUP_JOB = 'sleep 300 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait'
@@ -36,14 +53,6 @@ def ex() -> Iterator[DaskExecutor]:
     with DaskExecutor.local(n_workers=2, slots_per_worker=2) as executor:
         yield executor
     assert not our_leftovers(before), "the cluster left processes behind"
-
-
-def wait_for_file(path: Path, timeout: float = 60) -> str:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} never appeared"
-        time.sleep(0.01)
-    return path.read_text()
 
 
 def gone_within(pids: list[int], seconds: float) -> list[int]:
@@ -364,6 +373,39 @@ def test_finished_jobs_never_run_again_after_a_worker_is_lost(tmp_path: Path) ->
             time.sleep(0.05)
         assert executor.submit(["true"]).result(timeout=60) == 0  # the cluster works again
     assert count.read_text().count("x") == 4
+
+
+def test_a_lost_scheduler_fails_the_job_naming_it(tmp_path: Path) -> None:
+    """The scheduler closes while a job runs: its future fails with SchedulerLostError
+    naming the scheduler (it carried a bare CancelledError while cancelled() was False)."""
+    mark = tmp_path / "mark"
+    before = my_children()
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        resources={SLOTS: 1},
+    )
+    try:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            executor = DaskExecutor(client)
+            future = executor.submit(["sh", "-c", GROUP_JOB, "job", str(mark)])
+            wait_for_file(mark)
+            address, scheduler = cluster.scheduler_address, cluster.scheduler
+            assert scheduler is not None  # a LocalCluster's scheduler runs in this process
+            cluster.sync(scheduler.close)  # type: ignore[no-untyped-call]
+            with pytest.raises(SchedulerLostError, match=f"scheduler {address} was lost") as lost:
+                future.result(timeout=60)
+            assert lost.value.scheduler == address and not future.cancelled()
+            executor.shutdown()
+    finally:
+        # Closing the workers asks the lost scheduler first: not for the default 30 s.
+        with dask.config.set({"distributed.comm.timeouts.connect": "5s"}):
+            cluster.close()
+    assert not our_leftovers(before)
 
 
 # -------------------------------------------------------------------- the command line

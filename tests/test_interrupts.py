@@ -214,7 +214,7 @@ def children():  # the guardian (this process's own helper: _core._resources._gu
     return {pid for pid in pids if pid != str(GUARDIAN.pid)}
 
 signal.signal(signal.SIGALRM, interrupt)
-GUARDIAN._start()  # its pipe and registry are held for good: not a leak
+GUARDIAN.start()  # its pipe and registry are held for good: not a leak
 fds_before = sorted(os.listdir("/proc/self/fd"))
 problems = []
 entries = 0

@@ -8,7 +8,10 @@ second event loop. Cancelling the task that awaits it (``task.cancel()``,
 ``asyncio.timeout``, ``wait_for``, ``gather`` being cancelled, an anyio cancel scope) stops
 the job: one not started yet is cancelled and never starts; a running one gets the
 executor's termination sequence on its process group, and the cancellation propagates once
-the child is reaped (a second cancellation meanwhile sends SIGKILL at once).
+the child is reaped (a second cancellation meanwhile sends SIGKILL at once). A future is
+also a coroutine, so that a task running it (``ensure_future(future)``, ``gather``,
+``wait_for``) stops the job even when cancelled before its first step; ``asyncio.wait()``,
+which refuses coroutines, takes ``asyncio.ensure_future(future)``.
 
 ``async with ProcessExecutor() as ex:`` waits for the block's jobs without blocking the
 event loop, and stops and reaps them if the block is left by an exception or cancelled.

@@ -83,7 +83,13 @@ class ProcessManagerEntry:
         """Wait for the process and return its ``(stdout, stderr)``.
 
         Each is None unless that stream was ``subprocess.PIPE`` (bytes, or str in text mode).
+        For a command that could not be started (``start_error`` is set), each piped
+        stream is empty: the start error is ``ended()``'s status and ``start_error``, not
+        an exception out of here.
         """
+        no_output: tuple[Any, Any] | None = getattr(self, "_procexec_no_output", None)
+        if no_output is not None:
+            return no_output
         future = _future_of(self)
         if future is None:
             return (None, None)
@@ -164,6 +170,7 @@ class ProcessManager:
         future.wait_started()
         popen = future.popen
         if popen is None:
+            proc_entry._procexec_no_output = _no_output(bound)  # type: ignore[attr-defined]
             self._start_failed(proc_entry, future)
             return
         proc_entry.set_popen_obj(popen)
@@ -251,6 +258,16 @@ def _popen_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any
         return args[0], dict(kwargs)
     bound = _POPEN_SIGNATURE.bind(*args, **kwargs).arguments
     return bound.pop("args"), bound
+
+
+def _no_output(popen_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """What ``communicate()`` returns for a command that never started: an empty bytes
+    (or str, in text mode) for each stream that was a pipe, None for the others."""
+    text_keys = ("text", "universal_newlines", "encoding", "errors")
+    empty = "" if any(popen_kwargs.get(key) for key in text_keys) else b""
+    stdout = empty if popen_kwargs.get("stdout") == subprocess.PIPE else None
+    stderr = empty if popen_kwargs.get("stderr") == subprocess.PIPE else None
+    return stdout, stderr
 
 
 def _future_of(entry: object) -> ProcessFuture[JobResult[Any]] | None:

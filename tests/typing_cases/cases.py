@@ -4,6 +4,7 @@
 is the error code it must report there. Nothing else may be reported.
 """
 
+import asyncio
 from pathlib import Path
 
 from typing_extensions import reveal_type
@@ -30,3 +31,5 @@ with ProcessExecutor() as ex:
     ex.submit((b"ls", Path(".")), timeout=1)
     ex.run(["ls"], on_stdout_line=lambda line: line.decode())
     ex.run(["ls"], text=True, on_stdout_line=lambda line: line.upper())
+    reveal_type(asyncio.ensure_future(ex.run(["ls"], text=True)))  # R: _asyncio.Task[procexec._result.JobResult[str]]
+    reveal_type(asyncio.create_task(ex.submit(["ls"])))  # R: _asyncio.Task[int]

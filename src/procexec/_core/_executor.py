@@ -27,6 +27,7 @@ from procexec._core._options import RunOptions, run_options
 from procexec._core._progress import ExecutorBar
 from procexec._core._reaper import Reaper
 from procexec._core._resources._admission import make_admission
+from procexec._core._resources._guardian import GUARDIAN
 from procexec._core._resources._rlimits import check_limits
 from procexec._core._streams import LineCallback
 from procexec._core._types import Command, RunKwargs, SubmitKwargs
@@ -130,7 +131,8 @@ class ProcessExecutor(Executor):
         guardian: whether a helper process stops the running jobs if this process dies
             in a way no code of its own can act on (SIGKILL, the OOM killer): None (the
             default) guards the jobs of ``with`` and ``async with`` blocks, True every
-            job, False none. See docs/guarantees.md for what it costs.
+            job, False none; its helper starts here (True) or when the ``with`` block
+            begins (None). See docs/guarantees.md for what it costs.
         workers: how the worker processes of Python calls (:meth:`submit_call`) are
             started: a :class:`~procexec.WorkerOptions` or a dict of its fields.
 
@@ -165,6 +167,8 @@ class ProcessExecutor(Executor):
             raise TypeError(f"guardian must be None, True or False, got {guardian!r}")
         self._guardian = guardian
         self._guarded = bool(guardian)
+        if guardian:
+            GUARDIAN.start()  # before a job can start: none waits unregistered for it
         if at_exit not in ("wait", "stop"):
             raise ValueError(f'at_exit must be "wait" or "stop", got {at_exit!r}')
         limit = default_max_jobs() if max_jobs is None else check_max_jobs(max_jobs)
@@ -549,6 +553,7 @@ class ProcessExecutor(Executor):
 
     def __enter__(self) -> ProcessExecutor:
         if self._guardian is None:
+            GUARDIAN.start()  # as in __init__ with guardian=True
             self._guarded = True
         self._block.enter()
         return self

@@ -12,8 +12,9 @@ import logging
 import reprlib
 import subprocess
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Future, InvalidStateError
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from procexec._core._failures import invoke_callbacks
@@ -44,10 +45,18 @@ def _short(value: object) -> str:
     return f"{type(value).__name__}(returncode={getattr(value, 'returncode', '?')})"
 
 
-class BoundFuture(Future[T]):
+class BoundFuture(Future[T], Coroutine[Any, Any, T]):
     """What the futures of every kind of job share: the job they are bound to, the
     executor's :class:`JobControl`, the timing, awaiting, and the engine's side of the
-    future (``JobFuture`` in ``_job.py``). Its subclasses are the public futures."""
+    future (``JobFuture`` in ``_job.py``). Its subclasses are the public futures.
+
+    For asyncio a job's future is also a coroutine (``send``, ``throw``, ``close``), so
+    that a task cancelled before its first step stops the job too (``_awaiting.py`` says
+    why).
+    """
+
+    #: The coroutines of the asyncio tasks that run this future (``_awaiting.step``).
+    _drivers: dict[object, Coroutine[Any, Any, Any]] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,6 +135,43 @@ class BoundFuture(Future[T]):
         from procexec._core._awaiting import wait_job  # noqa: PLC0415  # asyncio only on use
 
         return wait_job(self).__await__()
+
+    def send(self, value: Any, /) -> Any:
+        """The coroutine protocol, for asyncio's task that runs this future as its
+        coroutine (``asyncio.ensure_future(future)``, ``gather``, ``wait_for``)."""
+        from procexec._core._awaiting import step  # noqa: PLC0415  # asyncio only on use
+
+        if self._drivers is None:
+            self._drivers = {}
+        return step(self, self._drivers, value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> Any:
+        """The coroutine protocol: a cancellation thrown in stops the job, even before
+        the first ``send()`` (the task was cancelled before its first step)."""
+        from procexec._core._awaiting import step  # noqa: PLC0415  # asyncio only on use
+
+        if isinstance(typ, BaseException):
+            error = typ
+        else:
+            error = val if isinstance(val, BaseException) else typ() if val is None else typ(val)
+        if tb is not None:
+            error = error.with_traceback(tb)
+        if self._drivers is None:
+            self._drivers = {}
+        return step(self, self._drivers, None, error)
+
+    def close(self) -> None:
+        """The coroutine protocol: close the current task's coroutine of this future."""
+        if self._drivers:
+            from procexec._core._awaiting import close  # noqa: PLC0415  # asyncio only on use
+
+            close(self._drivers)
 
     def _invoke_callbacks(self) -> None:
         """Run every done-callback once, whatever an earlier one raised (see

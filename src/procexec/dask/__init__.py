@@ -19,7 +19,9 @@ the worker's executor and awaits it.
 
 Results are fetched and released as soon as they arrive, so a worker lost later never makes
 Dask compute a finished job again. A job whose worker is lost while it runs is re-run when
-``retries`` allows, else it fails with :class:`WorkerLostError`: runs are at-least-once.
+``retries`` allows, else it fails with :class:`WorkerLostError`: runs are at-least-once. A
+job whose outcome has not come back when the client loses the scheduler fails with
+:class:`SchedulerLostError`.
 
 Client and workers must run the same procexec (the worker plugin, the task functions and
 the outcomes cross the wire pickled by their module paths): ``_wire.py`` says what crosses.
@@ -35,9 +37,15 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "procexec.dask needs Dask's distributed: pip install 'procexec[dask]'"
     ) from exc
 
-from procexec.dask._client import DaskExecutor, DaskFuture, WorkerLostError
+from procexec.dask._client import DaskExecutor, DaskFuture, SchedulerLostError, WorkerLostError
 from procexec.dask._connect import SchedulerUnreachableError
 from procexec.dask._wire import PLUGIN as PLUGIN  # the worker plugin's name and event topic
 from procexec.dask._wire import SLOTS as SLOTS  # the worker resource: procexec-slots
 
-__all__ = ("DaskExecutor", "DaskFuture", "SchedulerUnreachableError", "WorkerLostError")
+__all__ = (
+    "DaskExecutor",
+    "DaskFuture",
+    "SchedulerLostError",
+    "SchedulerUnreachableError",
+    "WorkerLostError",
+)

@@ -53,6 +53,22 @@ class WorkerLostError(RuntimeError):
         self.worker = worker
 
 
+class SchedulerLostError(RuntimeError):
+    """The client lost the Dask scheduler before the job's outcome came back: Dask gave up
+    the job's task. The job may have run, or may still run, on its worker.
+
+    Attributes:
+        scheduler: the lost scheduler's address.
+    """
+
+    def __init__(self, scheduler: str) -> None:
+        super().__init__(
+            f"the Dask scheduler {scheduler} was lost (the client lost its connection) "
+            "before this job's outcome came back"
+        )
+        self.scheduler = scheduler
+
+
 class DaskFuture(Future[_T]):
     """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``),
     its :class:`procexec.JobResult` (``run``) or a Python call's value (``submit_call``),
@@ -145,7 +161,8 @@ class DaskExecutor:
             connection raises it at once.
 
     Errors are raised in the caller as they would be locally: ``TimeoutExpired``,
-    ``CalledProcessError``, ``FileNotFoundError``...; a lost worker is :class:`WorkerLostError`.
+    ``CalledProcessError``, ``FileNotFoundError``...; a lost worker is :class:`WorkerLostError`,
+    a lost scheduler :class:`SchedulerLostError`.
     """
 
     def __init__(
@@ -454,7 +471,7 @@ class DaskExecutor:
         if kind == "cancelled" or future.cancelled():
             return
         if kind == "dask-error":
-            self._fail(future, outcome[1])
+            self._fail(future, self._unasked(outcome[1]))
             return
         _, value, worker, pid = outcome
         future.worker, future.pid = worker, pid
@@ -464,6 +481,25 @@ class DaskExecutor:
             future.set_result(value)
         else:
             future.set_exception(intact(value))
+
+    def _unasked(self, error: BaseException) -> BaseException:
+        """Dask's error for a task whose future the caller did not cancel. A cancellation
+        there is Dask's (a lost scheduler, a closed client, a restart): an error that says
+        so, since a CancelledError would contradict ``cancelled()``."""
+        if not isinstance(error, CancelledError):
+            return error
+        reason = getattr(error, "reason", None)  # distributed's FutureCancelledError
+        status = self._client.status
+        if reason == "scheduler-connection-lost" or (reason is None and status == "connecting"):
+            unasked: BaseException = SchedulerLostError(
+                getattr(self._client.scheduler, "address", None) or "(address unknown)"
+            )
+        elif status in {"closing", "closed"}:
+            unasked = RuntimeError("the Dask client was closed before this job's outcome came back")
+        else:
+            unasked = RuntimeError(f"Dask cancelled this job's task: {error or 'no reason given'}")
+        unasked.__cause__ = error
+        return unasked
 
     @staticmethod
     def _fail(future: DaskFuture[Any], error: BaseException) -> None:
@@ -569,9 +605,11 @@ def _fetch(task: Any) -> Any:
 
 
 def _error_of(task: Any) -> BaseException:
-    """The exception of a task that did not finish: its error, or CancelledError."""
+    """The exception of a task that did not finish: its error, or the CancelledError Dask
+    gives (with its reason, where Dask gives one)."""
     if task.cancelled():
-        return CancelledError()
+        cancelled = _fetch(task)
+        return cancelled if isinstance(cancelled, CancelledError) else CancelledError()
     try:
         return cast(BaseException, task.exception())
     except BaseException as exc:

@@ -73,6 +73,7 @@ class Admission:
     after_stop: bool = False
     _last_start: float = -float("inf")
     _readings: dict[str, tuple[float, float]] = field(default_factory=dict)  # probe: (at, value)
+    _failures: dict[str, str] = field(default_factory=dict)  # probe: the cause last warned of
 
     def check(self, now: float) -> str | None:
         """Why a job may not start now, or None."""
@@ -119,18 +120,30 @@ class Admission:
         self, name: str, now: float, probe: Callable[[], float], ttl: float = PROBE_TTL
     ) -> float:
         """The probe's value, read at most every ``ttl`` seconds. A probe that fails (it
-        read at the constructor) admits the job, with a warning: a hold that nothing
-        can lift would leave the jobs waiting for ever."""
+        read at the constructor) admits the job, with a warning (once per cause, and an
+        INFO when it can be read again): a hold that nothing can lift would leave the
+        jobs waiting for ever."""
         cached = self._readings.get(name)
         if cached is not None and now - cached[0] < ttl:
             return cached[1]
         try:
             value = float(probe())
         except (OSError, ValueError, IndexError) as exc:
-            logger.warning("procexec: cannot read %s (%s); not holding jobs back for it", name, exc)
+            self._failed(name, f"{exc.__class__.__name__}: {exc}")
             value = _ADMITS[name]
+        else:
+            if self._failures.pop(name, None) is not None:
+                logger.info("procexec: %s can be read again", name)
         self._readings[name] = (now, value)
         return value
+
+    def _failed(self, name: str, cause: str) -> None:
+        """Warn that a probe failed: once per probe and cause, not at every look."""
+        if self._failures.get(name) != cause:
+            self._failures[name] = cause
+            logger.warning(
+                "procexec: cannot read %s (%s); not holding jobs back for it", name, cause
+            )
 
 
 #: What a probe that cannot be read counts as: room for a job.

@@ -2,15 +2,16 @@
 
 A process's own code cannot run when it is SIGKILLed (the OOM killer, ``kill -9``, a CI
 runner's timeout), so its jobs, each in a process group of its own, would run on. The
-guardian is a small helper process (``_guardian_main.py``), one per process, started when
-the first guarded job starts. It holds the read end of a pipe whose write end only this
-process holds, and it shares a small memory region with this process: the registry of the
-running guarded jobs. A job is written into the registry when it has started and cleared
-from it when it has been reaped: two stores to shared memory, no system call, nothing for
-the guardian to do. When this process dies, by any means, the kernel closes the pipe's
-write end; the guardian reads the end of the pipe, then stops every job still in the
-registry: SIGTERM to its process group, then SIGKILL half a second later to whatever
-remains.
+guardian is a small helper process (``_guardian_main.py``), one per process, started
+before the first guarded job can start: when an executor with ``guardian=True`` is made,
+or a ``with`` block of a default one begins (:meth:`Guardian.start`). It holds the read
+end of a pipe whose write end only this process holds, and it shares a small memory region
+with this process: the registry of the running guarded jobs. A job is written into the
+registry when it has started and cleared from it when it has been reaped: two stores to
+shared memory, no system call, nothing for the guardian to do. When this process dies, by
+any means, the kernel closes the pipe's write end; the guardian reads the end of the pipe,
+then stops every job still in the registry: SIGTERM to its process group, then SIGKILL
+half a second later to whatever remains.
 
 The guardian runs in a session of its own, so a signal sent to this process's group or
 session (a terminal's Ctrl-C, a ``kill -- -PGID`` of a CI runner) does not reach it.
@@ -22,9 +23,12 @@ the process (a lane's thread ends whenever it runs out of work), it needs a ``pr
 Cost: one helper process per process (a few MB, started once, about 20 ms on another
 core), and a slot write at each job's start and end (docs/benchmarks.md measures it).
 
-Not covered: a job in the instant between its start and its registration (microseconds),
-processes a job moved into another process group or session, and jobs beyond the
-registry's ``SLOTS`` running at once (they run unguarded, with a warning).
+Not covered: a job whose start is under way when this process dies, from the fork to
+the store that registers it just after ``Popen`` returns (that is the fork and exec: well
+under a millisecond on an idle machine, some milliseconds on a loaded one; the lane
+registers the job at once, never waiting for the helper); processes a job moved into
+another process group or session; and jobs beyond the registry's ``SLOTS`` running at
+once (they run unguarded, with a warning).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class Guardian:
     def watch(self, pid: int, *, group: bool) -> int:
         """Register a job that just started (its process group if ``group``); the slot to
         give to :meth:`forget`, or 0 if it is not guarded."""
-        slots = self._slots if self._slots is not None else self._start()
+        slots = self._slots if self._slots is not None else self.start()
         if slots is None:
             return 0
         try:
@@ -87,7 +91,11 @@ class Guardian:
             slots[slot] = 0
             self._free.append(slot)
 
-    def _start(self) -> memoryview | None:
+    def start(self) -> memoryview | None:
+        """Start the helper if it does not run yet (a guarded executor does so before
+        its first job can start); the registry, or None if the helper cannot run."""
+        if self._slots is not None or self._failed:
+            return self._slots
         with self._lock:
             if self._slots is not None or self._failed:
                 return self._slots

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 #: Where the probes read /proc and the cgroup files (tests point them elsewhere).
 PROC = Path("/proc")
@@ -25,9 +26,9 @@ _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 
 
 def mem_available() -> int:
-    """Bytes that can be used without swapping: MemAvailable, and no more than the room
-    left under this process's cgroup memory limit (v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``), when there is one."""
+    """Bytes that can be used without swapping: MemAvailable, and no more than the least
+    room left under a memory limit of this process's cgroup or of one of its ancestors
+    (see :func:`_cgroup_room`)."""
     available = _meminfo_available()
     room = _cgroup_room()
     return available if room is None else min(available, room)
@@ -40,19 +41,89 @@ def _meminfo_available() -> int:
     raise OSError(f"no MemAvailable in {PROC / 'meminfo'}")
 
 
+#: The limit and usage files of a memory cgroup: v2, then v1.
+_V2_FILES = ("memory.max", "memory.current")
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+
+
 def _cgroup_room() -> int | None:
-    for limit_name, usage_name in (
-        ("memory.max", "memory.current"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
-    ):
-        try:
-            limit = (CGROUP / limit_name).read_text().strip()
-            usage = int((CGROUP / usage_name).read_text())
-        except (OSError, ValueError):
-            continue
-        if limit != "max" and int(limit) < _UNLIMITED:
-            return max(0, int(limit) - usage)
-    return None
+    """The least room (limit - usage) left under a memory limit of this process's cgroup
+    or of an ancestor, None where none has a limit.
+
+    The cgroups are those ``/proc/self/cgroup`` names: the v2 unified one (``0::/path``,
+    under ``CGROUP``) and the v1 memory controller's (``N:...memory...:/path``, under
+    ``CGROUP/memory``). Each is read from the process's own directory up to the mount's
+    root, a level whose files are missing (a cgroup outside this mount namespace's view)
+    skipped; the tightest room of all counts, since any limit on the way up can run out.
+    Where ``/proc/self/cgroup`` cannot be read, the mounts' roots are read.
+    """
+    rooms = [
+        room for mount, path, files in _memory_cgroups() for room in _rooms_up(mount, path, files)
+    ]
+    return min(rooms, default=None)
+
+
+def _memory_cgroups() -> list[tuple[Path, str, tuple[str, str]]]:
+    """(mount point, cgroup path, its limit and usage files) of this process's memory
+    cgroups, v2 and v1, as ``/proc/self/cgroup`` lists them."""
+    try:
+        lines = (PROC / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return [(CGROUP, "/", _V2_FILES), (CGROUP / "memory", "/", _V1_FILES)]
+    found: list[tuple[Path, str, tuple[str, str]]] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            found.append((CGROUP, path, _V2_FILES))
+        elif "memory" in controllers.split(","):
+            found.append((CGROUP / "memory", path, _V1_FILES))
+    return found
+
+
+def _rooms_up(mount: Path, path: str, files: tuple[str, str]) -> list[int]:
+    """The room under each limit from the cgroup ``path`` up to the root of ``mount``."""
+    relative = _relative_to_mount_root(PurePosixPath(path), _mount_root(mount))
+    levels = (mount.joinpath(*relative.parts[:depth]) for depth in range(len(relative.parts) + 1))
+    return [room for level in levels if (room := _room_at(level, *files)) is not None]
+
+
+def _room_at(directory: Path, limit_name: str, usage_name: str) -> int | None:
+    try:
+        limit = (directory / limit_name).read_text().strip()
+        usage = int((directory / usage_name).read_text())
+    except (OSError, ValueError):  # not a memory cgroup of this mount, or no limit file
+        return None
+    if limit == "max" or int(limit) >= _UNLIMITED:
+        return None
+    return max(0, int(limit) - usage)
+
+
+def _mount_root(mount: Path) -> PurePosixPath:
+    """The cgroup a mount shows as its root (``/proc/self/mountinfo``'s 4th field): not
+    ``/`` in a container that sees its own cgroup at ``/sys/fs/cgroup`` without a cgroup
+    namespace."""
+    with contextlib.suppress(OSError):
+        for line in (PROC / "self" / "mountinfo").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 4 and _unescape(fields[4]) == str(mount):
+                return PurePosixPath(_unescape(fields[3]))
+    return PurePosixPath("/")
+
+
+def _relative_to_mount_root(path: PurePosixPath, root: PurePosixPath) -> PurePosixPath:
+    """``path`` below the mount's ``root``; a path outside it (only the root is visible)
+    is the root itself."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return PurePosixPath()
+    return PurePosixPath(*(part for part in relative.parts if part not in {"..", "/"}))
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
 def running_processes() -> int:
