@@ -564,7 +564,14 @@ class ProcessExecutor(Executor):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        self._block.exit(exc_type, self.shutdown)
+        try:
+            self._block.exit(exc_type, self.shutdown)
+        except (KeyboardInterrupt, SystemExit):
+            # Also an interrupt that landed on the first instruction of Block.exit, before
+            # its own guard (CPython checks for signals as a function starts): abort, as
+            # exit() would have (every step is idempotent), then let it propagate.
+            self._block.exit(SystemExit, self.shutdown)
+            raise
 
     async def __aenter__(self) -> ProcessExecutor:
         return self.__enter__()
