@@ -1,0 +1,244 @@
+"""procexec's Python calls against the pools people use: ``python -m bench.calls``.
+
+``python -m bench.calls [--quick] [--rounds N] [--workloads mixed tiny ...]``
+
+Workloads (issue 30), N = the CPU count:
+
+- ``mixed``: 40 commands (``python -S -c`` burning 0.2 s of CPU) and 40 calls (burning
+  0.2 s), interleaved, ``max_jobs=N``; against A, ``ThreadPoolExecutor(N)`` +
+  ``subprocess.run`` beside ``loky.get_reusable_executor(N)`` (two budgets), and B, the
+  same with one ``threading.Semaphore(N)`` held by every item. Each item stamps its start
+  and end: peak concurrency, wall, mean item time;
+- ``tiny``: 10,000 calls of an identity function, submitted one by one, then collected;
+  against loky's and CPython's (spawn) ``ProcessPoolExecutor(N)``;
+- ``map``: ``map_calls`` over 100,000 items, chunksize 100, against their ``map``;
+- ``lazy``: ``map_calls(buffersize=64)`` over an endless generator: the first result, and
+  the parent's resident memory over the 100,000 results that follow;
+- ``cold``: construction to the first result (procexec, loky, CPython spawn, pebble), and
+  procexec with ``prestart`` once its workers wait (that wait untimed);
+- ``stop``: ``cancel()`` of a running call (busy, writing a line every 0.2 ms) to its last
+  line, 50 times: procexec and pebble (loky and CPython's pool cannot stop a running call);
+- ``recover``: a worker SIGKILLed under a call, the next call queued: to its result,
+  against procexec's own cold start (an executor made, its first call's result).
+
+Every sample runs in a fresh interpreter (``python -m bench.callpeers``), the contenders
+in turn, their order rotating each round; pools are warm before the clock except in
+``cold``. Prints the medians, then each target of the issue with its ratio: met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+from bench.callpeers import SAMPLES, contenders
+from bench.callstarts import HAS_PEBBLE, N
+from bench.callwork import BEAT
+from bench.one import in_fresh_interpreter
+
+#: Total stops and recoveries measured per contender, spread over the rounds.
+STOPS, RECOVERS = 50, 15
+Figures = dict[str, dict[str, list[dict[str, Any]]]]  # workload -> contender -> samples
+
+
+def sample(workload: str, contender: str, quick: bool, repeat: int) -> dict[str, Any]:
+    """One sample in a fresh interpreter."""
+    args = ["bench.callpeers", workload, contender, "--repeat", str(repeat)]
+    figures: dict[str, Any] = json.loads(in_fresh_interpreter(args + ["--quick"] * quick))
+    return figures
+
+
+def measure(workloads: list[str], rounds: int, quick: bool) -> Figures:
+    """Every contender of every workload, ``rounds`` times, in rotating order."""
+    total = {"stop": 5 if quick else STOPS, "recover": 3 if quick else RECOVERS}
+    figures: Figures = {}
+    for number in range(rounds):
+        for workload in workloads:
+            names = contenders(workload)
+            shift = number % len(names)
+            repeat = math.ceil(total.get(workload, 1) / rounds)
+            for name in names[shift:] + names[:shift]:
+                got = sample(workload, name, quick, repeat)
+                figures.setdefault(workload, {}).setdefault(name, []).append(got)
+                print(f"  round {number + 1} {workload:7} {name:18} {got}", file=sys.stderr)
+    return figures
+
+
+def median(samples: list[dict[str, Any]], key: str) -> float:
+    """The median of ``key`` over the samples (lists of values pooled)."""
+    values: list[float] = []
+    for each in samples:
+        value = each[key]
+        values += value if isinstance(value, list) else [value]
+    return statistics.median(values)
+
+
+def tables(figures: Figures) -> str:
+    """The medians of each workload, one Markdown table each."""
+    out = []
+    columns = {
+        "mixed": ("wall", "item", "slots_used", "parent_cpu"),
+        "tiny": ("wall",),
+        "map": ("wall",),
+        "lazy": ("first", "rss_first", "rss_after"),
+        "cold": ("first",),
+        "stop": ("stops",),
+        "recover": ("recover", "cold"),
+    }
+    for workload, by_name in figures.items():
+        keys = [k for k in columns[workload] if any(k in s for v in by_name.values() for s in v)]
+        heads = [f"median {k}" for k in keys] + (["max peak"] if workload == "mixed" else [])
+        out.append(f"| {workload} | " + " | ".join(heads) + " | samples |")
+        out.append("|---" * (len(heads) + 2) + "|")
+        for name, samples in by_name.items():
+            cells = [_cell(k, median(samples, k)) if k in samples[0] else "" for k in keys]
+            if workload == "mixed":
+                cells.append(str(max(s["peak"] for s in samples)))
+            count = sum(len(s[keys[0]]) if isinstance(s[keys[0]], list) else 1 for s in samples)
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {count} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(key: str, value: float) -> str:
+    if key == "slots_used":
+        return f"{value:.1%}"
+    if key.startswith("rss"):
+        return f"{value / 2**20:+.2f} MiB"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
+
+
+Target = tuple[str, str, float, float]  # what, the figures, the ratio or value, its limit
+
+
+def targets(figures: Figures) -> list[Target]:
+    """Each target of the issue whose workload was run, with its figure and limit."""
+    found: list[Target] = []
+    for workload, check in CHECKS.items():
+        if workload in figures:
+            found += check(figures[workload])
+    return found
+
+
+def _ratio(what: str, ours: float, theirs: float, limit: float, names: str) -> Target:
+    return (what, f"{_cell('', ours)} / {_cell('', theirs)} ({names})", ours / theirs, limit)
+
+
+def _mixed(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    ours, a, b = got["procexec"], got["A: two budgets"], got["B: one Semaphore"]
+    peak = max(s["peak"] for s in ours)
+    return [
+        ("mixed: peak concurrency ≤ N", f"{peak} (N = {N})", peak, N),
+        _ratio("mixed: wall ≤ 1.05 x B", median(ours, "wall"), median(b, "wall"), 1.05, "B"),
+        _ratio("mixed: mean item ≤ 0.6 x A", median(ours, "item"), median(a, "item"), 0.6, "A"),
+    ]
+
+
+def _tiny(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    faster = min(("loky", "ProcessPool"), key=lambda name: median(got[name], "wall"))
+    ours, theirs = median(got["procexec"], "wall"), median(got[faster], "wall")
+    return [_ratio("tiny: ≤ 1.1 x the faster peer", ours, theirs, 1.1, faster)]
+
+
+def _map(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    ours = median(got["procexec"], "wall")
+    return [
+        _ratio(f"map: ≤ 1.2 x {name}", ours, median(got[name], "wall"), 1.2, name)
+        for name in ("loky", "ProcessPool")
+    ]
+
+
+def _lazy(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    grown = max(max(s["rss_first"], s["rss_after"]) for s in got["procexec"]) / 2**20
+    first = median(got["procexec"], "first")
+    what = "lazy: parent RSS flat (grows < 4 MiB)"
+    return [(what, f"+{grown:.2f} MiB at most; first result {_cell('', first)}", grown, 4.0)]
+
+
+def _cold(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    loky = median(got["loky"], "first")
+    return [
+        _ratio("cold: ≤ 1.0 x loky", median(got["procexec"], "first"), loky, 1.0, "loky"),
+        _ratio("cold, prestart: ≤ 0.1 x loky", median(got["procexec prestart"], "first"),
+               loky, 0.1, "loky"),
+    ]  # fmt: skip
+
+
+def _stop(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    ours = median(got["procexec"], "stops")
+    shown = f"{_stop_figures(got['procexec'])} (a beat every {BEAT * 1000:g} ms)"
+    if "pebble" in got:
+        shown += f"; pebble {_stop_figures(got['pebble'])}"
+    return [("stop: median ≤ 50 ms", shown, ours * 1000, 50.0)]
+
+
+def _stop_figures(samples: list[dict[str, Any]]) -> str:
+    """The median and the 90th percentile of the stops, in ms."""
+    stops = sorted(s for each in samples for s in each["stops"])
+    tenth = statistics.quantiles(stops, n=10)[-1] if len(stops) > 1 else stops[0]
+    return f"median {statistics.median(stops) * 1000:.2f} ms, 90 % ≤ {tenth * 1000:.2f} ms"
+
+
+def _recover(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
+    ours = got["procexec"]
+    return [
+        _ratio("recover: ≤ 1.2 x a cold start", median(ours, "recover"), median(ours, "cold"),
+               1.2, "procexec cold"),
+    ]  # fmt: skip
+
+
+CHECKS: dict[str, Callable[[dict[str, list[dict[str, Any]]]], list[Target]]] = {
+    "mixed": _mixed,
+    "tiny": _tiny,
+    "map": _map,
+    "lazy": _lazy,
+    "cold": _cold,
+    "stop": _stop,
+    "recover": _recover,
+}
+
+
+def target_table(found: list[Target]) -> str:
+    lines = ["| target | figures | ratio / value | met |", "|---|---|---|---|"]
+    for what, shown, value, limit in found:
+        lines.append(f"| {what} | {shown} | {value:.2f} | {'yes' if value <= limit else 'NO'} |")
+    return "\n".join(lines)
+
+
+def header(rounds: int) -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    names = ("loky", "pebble", "cloudpickle") if HAS_PEBBLE else ("loky", "cloudpickle")
+    peers = ", ".join(f"{name} {version(name)}" for name in names)
+    return (
+        f"# procexec calls bench: {platform.platform()}, {N} CPUs, "
+        f"Python {platform.python_version()}, {peers}; {rounds} round(s); load {load}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small workloads, one round")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
+    parser.add_argument("--workloads", nargs="+", choices=list(SAMPLES), default=list(SAMPLES))
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 5)
+    print(header(rounds))
+    figures = measure(args.workloads, rounds, args.quick)
+    print(tables(figures))
+    print(target_table(targets(figures)))
+    if not HAS_PEBBLE:
+        print("\nmissing: pebble (pip install -r bench/requirements.txt)")
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
