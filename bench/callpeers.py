@@ -8,6 +8,7 @@ is measured (``cold``). The items are in ``bench.callwork``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import resource
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
@@ -191,8 +193,9 @@ def _rss() -> int:
 
 
 def lazy_procexec(quick: bool, _: int) -> dict[str, Any]:
-    """``map_calls(buffersize=64)`` over an endless generator: the first result, and the
-    parent's memory over the results that follow."""
+    """``map_calls(buffersize=64)`` over an endless generator: the first result; the
+    parent's resident memory then and after ``count`` results; and the Python heap still
+    held (tracemalloc) after ``count`` more results than that."""
     count = sizes(quick)["lazy"]
     with ProcessExecutor(N) as ex:
         warm(ex.submit_call)
@@ -202,11 +205,26 @@ def lazy_procexec(quick: bool, _: int) -> dict[str, Any]:
         assert next(results) == 0
         first = time.perf_counter() - start
         at_first = _rss()
-        for expected, value in zip(range(1, count), results, strict=False):
-            assert value == expected
+        _expect(results, range(1, count))
         after = _rss()
+        tracemalloc.start()
+        _expect(results, range(count, 2 * count))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
         results.close()  # type: ignore[attr-defined]  # map_calls' iterator has close()
-    return {"first": first, "rss_first": at_first - before, "rss_after": after - before}
+    return {
+        "first": first,
+        "rss_first": at_first - before,
+        "rss_after": after - before,
+        "heap_held": held,
+    }
+
+
+def _expect(results: Iterator[Any], expected: range) -> None:
+    """Take ``len(expected)`` results (``expected`` first: zip takes no result too many)."""
+    for wanted, value in zip(expected, results, strict=False):
+        assert value == wanted
 
 
 SAMPLES: dict[str, dict[str, Sample]] = {
