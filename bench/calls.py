@@ -1,6 +1,8 @@
 """procexec's Python calls against the pools people use: ``python -m bench.calls``.
 
 ``python -m bench.calls [--quick] [--rounds N] [--workloads mixed tiny ...]``
+``python -m bench.calls --ab BEFORE_SRC AFTER_SRC [--rounds N] [--workloads ...]`` (procexec
+of two source trees, alternating: a change's before and after)
 
 Workloads (issue 30), N = the CPU count:
 
@@ -38,36 +40,48 @@ import statistics
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from bench.callpeers import SAMPLES, contenders
 from bench.callstarts import HAS_PEBBLE, N
 from bench.callwork import BEAT
+from bench.contenders import bench_env
 from bench.one import in_fresh_interpreter
 
 #: Total stops and recoveries measured per contender, spread over the rounds.
 STOPS, RECOVERS = 50, 15
 Figures = dict[str, dict[str, list[dict[str, Any]]]]  # workload -> contender -> samples
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def sample(workload: str, contender: str, quick: bool, repeat: int) -> dict[str, Any]:
-    """One sample in a fresh interpreter."""
+def sample(
+    workload: str, contender: str, quick: bool, repeat: int, src: Path | None = None
+) -> dict[str, Any]:
+    """One sample in a fresh interpreter (with ``src``: procexec from that source tree)."""
     args = ["bench.callpeers", workload, contender, "--repeat", str(repeat)]
-    figures: dict[str, Any] = json.loads(in_fresh_interpreter(args + ["--quick"] * quick))
+    env = bench_env()
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), str(ROOT)])
+    figures: dict[str, Any] = json.loads(in_fresh_interpreter(args + ["--quick"] * quick, env))
     return figures
+
+
+def _repeat(workload: str, rounds: int, quick: bool) -> int:
+    """How many stops or recoveries one sample measures (the totals spread over rounds)."""
+    total = {"stop": 5 if quick else STOPS, "recover": 3 if quick else RECOVERS}
+    return math.ceil(total.get(workload, 1) / rounds)
 
 
 def measure(workloads: list[str], rounds: int, quick: bool) -> Figures:
     """Every contender of every workload, ``rounds`` times, in rotating order."""
-    total = {"stop": 5 if quick else STOPS, "recover": 3 if quick else RECOVERS}
     figures: Figures = {}
     for number in range(rounds):
         for workload in workloads:
             names = contenders(workload)
             shift = number % len(names)
-            repeat = math.ceil(total.get(workload, 1) / rounds)
             for name in names[shift:] + names[:shift]:
-                got = sample(workload, name, quick, repeat)
+                got = sample(workload, name, quick, _repeat(workload, rounds, quick))
                 figures.setdefault(workload, {}).setdefault(name, []).append(got)
                 print(f"  round {number + 1} {workload:7} {name:18} {got}", file=sys.stderr)
     return figures
@@ -219,6 +233,40 @@ def target_table(found: list[Target]) -> str:
     return "\n".join(lines)
 
 
+#: The figures an A/B of two source trees compares, per workload.
+AB_KEYS = {
+    "mixed": ("wall", "slots_used"),
+    "tiny": ("wall",),
+    "map": ("wall",),
+    "lazy": ("first", "rss_after"),
+    "cold": ("first",),
+    "stop": ("stops",),
+    "recover": ("recover", "cold"),
+}
+
+
+def ab(trees: tuple[Path, Path], workloads: list[str], rounds: int, quick: bool) -> str:
+    """procexec of two source trees (before, after), alternating round after round, each
+    sample in a fresh interpreter: a Markdown table of medians and after / before."""
+    runs: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for number in range(rounds):
+        for workload in workloads:
+            before, after = runs.setdefault(workload, ([], []))
+            for side in (0, 1) if number % 2 == 0 else (1, 0):
+                got = sample(workload, "procexec", quick, _repeat(workload, rounds, quick),
+                             trees[side])  # fmt: skip
+                (before, after)[side].append(got)
+                print(f"  round {number + 1} {workload:7} {'ba'[side]} {got}", file=sys.stderr)
+    lines = ["| workload | figure | before | after | after / before |", "|---|---|---|---|---|"]
+    for workload, (before, after) in runs.items():
+        for key in AB_KEYS[workload]:
+            x, y = median(before, key), median(after, key)
+            lines.append(
+                f"| {workload} | {key} | {_cell(key, x)} | {_cell(key, y)} | {y / x:.2f}x |"
+            )
+    return "\n".join(lines)
+
+
 def header(rounds: int) -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     names = ("loky", "pebble", "cloudpickle") if HAS_PEBBLE else ("loky", "cloudpickle")
@@ -234,9 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small workloads, one round")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
     parser.add_argument("--workloads", nargs="+", choices=list(SAMPLES), default=list(SAMPLES))
+    parser.add_argument(
+        "--ab",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE_SRC", "AFTER_SRC"),
+        help="compare procexec of two source trees (the src of a worktree each) instead",
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     print(header(rounds))
+    if args.ab:
+        print(ab(tuple(args.ab), args.workloads, rounds, args.quick))
+        return 0
     figures = measure(args.workloads, rounds, args.quick)
     print(tables(figures))
     print(target_table(targets(figures)))
