@@ -530,3 +530,22 @@ def test_nothing_keeps_the_arguments_or_the_result() -> None:
         del payload
         gc.collect()
         assert ref() is None
+
+
+def test_a_dropped_future_frees_its_result_without_the_garbage_collector() -> None:
+    # The future refers to its job for its figures; a job that still referred to its
+    # future once settled made a cycle, and the result lived on until a full collection.
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit_call(set, [1, 2])
+            result = future.result(timeout=60)
+            assert future.duration is not None  # the future still knows its call's figures
+            ref = weakref.ref(result)
+            del result, future
+            _wait_until(lambda: ref() is None, timeout=10)
+    finally:
+        gc.enable()
