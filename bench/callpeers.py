@@ -8,7 +8,6 @@ is measured (``cold``). The items are in ``bench.callwork``.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import resource
@@ -195,7 +194,7 @@ def _rss() -> int:
 def lazy_procexec(quick: bool, _: int) -> dict[str, Any]:
     """``map_calls(buffersize=64)`` over an endless generator: the first result; the
     parent's resident memory then and after ``count`` results; and the Python heap still
-    held (tracemalloc) after ``count`` more results than that."""
+    held (tracemalloc, garbage not yet collected included) after ``count`` more."""
     count = sizes(quick)["lazy"]
     with ProcessExecutor(N) as ex:
         warm(ex.submit_call)
@@ -209,8 +208,7 @@ def lazy_procexec(quick: bool, _: int) -> dict[str, Any]:
         after = _rss()
         tracemalloc.start()
         _expect(results, range(count, 2 * count))
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0]
+        held = tracemalloc.get_traced_memory()[0]  # no gc.collect(): cycles count too
         tracemalloc.stop()
         results.close()  # type: ignore[attr-defined]  # map_calls' iterator has close()
     return {
