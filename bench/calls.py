@@ -50,7 +50,7 @@ from bench.contenders import bench_env
 from bench.one import in_fresh_interpreter
 
 #: Total stops and recoveries measured per contender, spread over the rounds.
-STOPS, RECOVERS = 50, 15
+STOPS, RECOVERS = 50, 30
 Figures = dict[str, dict[str, list[dict[str, Any]]]]  # workload -> contender -> samples
 ROOT = Path(__file__).resolve().parent.parent
 
