@@ -2,7 +2,8 @@
 
 ``python -m bench.calls [--quick] [--rounds N] [--workloads mixed tiny ...]``
 ``python -m bench.calls --ab BEFORE_SRC AFTER_SRC [--rounds N] [--workloads ...]`` (procexec
-of two source trees, alternating: a change's before and after)
+of two source trees, alternating: a change's before and after); ``--save FILE`` keeps the
+samples, ``--tables-from FILE`` prints their tables again
 
 Workloads (issue 30), N = the CPU count:
 
@@ -143,8 +144,26 @@ def targets(figures: Figures) -> list[Target]:
     return found
 
 
-def _ratio(what: str, ours: float, theirs: float, limit: float, names: str) -> Target:
-    return (what, f"{_cell('', ours)} / {_cell('', theirs)} ({names})", ours / theirs, limit)
+def _paired(
+    what: str,
+    ours: list[dict[str, Any]],
+    theirs: list[dict[str, Any]],
+    key: str,
+    *,
+    limit: float,
+    name: str,
+    their_key: str | None = None,
+) -> Target:
+    """``ours / theirs`` on ``key``, as the median over the rounds of each round's ratio:
+    a round's samples run within a minute or two, so the load of a shared machine drifts
+    less within a round than across the run. The medians of each side are shown too."""
+    other = their_key or key
+    ratios = [median([o], key) / median([t], other) for o, t in zip(ours, theirs, strict=True)]
+    shown = (
+        f"{_cell('', median(ours, key))} / {_cell('', median(theirs, other))} ({name}); "
+        f"each round {min(ratios):.2f} to {max(ratios):.2f}"
+    )
+    return (what, shown, statistics.median(ratios), limit)
 
 
 def _mixed(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
@@ -152,21 +171,23 @@ def _mixed(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
     peak = max(s["peak"] for s in ours)
     return [
         ("mixed: peak concurrency ≤ N", f"{peak} (N = {N})", peak, N),
-        _ratio("mixed: wall ≤ 1.05 x B", median(ours, "wall"), median(b, "wall"), 1.05, "B"),
-        _ratio("mixed: mean item ≤ 0.6 x A", median(ours, "item"), median(a, "item"), 0.6, "A"),
+        _paired("mixed: wall ≤ 1.05 x B", ours, b, "wall", limit=1.05, name="B"),
+        _paired("mixed: mean item ≤ 0.6 x A", ours, a, "item", limit=0.6, name="A"),
     ]
 
 
 def _tiny(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
-    faster = min(("loky", "ProcessPool"), key=lambda name: median(got[name], "wall"))
-    ours, theirs = median(got["procexec"], "wall"), median(got[faster], "wall")
-    return [_ratio("tiny: ≤ 1.1 x the faster peer", ours, theirs, 1.1, faster)]
+    faster = [
+        min(pair, key=lambda sample: float(sample["wall"]))
+        for pair in zip(got["loky"], got["ProcessPool"], strict=True)
+    ]
+    what = "tiny: ≤ 1.1 x the faster peer"
+    return [_paired(what, got["procexec"], faster, "wall", limit=1.1, name="the faster each round")]
 
 
 def _map(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
-    ours = median(got["procexec"], "wall")
     return [
-        _ratio(f"map: ≤ 1.2 x {name}", ours, median(got[name], "wall"), 1.2, name)
+        _paired(f"map: ≤ 1.2 x {name}", got["procexec"], got[name], "wall", limit=1.2, name=name)
         for name in ("loky", "ProcessPool")
     ]
 
@@ -184,11 +205,11 @@ def _lazy(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
 
 
 def _cold(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
-    loky = median(got["loky"], "first")
+    loky = got["loky"]
     return [
-        _ratio("cold: ≤ 1.0 x loky", median(got["procexec"], "first"), loky, 1.0, "loky"),
-        _ratio("cold, prestart: ≤ 0.1 x loky", median(got["procexec prestart"], "first"),
-               loky, 0.1, "loky"),
+        _paired("cold: ≤ 1.0 x loky", got["procexec"], loky, "first", limit=1.0, name="loky"),
+        _paired("cold, prestart: ≤ 0.1 x loky", got["procexec prestart"], loky, "first",
+                limit=0.1, name="loky"),
     ]  # fmt: skip
 
 
@@ -209,10 +230,8 @@ def _stop_figures(samples: list[dict[str, Any]]) -> str:
 
 def _recover(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
     ours = got["procexec"]
-    return [
-        _ratio("recover: ≤ 1.2 x a cold start", median(ours, "recover"), median(ours, "cold"),
-               1.2, "procexec cold"),
-    ]  # fmt: skip
+    what = "recover: ≤ 1.2 x a cold start"
+    return [_paired(what, ours, ours, "recover", limit=1.2, name="procexec cold", their_key="cold")]
 
 
 CHECKS: dict[str, Callable[[dict[str, list[dict[str, Any]]]], list[Target]]] = {
@@ -289,13 +308,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BEFORE_SRC", "AFTER_SRC"),
         help="compare procexec of two source trees (the src of a worktree each) instead",
     )
+    parser.add_argument("--save", type=Path, help="also write every sample to this JSON file")
+    parser.add_argument(
+        "--tables-from", type=Path, metavar="JSON", help="print the tables of a --save file"
+    )
     args = parser.parse_args(argv)
+    if args.tables_from:
+        figures = json.loads(args.tables_from.read_text())
+        print(tables(figures))
+        print(target_table(targets(figures)))
+        return 0
     rounds = args.rounds or (1 if args.quick else 5)
     print(header(rounds))
     if args.ab:
         print(ab(tuple(args.ab), args.workloads, rounds, args.quick))
         return 0
     figures = measure(args.workloads, rounds, args.quick)
+    if args.save:
+        args.save.write_text(json.dumps(figures, indent=1))
     print(tables(figures))
     print(target_table(targets(figures)))
     if not HAS_PEBBLE:
