@@ -173,7 +173,24 @@ def _mixed(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
         ("mixed: peak concurrency ≤ N", f"{peak} (N = {N})", peak, N),
         _paired("mixed: wall ≤ 1.05 x B", ours, b, "wall", limit=1.05, name="B"),
         _paired("mixed: mean item ≤ 0.6 x A", ours, a, "item", limit=0.6, name="A"),
+        *_mixed_without_load(ours, a, b),
     ]
+
+
+def _mixed_without_load(
+    ours: list[dict[str, Any]], a: list[dict[str, Any]], b: list[dict[str, Any]]
+) -> list[Target]:
+    """The mixed targets from the share of the slots' time the items ran, which other work
+    on the machine does not change: at equal item times the walls are in the inverse ratio
+    of those shares, and CPU-bound items on an otherwise idle machine take time in the
+    ratio of how many run at once."""
+    used, used_a, used_b = (median(side, "slots_used") for side in (ours, a, b))
+    return [
+        ("mixed, at equal item times: wall ≤ 1.05 x B (B's slot use / ours)",
+         f"{used:.1%} / {used_b:.1%} of the slots' time", used_b / used, 1.05),
+        ("mixed, on an idle machine: item ≤ 0.6 x A (items at once, ours / A's)",
+         f"{used * N:.2f} / {used_a * N:.2f} at once", used / used_a, 0.6),
+    ]  # fmt: skip
 
 
 def _tiny(got: dict[str, list[dict[str, Any]]]) -> list[Target]:
