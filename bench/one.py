@@ -37,11 +37,12 @@ def measure(runner: Callable[[Workload], None], load: Workload) -> dict[str, flo
     return {"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}
 
 
-def in_fresh_interpreter(args: list[str]) -> str:
-    """The standard output of ``python -m ARGS...`` run in a fresh interpreter with the
-    bench's environment; RuntimeError with its standard error if it failed."""
+def in_fresh_interpreter(args: list[str], env: dict[str, str] | None = None) -> str:
+    """The standard output of ``python -m ARGS...`` run in a fresh interpreter with ``env``
+    (default: the bench's environment); RuntimeError with its standard error if it failed."""
     argv = [sys.executable, "-m", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
+    env = bench_env() if env is None else env
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr}")
     return result.stdout

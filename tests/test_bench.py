@@ -120,3 +120,21 @@ def test_ab_compares_two_trees_in_a_table() -> None:
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("| storm |"))
     assert row.count("x |") + row.count("x, ") == 2
+
+
+def test_peak_concurrency_counts_the_stamped_spans_open_at_one_instant() -> None:
+    from bench.callwork import peak_concurrency
+
+    assert peak_concurrency([]) == 0
+    assert peak_concurrency([(0.0, 2.0), (2.0, 3.0), (3.0, 4.0)]) == 1  # one ends, one starts
+    assert peak_concurrency([(0.0, 2.0), (1.0, 3.0), (2.5, 4.0)]) == 2
+    assert peak_concurrency([(0.0, 5.0), (1.0, 2.0), (1.5, 3.0), (4.0, 6.0)]) == 3
+
+
+def test_calls_bench_quick_run_checks_the_targets_of_the_workloads_asked_for() -> None:
+    result = _python("-m", "bench.calls", "--quick", "--workloads", "tiny", "stop")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")]
+    checked = [row[0] for row in rows if row[-1].strip(" |") in ("yes", "NO")]
+    assert checked == ["| tiny: ≤ 1.1 x the faster peer", "| stop: median ≤ 50 ms"]
+    assert not any("mixed" in row[0] or "cold" in row[0] for row in rows)

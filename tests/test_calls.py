@@ -579,3 +579,22 @@ def test_a_calls_stderr_shows_as_usual_and_a_crash_quotes_its_end(tmp_path: Path
     result = _run(script)
     assert "last words" in result.stderr  # the worker's stderr is this process's
     assert result.stdout.strip() == "tail: last words", result.stderr
+
+
+def test_a_dropped_future_frees_its_result_without_the_garbage_collector() -> None:
+    # The future refers to its job for its figures; a job that still referred to its
+    # future once settled made a cycle, and the result lived on until a full collection.
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        with ProcessExecutor(1) as ex:
+            future = ex.submit_call(set, [1, 2])
+            result = future.result(timeout=60)
+            assert future.duration is not None  # the future still knows its call's figures
+            ref = weakref.ref(result)
+            del result, future
+            _wait_until(lambda: ref() is None, timeout=10)
+    finally:
+        gc.enable()

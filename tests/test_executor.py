@@ -24,6 +24,7 @@ from tests._helpers import (
     Gate,
     assert_dies,
     assert_lanes_end,
+    lane_threads,
     my_children,
     py,
     read_pid_lines,
@@ -78,6 +79,38 @@ def test_children_are_started_by_more_than_one_lane() -> None:
             future.add_done_callback(note_the_lane)
     assert [f.result() for f in futures] == [0] * 100
     assert len(lanes) == 2, lanes
+
+
+def test_a_slot_freed_in_another_lane_goes_to_the_call_next_in_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two lanes run one command each; calls run only in the first. When the second lane's
+    # command ends with a call next in line, the first lane must start it although its own
+    # command runs on: it used to be told only when that command ended.
+    monkeypatch.setattr("procexec._core._reaper._cores", lambda: 2)
+    gates = [Gate(), Gate()]
+    with ProcessExecutor(2) as ex:
+        commands = [ex.submit(["cat"], stdin=g.read_fd, stdout=subprocess.DEVNULL) for g in gates]
+        for command in commands:
+            command.wait_started()
+        call = ex.submit_call(abs, -3)  # waits: both slots are taken
+        second = next(t for t in lane_threads(ex) if t.name.endswith("-lane1"))
+        ended = next(
+            i for i, c in enumerate(commands) if c.pid in _children_of_thread(second.native_id)
+        )
+        gates[ended].open()
+        assert commands[ended].result(timeout=60) == 0
+        assert call.result(timeout=60) == 3
+        assert not commands[1 - ended].done()
+        gates[1 - ended].open()
+    for gate in gates:
+        gate.close()
+
+
+def _children_of_thread(tid: int | None) -> set[int]:
+    """The pids of the children that the thread ``tid`` of this process started."""
+    with open(f"/proc/self/task/{tid}/children") as children:
+        return {int(pid) for pid in children.read().split()}
 
 
 def on_a_lane() -> bool:

@@ -320,10 +320,14 @@ class Reaper:
 
     def take(self, lane: LaneControl) -> tuple[Job, bool] | None:
         """The next waiting job for ``lane`` if it may take one now, and whether it may
-        take another after it (if not, a later enqueue or give-back wakes it)."""
+        take another after it (if not, a later enqueue or give-back wakes it). A lane that
+        may not take the next job while a slot is free (a call, which only the first lane
+        runs, or a command over its share) wakes the lanes that may."""
         with self.lock:
             free = self.room_locked(lane)
             if free <= 0:
+                with contextlib.suppress(RuntimeError):  # the next enqueue or join retries
+                    self._wake_takers_locked()
                 return None
             job = self._pending.popleft()
             lane.taken += job.counts_in_share
