@@ -722,3 +722,25 @@ def test_child_that_cannot_be_watched_is_reaped_and_its_future_fails(
     assert failed.popen is not None and failed.popen.returncode == -signal.SIGKILL
     assert failed.pid not in my_children()
     assert after.result() == 3
+
+
+def test_a_dropped_future_frees_its_output_without_the_garbage_collector() -> None:
+    """A settled job no longer refers to its future: the future -> job -> future cycle kept
+    a command's result (its captured output too) until the collector's next full pass."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        with ProcessExecutor(1) as ex:
+            future = ex.run(py("print('x' * 1000)"), capture_output=True)
+            result = future.result(timeout=60)
+            ref = weakref.ref(result)
+            assert future.duration is not None  # the future still knows its job's figures
+            del result, future
+            end = time.monotonic() + 60
+            while ref() is not None and time.monotonic() < end:  # the lane lets go at once
+                time.sleep(0.005)
+            assert ref() is None
+    finally:
+        gc.enable()

@@ -53,6 +53,36 @@ class JobFuture(Protocol):
         """In a child made by ``os.fork()``: resolve the inherited future with ``error``."""
 
 
+class _Settled:
+    """What a job refers to, in place of its future, once its outcome is in that future
+    (:meth:`Job.let_go`): every call of the engine's on it does nothing."""
+
+    def cancel(self) -> bool:
+        return False
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return False
+
+    def set_result(self, result: Any) -> None:
+        pass
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        pass
+
+    def _fail(self, error: BaseException) -> None:
+        pass
+
+    def _release_if_held_here(self) -> None:
+        pass
+
+    def _fail_after_fork(self, error: BaseException) -> None:
+        pass
+
+
+#: The one stand-in for the futures of settled jobs.
+SETTLED: JobFuture = _Settled()
+
+
 class Job:
     """A queued or running command and everything the reaper knows about it."""
 
@@ -133,6 +163,13 @@ class Job:
         self.requeue = False
         #: How many times it was stopped and queued again.
         self.requeues = 0
+
+    def let_go(self) -> None:
+        """Its outcome is in its future: drop the reference to it. The future refers to
+        its job (for its figures), and a job still referring to its future would make a
+        cycle that keeps the result (captured output too) alive, after the caller drops
+        the future, until the collector's next full pass."""
+        self.future = SETTLED
 
     def reset_for_requeue(self) -> None:
         """Forget the run that was stopped to free memory, so that the job can start again

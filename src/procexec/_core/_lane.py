@@ -317,6 +317,7 @@ class Lane:
         self._forget(job)
         with logged("failing a job's future"):
             job.future._fail(error)
+        job.let_go()
         self._host.give_back(self, job)
         self._host.notify_progress()
 
@@ -513,6 +514,7 @@ class Lane:
             job.future.set_exception(error)
         else:
             job.future.set_result(value)
+        job.let_go()
         # Only now may another lane start a job in this slot: a caller never sees more
         # than max_jobs futures started and not done.
         self._host.give_back(self, job)

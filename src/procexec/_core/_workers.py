@@ -39,7 +39,6 @@ from typing import Any, Protocol
 
 from procexec._core import _worker_main
 from procexec._core._callfuture import (
-    CallFuture,
     CallLost,
     CallTimeout,
     InitializerError,
@@ -63,12 +62,6 @@ _PROGRAM = str(Path(_worker_main.__file__).resolve())
 STDERR_TAIL = 2048
 #: Failed worker starts in a row after which the calls already queued fail at once.
 MAX_FAILED_STARTS = 3
-#: What a call's job refers to once its outcome is in its future, in place of that future:
-#: the future refers to its job (for its figures), and a job still referring to its future
-#: would make a cycle that keeps the result alive, after the caller drops the future, until
-#: the collector's next full pass. Resolved, so that the engine's calls on it do nothing.
-SETTLED: CallFuture[None] = CallFuture()
-SETTLED.set_result(None)
 
 
 class PoolHost(Protocol):
@@ -439,14 +432,14 @@ class Pool:
         self._stops.forget(job)
         if not job.stopping:
             job.future._settle(value, error)  # type: ignore[attr-defined]  # a CallFuture
-        job.future = SETTLED
+        job.let_go()
         self._host.call_ended(job)
 
     def _fail(self, job: CallJob, error: BaseException) -> None:
         job.failed_now()
         job.payload = None
         job.future._fail(error)
-        job.future = SETTLED
+        job.let_go()
         self._host.call_ended(job)
 
     def _retire(self, worker: Worker) -> None:
