@@ -264,8 +264,8 @@ class Reaper:
         if not self._pending:
             return 0
         room = min(lane.share - lane.taken, self._max_jobs - len(self._taken))
-        if self._admission is None:
-            return room
+        if self._admission is None or self._pending[0].future.cancelled():
+            return room  # a cancelled job is only dropped: nothing to admit
         return self._admitted_locked(room) if room > 0 else room
 
     def _admitted_locked(self, room: int) -> int:
@@ -294,7 +294,7 @@ class Reaper:
             job.lane = lane
             lane.taken += 1
             self._taken.add(job)
-            if self._admission is not None:
+            if self._admission is not None and not job.future.cancelled():
                 self._admission.started_locked(len(self._taken))
             return job, free > 1 and bool(self._pending)
 
