@@ -348,7 +348,11 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         (["--joblog", "/no/such/dir/log", "true", ":::", "a"], "cannot write job log"),
         (["echo", "{..}", ":::", "a"], "unknown replacement string {..}"),
         (["--term-seq", "TERM,-5", "true", ":::", "a"], "-5 is not a number of milliseconds"),
-        (["-kZ", "echo", ":::", "a"], "unknown option in -kZ: -Z"),
+        (["-kZ", "echo", ":::", "a"], "unknown option -Z"),
+        (["--filter={1} ne x", "echo", ":::", "a"], "--filter (a GNU parallel option)"),
+        (["--tag=x", "echo", ":::", "a"], "option --tag takes no value"),
+        (["--tagstr"], "option --tagstr needs a value"),
+        (["--re", "echo", ":::", "a"], "option --re is ambiguous"),
         (
             ["-S", "host", "echo", ":::", "a"],
             "-S (a GNU parallel option) is not supported: "
@@ -358,7 +362,6 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         (["-X", "-m", "echo", ":::", "a"], "-X and -m"),
         (["--pipe", "--block", "lots", "cat"], "--block"),
         (["--pipe", "cat", ":::", "a"], "--pipe reads standard input"),
-        (["echo", ":::+", "a"], ":::+ needs a source before it"),
         (["echo", "{=", "s/a/b/", "=}", ":::", "a"], "{= perl expression =} replacement"),
         (["--plus", "echo", ":::", "a"], "--plus (a GNU parallel option) is not supported"),
         (["-N", "-1", "echo", ":::", "a"], "-N must be at least 0"),

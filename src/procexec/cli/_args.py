@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 from procexec import __version__
+from procexec.cli._getopt import OptionError, Options
 
 USAGE_ERROR = 255
 
@@ -38,74 +39,50 @@ class UsageError(Exception):
 
 #: GNU parallel options procexec does not have, with the procexec way where there is one.
 UNSUPPORTED = {
-    "-S": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--sshlogin": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--slf": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--sshloginfile": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--transfer": "with --dask the workers share files the cluster's own way",
-    "--trc": "with --dask the workers share files the cluster's own way",
-    "--return": "with --dask the workers share files the cluster's own way",
-    "--basefile": "with --dask the workers share files the cluster's own way",
+    **dict.fromkeys(
+        ("-S", "--sshlogin", "--slf", "--sshloginfile", "--onall", "--nonall", "--ssh"),
+        "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    ),
+    **dict.fromkeys(
+        ("--transfer", "--transferfile", "--trc", "--return", "--basefile", "--cleanup"),
+        "with --dask the workers share files the cluster's own way",
+    ),
     "--semaphore": "no semaphore mode; run one procexec over the whole batch",
     "--sem": "no semaphore mode; run one procexec over the whole batch",
-    "--tmux": "",
-    "--tmuxpane": "",
-    "--fifo": "",
-    "--cat": "",
-    "--shebang": "",
-    "--sqlmaster": "",
-    "--sqlworker": "",
-    "--sqlandworker": "",
     "--nice": "run `nice procexec ...` instead",
     "--env": "jobs inherit procexec's whole environment",
     "--tty": "jobs read /dev/null; use --pipe to feed them input",
     "--files": "use --results DIR",
     "--ctag": "use --tag",
-    "--tmpdir": "",
-    "--compress": "",
-    "--header": "",
-    "--csv": "",
-    "--plus": "",
-    "--rpl": "",
-    "--shuf": "",
-    "--group-by": "",
     "--retry-failed": "use --resume-failed",
-    "--sshdelay": "",
-    "--workdir": "",
-    "--wd": "",
-    "-L": "",
-    "--max-lines": "",
-    "-l": "",
-    "-s": "",
-    "--max-chars": "",
-    "-E": "",
-    "--eof": "",
-    "--fg": "",
-    "--bg": "",
     "--xargs": "use -m",
-    "-n": "use -N",
-}
+    "--filter": "filter the input before procexec (grep, awk) or test in the command",
+    **dict.fromkeys(
+        (
+            "--tmux", "--tmuxpane", "--fifo", "--cat", "--shebang", "--sqlmaster",
+            "--sqlworker", "--sqlandworker", "--tmpdir", "--compress", "--csv", "--plus",
+            "--rpl", "--shuf", "--group-by", "--sshdelay", "--workdir", "--wd", "-l", "-s",
+            "--max-chars", "--fg", "--bg", "--tee", "--pipepart", "--pipe-part", "--shard",
+            "--bin", "--regexp", "--skip-first-line", "--remove-rec-sep", "--rrs",
+            "--memsuspend", "--latest-line", "--total-jobs", "--interactive", "-p",
+            "--block-timeout", "--template", "--embed", "--colour", "--color",
+        ),
+        "",
+    ),
+}  # fmt: skip
 
 
-def _unsupported(message: str) -> str | None:
-    """A message naming an unsupported GNU parallel option, from argparse's message."""
-    match = re.search(r"unrecognized arguments: (\S+)", message)
-    if match is None:
-        return None
-    option = match.group(1).split("=", 1)[0]
+def unknown_option(option: str) -> str:
+    """The one-line message for an option procexec does not know."""
     if option not in UNSUPPORTED:
-        return f"unknown option {match.group(1)} (see procexec --help)"
+        return f"unknown option {option} (see procexec --help)"
     hint = UNSUPPORTED[option]
     return f"{option} (a GNU parallel option) is not supported" + (f": {hint}" if hint else "")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        bundled = re.search(r"argument (-\w)/\S+: ignored explicit argument '(.+)'", message)
-        if bundled:
-            flags = bundled.group(1) + bundled.group(2)
-            raise UsageError(f"unknown option in {flags}: -{bundled.group(2)[0]} (see --help)")
-        raise UsageError(_unsupported(message) or message)
+        raise UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -202,19 +179,42 @@ _SHORT_HALTS = {
 
 def parse_halt(text: str) -> Halt | None:
     """``--halt``: never (or 0), soon|now,fail|success|done=N or N%, or GNU parallel's
-    short forms 1 (soon,fail=1), 2 (now,fail=1), -1 and -2 (the same for success)."""
+    short forms 1 (soon,fail=1), 2 (now,fail=1), -1 and -2 (the same for success), and N%
+    (soon,fail=N%)."""
     if text in ("never", "0"):
         return None
     text = _SHORT_HALTS.get(text, text)
+    if re.fullmatch(r"\d+%", text):
+        text = f"soon,fail={text}"
     match = re.fullmatch(r"(soon|now),(fail|success|done)=(\d+)(%?)", text)
     if match is None:
         raise UsageError(
-            f"--halt takes never, 0, 1, 2 or soon|now,fail|success|done=N[%], not {text!r}"
+            f"--halt takes never, 0, 1, 2, N% or soon|now,fail|success|done=N[%], not {text!r}"
         )
     count = int(match.group(3))
     if count < 1:
         raise UsageError(f"--halt {text}: the count must be at least 1")
     return Halt(match.group(1), match.group(2), count, bool(match.group(4)))
+
+
+_GNU_SIZE = re.compile(r"(\d+(?:\.\d*)?)(?:([kmgtpKMGTP])(i?))?")
+
+
+def parse_size(text: str, option: str) -> int:
+    """A size or count as GNU parallel reads it: ``k``, ``m``, ``g``, ``t``, ``p`` are powers
+    of 1000, ``K``, ``M``... and ``ki``, ``Mi``... powers of 1024 (``1k`` is 1000, ``1K`` and
+    ``1ki`` 1024)."""
+    match = _GNU_SIZE.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(
+            f"{option} takes a number, optionally with k, K, m, M, g, G..., not {text!r}"
+        )
+    number, unit, binary = match.groups()
+    if unit is None:
+        return int(float(number))
+    power = "kmgtp".index(unit.lower()) + 1
+    base = 1024 if binary or unit.isupper() else 1000
+    return int(float(number) * base**power)
 
 
 def parse_term_seq(text: str) -> list[tuple[int, float]]:
@@ -234,35 +234,67 @@ def parse_term_seq(text: str) -> list[tuple[int, float]]:
     return steps
 
 
+def unquote_printf(text: str) -> str:
+    """GNU parallel's reading of ``--tagstring`` and ``-d``: ``\\t``, ``\\n``, ``\\r`` and
+    octal ``\\NNN`` or ``\\N`` become the characters they name."""
+    return _PRINTF_ESCAPE.sub(_printf_character, text)
+
+
+_PRINTF_ESCAPE = re.compile(r"\\([tnr]|[0-7]{3}|[0-9])")
+
+
+def _printf_character(match: re.Match[str]) -> str:
+    code = match.group(1)
+    return {"t": "\t", "n": "\n", "r": "\r"}.get(code) or chr(int(code, 8) if code[0] < "8" else 0)
+
+
 def unescape(text: str) -> bytes:
     """A separator given on the command line as bytes (``\\n``, ``\\0``, ``\\t`` understood)."""
     return text.encode("utf-8", "surrogateescape").decode("unicode_escape").encode("latin-1")
 
 
-Add = Callable[..., object]
+def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    """The options of ``argv``, as GNU parallel splits them (see procexec.cli._getopt), and
+    in ``command`` the words after them; UsageError for a bad option."""
+    parser, table = _build()
+    try:
+        words, command = table.split(argv, unknown_option)
+    except OptionError as error:
+        raise UsageError(str(error)) from None
+    options = parser.parse_args(words)
+    options.command = command
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (its errors raise UsageError)."""
+    """The argument parser of the options (its errors raise UsageError)."""
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, Options]:
     parser = _Parser(
         prog="procexec",
+        usage="procexec [options] [COMMAND [ARGS...]] [::: VALUES | :::: FILES ...]",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
     )
-    add = parser.add_argument
+    table = Options(parser)
+    add = table.add
+    add("-h", "--help", action="help", help="show this help and exit")
     add("--version", action="version", version=f"procexec {__version__}")
     _input_options(add)
+    _pipe_options(add)
     _command_options(add)
     _run_options(add)
     _output_options(add)
     _machine_options(add)
     add("--will-cite", "--no-notice", action="store_true", help=argparse.SUPPRESS)
-    add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
-    # -0 looks like a negative number to argparse, which would then take "-j -1" (CPUs
-    # minus one, as in GNU parallel) for an option: numbers stay values, "-0" itself still
-    # matches its option exactly.
-    parser._has_negative_number_optionals.clear()
-    return parser
+    return parser, table
+
+
+Add = Callable[..., None]
 
 
 def _input_options(add: Add) -> None:
@@ -276,24 +308,34 @@ def _input_options(add: Add) -> None:
         help="an input source, one argument per line (as :::: FILE); may be repeated",
     )
     add("--link", "--xapply", action="store_true", help="pair the input sources, not combine")
-    add("--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
+    add("-C", "--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
     add(
         "-N",
         "--max-replace-args",
         dest="max_args",
-        type=int,
         metavar="N",
         help="N arguments per job ({1}..{N}; a word with {} is repeated for each); 0: none",
     )
-    add("-n", "--max-args", dest="n_args", type=int, metavar="N", help="N arguments per job")
-    add("-L", "--max-lines", dest="n_args", type=int, metavar="N", help="the same as -n")
+    add("-n", "--max-args", dest="n_args", metavar="N", help="N arguments per job")
+    add(
+        "-L",
+        "--max-lines",
+        dest="max_lines",
+        metavar="N",
+        help="N input lines per job, a line ending in a blank continued by the next",
+    )
     add("-d", "--delimiter", metavar="DELIM", help="input items end with DELIM (\\n, \\0...)")
     add("-E", "--eof", dest="eof", metavar="STR", help="input ends at a value equal to STR")
     add("--trim", choices=["n", "l", "r", "lr", "rl"], help="trim blanks from input values")
     add("-r", "--no-run-if-empty", action="store_true", help="skip blank input values")
     add("--arg-sep", default=":::", metavar="SEP", help="use SEP instead of :::")
     add("--arg-file-sep", default="::::", metavar="SEP", help="use SEP instead of ::::")
-    add("--header", metavar=":", help="the first value of each source names it ({name})")
+    add(
+        "--header",
+        metavar="REGEX",
+        help="what REGEX matches at the start of each source is its header (: the first "
+        "line), naming its columns ({name}); with --pipe, given to every job first",
+    )
     add(
         "-X",
         dest="context",
@@ -301,10 +343,14 @@ def _input_options(add: Add) -> None:
         help="as many arguments as fit; a word with {} is repeated for each",
     )
     add("-m", dest="multi", action="store_true", help="as many arguments as fit per job")
+
+
+def _pipe_options(add: Add) -> None:
+    """``--pipe``: standard input cut into blocks."""
     add("--pipe", "--spreadstdin", action="store_true", help="stdin in blocks, one per job")
     add("--block", "--block-size", default="1M", metavar="SIZE", help="--pipe block size")
     add("--recstart", metavar="STR", help="--pipe: a record starts with STR")
-    add("--recend", default="\n", metavar="STR", help="--pipe: a record ends with STR")
+    add("--recend", metavar="STR", help="--pipe: a record ends with STR (default: a newline)")
     add(
         "--round-robin",
         "--roundrobin",
@@ -319,7 +365,12 @@ def _command_options(add: Add) -> None:
     add("--no-shell", dest="quote", action="store_true", help="the same as -q")
     add("--shell", action="store_true", help="always start a shell, even for a plain command")
     add("-I", "--replace", metavar="STR", help="use STR instead of {}")
-    add("--dry-run", action="store_true", help="print the commands instead of running them")
+    add(
+        "--dry-run",
+        "--dryrun",
+        action="store_true",
+        help="print the commands instead of running them",
+    )
 
 
 def _run_options(add: Add) -> None:
@@ -327,8 +378,11 @@ def _run_options(add: Add) -> None:
     add(
         "-j",
         "--jobs",
+        "-P",
+        "--max-procs",
         metavar="N",
-        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible (default: CPUs)",
+        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible, or a FILE "
+        "holding one of those, read again as jobs end (default: CPUs)",
     )
     add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")
     add(
@@ -353,7 +407,16 @@ def _output_options(add: Add) -> None:
     add("-k", "--keep-order", action="store_true", help="print output in input order")
     add("--tag", action="store_true", help="prefix output lines with the job's arguments")
     add("--tagstring", metavar="STR", help="prefix output lines with STR ({} {#} ... replaced)")
-    add("-v", "--verbose", action="store_true", help="print each job's command before its output")
+    add(
+        "-v", action="store_true", dest="verbose", help="print each job's command before its output"
+    )
+    add(
+        "-t",
+        "--verbose",
+        action="store_true",
+        dest="trace",
+        help="print each job's command on stderr as it starts",
+    )
     add("-u", "--ungroup", action="store_true", help="print output as it comes (lines may mix)")
     add("--line-buffer", "--lb", action="store_true", help="print whole lines as they come")
     add("--group", action="store_true", help="print each job's output whole (the default)")

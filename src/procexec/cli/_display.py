@@ -128,38 +128,24 @@ class RawDisplay(Display):
 
 
 class ResultsDisplay(Display):
-    """``--results DIR``: each job's stdout, stderr and number in GNU parallel's layout,
-    ``DIR/1/VALUE1/2/VALUE2/{stdout,stderr,seq}``; nothing printed."""
+    """``--results``: each job's stdout, stderr and number saved in files, at the paths
+    ``files(job)`` gives (see procexec.cli._results); nothing printed."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, files: Callable[[Job], tuple[str, str, str]]) -> None:
         super().__init__(False, None, False)
-        self.directory = directory
+        self.files = files
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
-        path = self.directory
-        for number, value in enumerate(job.args, 1):
-            path = os.path.join(path, str(number), _path_safe(value))
+        paths = self.files(job)
         try:
-            os.makedirs(path, exist_ok=True)
-            for name, data in (
-                ("stdout", stdout),
-                ("stderr", stderr),
-                ("seq", str(job.seq).encode()),
-            ):
-                with open(os.path.join(path, name), "wb") as file:
+            for directory in {os.path.dirname(path) for path in paths} - {""}:
+                os.makedirs(directory, exist_ok=True)
+            for path, data in zip(paths, (stdout, stderr, str(job.seq).encode()), strict=True):
+                with open(path, "wb") as file:
                     file.write(data)
         except OSError as error:  # a value too long for a file name, a full disk...
             print(
-                f"procexec: Warning: cannot save job {job.seq}'s output under {path}: "
-                f"{error.strerror}",
+                f"procexec: Warning: cannot save job {job.seq}'s output under "
+                f"{os.path.dirname(paths[0])}: {error.strerror}",
                 file=sys.stderr,
             )
-
-
-def _path_safe(value: str) -> str:
-    """A value as a directory name, as GNU parallel writes it: ``\\`` doubled, ``/`` as
-    ``\\_``, an empty value no directory at all; ``.`` and ``..`` (which GNU parallel
-    takes as they are, writing outside the tree) get a backslash before each dot."""
-    if value in (".", ".."):
-        return value.replace(".", "\\.")
-    return value.replace("\\", "\\\\").replace("/", "\\_")

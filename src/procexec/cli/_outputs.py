@@ -8,18 +8,19 @@ the run ends, an interrupted run included (they then show the jobs that finished
 
 from __future__ import annotations
 
-import json
+import os
 import shlex
-import socket
 import sys
 import time
 from dataclasses import replace
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from procexec.cli._args import UsageError
 from procexec.cli._joblog import JobLog, Row
 from procexec.cli._plan import Plan
-from procexec.report import JobRecord, analyse, summary_lines, write_html
+
+if TYPE_CHECKING:  # the report package is loaded only when a report or summary is made
+    from procexec.report import JobRecord
 
 
 class Outputs:
@@ -28,7 +29,7 @@ class Outputs:
     def __init__(self, plan: Plan, argv: list[str]) -> None:
         self.plan = plan
         self.argv = argv
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # socket.gethostname(), without loading socket
         self.records: list[JobRecord] | None = [] if plan.report or plan.summary else None
         self.started = time.time()
         self.log: JobLog | None = None
@@ -73,7 +74,7 @@ class Outputs:
             )
         if self.sidecar is not None:
             where = record.host or self.host  # a Dask worker, or this machine
-            self.sidecar.write(json.dumps(replace(record, host=where).to_json()) + "\n")
+            self.sidecar.write(_json(replace(record, host=where).to_json()) + "\n")
             self.sidecar.flush()
         if self.records is not None:
             self.records.append(record)
@@ -84,6 +85,8 @@ class Outputs:
             if self.records is not None and self.plan.report:
                 self._write_report(self.plan.report, self.records)
             if self.records is not None and self.plan.summary:
+                from procexec.report import analyse, summary_lines  # noqa: PLC0415  # on use
+
                 batch = analyse(self.records, self.plan.max_jobs)
                 print("\n".join(summary_lines(batch)), file=sys.stderr)
         finally:
@@ -105,10 +108,18 @@ class Outputs:
             "timeout": "none" if self.plan.timeout is None else f"{self.plan.timeout:g} s",
             "retries": str(self.plan.retries),
         }
+        from procexec.report import write_html  # noqa: PLC0415  # loaded only on use
+
         try:
             write_html(records, path, max_jobs=self.plan.max_jobs, settings=settings)
         except OSError as error:
             print(f"procexec: cannot write report {path}: {error.strerror}", file=sys.stderr)
+
+
+def _json(value: object) -> str:
+    import json  # noqa: PLC0415  # loaded only with --joblog-json
+
+    return json.dumps(value)
 
 
 def _open(path: str, mode: str, option: str) -> IO[str]:
