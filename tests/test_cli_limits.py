@@ -1,0 +1,217 @@
+"""Issue 32's bounds that a comparison of outputs cannot show: a value too long for any
+command line is refused as soon as it passes the limit, not held whole; input read ahead
+of the jobs is bounded in bytes as well as in jobs; ``--pipe`` looks at each input byte
+about once, whatever the record and block sizes; ``-j FILE`` is read again while the
+batch runs. Every wait here is on a pipe, a file or a process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procexec.cli._feed import Feed, Job
+from procexec.cli._pipe import PipeSpec, _Cutter
+from procexec.cli._shell import line_limit
+from tests._helpers import run_cli
+
+PROCEXEC = [sys.executable, "-m", "procexec"]
+MIB = 1 << 20
+
+
+def test_a_value_longer_than_any_command_line_is_refused_before_it_ends() -> None:
+    """The value's first bytes come and its end never does (the pipe stays open): the run
+    must end on its own, with one line, having read little more than the limit."""
+    with subprocess.Popen(
+        [*PROCEXEC, "echo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdin is not None
+        try:
+            try:
+                process.stdin.write(b"x" * (line_limit() + 2 * 65536))
+                process.stdin.flush()
+            except BrokenPipeError:  # refused already, before all of this was read
+                pass
+            _, err = process.communicate(timeout=60)  # stdin is never closed by the writer
+        finally:
+            process.kill()
+    assert process.returncode == 255
+    assert err.decode() == (
+        f"procexec: standard input, line 1: a value of more than {line_limit()} bytes, longer "
+        "than any command line this system can run\n"
+    )
+
+
+def test_a_long_value_from_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a\n" + b"y" * (4 * MIB) + b"\nb\n")
+    result = run_cli("echo", "::::", str(big))
+    assert result.returncode == 255 and result.stdout in ("", "a\n")  # line 1 may have run
+    assert result.stderr.startswith(f"procexec: {big}, line 2: a value of more than ")
+
+
+def test_no_arguments_no_limit(tmp_path: Path) -> None:
+    """-N0 uses no value: a long one is not refused."""
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"y" * (line_limit() + 10) + b"\n")
+    result = run_cli("-N0", "echo", "ran", "::::", str(big))
+    assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr
+
+
+def _arrivals(feed: Feed) -> Iterator[Job]:
+    """Every job of a started feed, waiting on its wake-up (not on a clock)."""
+    arrived = threading.Event()
+    feed.start(arrived.set)
+    while not feed.exhausted:
+        job = feed.take()
+        if job is None and not feed.exhausted:
+            assert arrived.wait(timeout=60), "no job arrived"
+            arrived.clear()
+        elif job is not None:
+            yield job
+
+
+def test_read_ahead_is_bounded_in_bytes() -> None:
+    produced = 0
+
+    def jobs() -> Iterator[Job]:
+        nonlocal produced
+        for seq in range(1, 21):
+            produced += 1
+            yield Job(seq, seq - 1, ("x" * MIB,))
+
+    feed = Feed(jobs(), threaded=True, ahead=256, ahead_bytes=3 * MIB)
+    for job in _arrivals(feed):
+        # queued: at most 3 MiB; one more held by the reader waiting for room
+        assert produced - job.seq <= 4
+    assert feed.delivered == 20
+
+
+def test_read_ahead_is_bounded_in_jobs() -> None:
+    produced = 0
+
+    def jobs() -> Iterator[Job]:
+        nonlocal produced
+        for seq in range(1, 51):
+            produced += 1
+            yield Job(seq, seq - 1, ("x",))
+
+    for job in _arrivals(Feed(jobs(), threaded=True, ahead=5)):
+        assert produced - job.seq <= 6
+
+
+class _CountingBuffer(bytearray):
+    """A bytearray that counts the bytes its searches look at (a search that finds stops
+    at what it found)."""
+
+    looked = 0
+
+    def _count(self, start: int | None, end: int | None, stop: int | None = None) -> None:
+        start = 0 if start is None else start
+        end = len(self) if end is None else end
+        _CountingBuffer.looked += max(0, (end if stop is None else stop) - start)
+
+    def find(self, sub, start=None, end=None):  # type: ignore[no-untyped-def]
+        found = super().find(sub, start, end)
+        self._count(start, end, None if found < 0 else found + len(sub))
+        return found
+
+    def rfind(self, sub, start=None, end=None):  # type: ignore[no-untyped-def]
+        found = super().rfind(sub, start, end)
+        end = len(self) if end is None else end
+        self._count(found if found >= 0 else start, end)
+        return found
+
+    def count(self, sub, start=None, end=None):  # type: ignore[no-untyped-def]
+        self._count(start, end)
+        return super().count(sub, start, end)
+
+
+@pytest.mark.parametrize(
+    ("spec", "data"),
+    [
+        (PipeSpec(64 * 1024, b"\n", b""), b"x" * (8 * MIB) + b"\n"),  # a record of 128 blocks
+        (PipeSpec(64 * 1024, b"\n", b""), b"12345\n" * (MIB // 2)),  # many short records
+        (PipeSpec(64 * 1024, b"\n", b"", records=1000), b"12345\n" * (MIB // 2)),
+        (PipeSpec(64 * 1024, b"\n", b"", records=300_000), b"12345\n" * (MIB // 2)),
+        (PipeSpec(64 * 1024, b"\n", b"", lines=7), b"12345\n" * (MIB // 2)),
+        (PipeSpec(1024, b"", b">"), b">" + b"a" * (2 * MIB)),
+    ],
+    ids=["one-long-record", "short-records", "N1000", "N300000", "L7", "recstart"],
+)
+def test_pipe_looks_at_each_byte_about_once(spec: PipeSpec, data: bytes) -> None:
+    """Linear: each cut searches only what came since the last (with a record longer than
+    the block, the block grows and the buffer is not searched again from its start)."""
+    stream = io.BytesIO(data)
+    cutter = _Cutter(spec, lambda size: stream.read(min(size, 4096)))
+    cutter.buffer = _CountingBuffer()
+    _CountingBuffer.looked = 0
+    blocks = list(cutter.blocks())
+    assert b"".join(blocks) == data
+    assert _CountingBuffer.looked <= 1.5 * len(data) + 4096
+
+
+def test_pipe_record_longer_than_the_block_warns_and_grows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocks = list(PipeSpec(10, b"\n", b"").blocks(io.BytesIO(b"x" * 100 + b"\ny\n").read))
+    assert blocks == [b"x" * 100 + b"\ny\n"]  # the block grew past the end: one job
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings[:2] == [
+        "procexec: Warning: A record was longer than 10. Increasing to --blocksize 14.",
+        "procexec: Warning: A record was longer than 14. Increasing to --blocksize 20.",
+    ]  # 1.3 times and one byte, rounded up, as GNU parallel grows it
+
+
+def test_jobs_file_is_read_again_as_jobs_end(tmp_path: Path) -> None:
+    """-j FILE holding 1; the first job writes 2 into it and ends. The next two must then
+    run at once: each waits (bounded) until both have started, and says whether they did."""
+    jobs = tmp_path / "jobs"
+    jobs.write_text("1\n")
+    wait_both = (
+        'touch "started.$0"; end=$(( $(date +%s) + 30 )); '
+        'while [ "$(ls started.* | wc -l)" -lt 2 ] && [ "$(date +%s)" -lt "$end" ]; '
+        "do sleep 0.01; done; ls started.* | wc -l"
+    )
+    first = f'printf "2\\n\\n" > "{jobs}"'
+    result = subprocess.run(
+        [*PROCEXEC, "-k", "-j", str(jobs), "-q", "sh", "-c", f'if [ "$0" = 0 ]; then {first}; '
+         f"else {wait_both}; fi", "{}", ":::", "0", "1", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "2"]
+
+
+def test_results_as_json_on_stdout() -> None:
+    result = run_cli("-k", "--results", "-.json", "printf '%s\\n' {}; exit {#}", ":::", "a b", 'c"')
+    assert result.returncode == 2, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["Seq"], r["Exitval"], r["V"], r["Stdout"]) for r in rows] == [
+        (1, 1, ["a b"], "a b\n"),
+        (2, 2, ['c"'], 'c"\n'),
+    ]
+    assert all(r["Host"] == ":" and r["Starttime"] <= time.time() for r in rows)
+    assert list(rows[0]) == [
+        "Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal",
+        "Command", "V", "Stdout", "Stderr",
+    ]  # fmt: skip
+
+
+def test_the_cpu_count_is_lokys() -> None:
+    """procexec counts the usable CPUs without loading loky, the same way."""
+    from loky import cpu_count as lokys
+
+    from procexec.cli._machine import cpu_count
+
+    assert cpu_count() == lokys()
+    assert os.cpu_count() is not None
