@@ -80,33 +80,28 @@ def _arrivals(feed: Feed) -> Iterator[Job]:
             yield job
 
 
-def test_read_ahead_is_bounded_in_bytes() -> None:
+@pytest.mark.parametrize(
+    ("value", "ahead", "ahead_bytes", "most_ahead"),
+    [
+        # at most 3 MiB queued, and one more job held by the reader waiting for room
+        ("x" * MIB, 256, 3 * MIB, 4),
+        ("x", 5, 16 * MIB, 6),
+    ],
+    ids=["bytes", "jobs"],
+)
+def test_read_ahead_is_bounded(value: str, ahead: int, ahead_bytes: int, most_ahead: int) -> None:
     produced = 0
 
     def jobs() -> Iterator[Job]:
         nonlocal produced
-        for seq in range(1, 21):
+        for seq in range(1, 31):
             produced += 1
-            yield Job(seq, seq - 1, ("x" * MIB,))
+            yield Job(seq, seq - 1, (value,))
 
-    feed = Feed(jobs(), threaded=True, ahead=256, ahead_bytes=3 * MIB)
+    feed = Feed(jobs(), threaded=True, ahead=ahead, ahead_bytes=ahead_bytes)
     for job in _arrivals(feed):
-        # queued: at most 3 MiB; one more held by the reader waiting for room
-        assert produced - job.seq <= 4
-    assert feed.delivered == 20
-
-
-def test_read_ahead_is_bounded_in_jobs() -> None:
-    produced = 0
-
-    def jobs() -> Iterator[Job]:
-        nonlocal produced
-        for seq in range(1, 51):
-            produced += 1
-            yield Job(seq, seq - 1, ("x",))
-
-    for job in _arrivals(Feed(jobs(), threaded=True, ahead=5)):
-        assert produced - job.seq <= 6
+        assert produced - job.seq <= most_ahead
+    assert feed.delivered == 30
 
 
 class _CountingBuffer(bytearray):
