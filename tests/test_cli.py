@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from procexec.cli import main
-from procexec.cli._args import parse_jobs, parse_term_seq
+from procexec.cli._values import parse_jobs, parse_term_seq
 from tests._helpers import (
     PARALLEL,
     assert_dies,

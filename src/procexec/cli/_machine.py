@@ -13,7 +13,13 @@ import argparse
 import os
 from typing import Any
 
-from procexec.cli._args import UsageError, parse_duration, parse_jobs, parse_load, parse_pressure
+from procexec.cli._values import (
+    UsageError,
+    parse_duration,
+    parse_jobs,
+    parse_load,
+    parse_pressure,
+)
 
 #: ``-j 0`` ("as many as possible", as GNU parallel says) runs at most this many at once.
 AS_MANY_AS_POSSIBLE = 1024

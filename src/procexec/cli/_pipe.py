@@ -33,8 +33,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from procexec.cli._args import UsageError, parse_size, unescape
 from procexec.cli._feed import Feed, Job
+from procexec.cli._values import UsageError, parse_size, unescape
 
 #: GNU parallel grows a block at most to this (2 GiB less one byte).
 _LARGEST_BLOCK = 2**31 - 1
