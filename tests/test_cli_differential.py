@@ -217,6 +217,8 @@ ISSUE_32 = [
     case("no-run-if-empty-linked", "-r", "-k", "--link", "echo", "{1}-{2}", ":::", "a", " ", "c",
         ":::", "", "x", "y"),
     case("trim-cr", "-k", "--colsep", ",", "echo", "<{1}>", ":::", "a\r,b"),
+    case("delimiter-empty-paragraphs", "-k", "-d", "", "echo", "[{}]", stdin=b"a\nb\n\n\nc\n"),
+    case("delimiter-many-bytes", "-k", "-d", "ab", "echo", "[{}]", stdin=b"1ab2aab3a"),
 ]
 # fmt: on
 

@@ -51,8 +51,7 @@ class Source:
         whole."""
         if self.values is not None:
             if not self._split:
-                cut = separator.decode("utf-8", "surrogateescape")
-                self.values = [item for value in self.values for item in value.split(cut)]
+                self.values = [item for value in self.values for item in _cut(value, separator)]
                 self._split = True
             return iter(self.values)
         if self._stream is None:
@@ -78,6 +77,13 @@ class Source:
         else:
             header = next(self.items(separator), None)
         return None if header is None else header.removesuffix("\r")
+
+
+def _cut(value: str, separator: bytes) -> list[str]:
+    """A ``:::`` value cut at the separator (an empty one: into paragraphs)."""
+    if separator:
+        return value.split(separator.decode("utf-8", "surrogateescape"))
+    return [part.strip("\n") for part in value.split("\n\n") if part.strip("\n")] or [""]
 
 
 def split_sources(
@@ -135,33 +141,49 @@ def read_chunks(path: str) -> Iterator[bytes]:
 def read_items(path: str, *, separator: bytes = b"\n", longest: int | None = None) -> Iterator[str]:
     """The items of a file (``-`` for stdin), read as they arrive: its lines, split at
     ``\\n`` only (as GNU parallel does: ``\\r``, form feeds and the like stay in the item),
-    or at another ``separator`` (``-0``, ``-d``). A NUL byte in line input is an
-    InputError; so is an item longer than ``longest`` bytes, as soon as that many have come
-    (no command line could hold it, and it is not held whole to find out)."""
-    null = separator != b"\n"
+    or at another ``separator`` (``-0``, ``-d``; an empty one: paragraphs, as Perl's). A NUL
+    byte in line input is an InputError; so is an item longer than ``longest`` bytes, as
+    soon as that many have come (no command line could hold it, and it is not held whole
+    to find out). Each byte is searched about once, however long the item."""
+    cut = separator or b"\n\n"
     where = "standard input" if path == "-" else path
-    pending: list[bytes] = []  # the item under way, in pieces (a long line stays linear)
-    held = 0  # the bytes in pending
+    buffer = bytearray()  # the item under way, and what follows it
     line = 1
     for chunk in read_chunks(path):
-        if separator not in chunk and len(separator) == 1:
-            pending.append(chunk)
-            held += len(chunk)
-            if longest is not None and held > longest:
-                raise InputError(_too_long(where, line, longest))
-            continue
-        *complete, rest = (b"".join(pending) + chunk).split(separator)
-        pending, held = [rest], len(rest)
-        for raw in complete:
-            if longest is not None and len(raw) > longest:
-                raise InputError(_too_long(where, line, longest))
-            line = _check_nul(raw, null, where, line)
-            yield raw.decode("utf-8", "surrogateescape")
-    if last := b"".join(pending):
-        if longest is not None and len(last) > longest:
+        searched = max(0, len(buffer) - len(cut) + 1)  # no separator wholly before this
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(cut, max(start, searched))) >= 0:
+            raw, start = bytes(buffer[start:end]), end + len(cut)
+            item, line = _item(raw, separator, where, line, longest)
+            if item is not None:
+                yield item
+        del buffer[:start]
+        if longest is not None and len(buffer) > longest:
             raise InputError(_too_long(where, line, longest))
-        _check_nul(last, null, where, line)
-        yield last.decode("utf-8", "surrogateescape")
+    if buffer:
+        item, _ = _item(bytes(buffer), separator, where, line, longest)
+        if item is not None:
+            yield item
+
+
+def _item(
+    raw: bytes, separator: bytes, where: str, line: int, longest: int | None
+) -> tuple[str | None, int]:
+    """One item read (None: an empty paragraph, which is no item), and the next line's
+    number; InputError for one too long, or for a NUL byte in line input."""
+    if longest is not None and len(raw) > longest:
+        raise InputError(_too_long(where, line, longest))
+    if separator == b"\n" and b"\0" in raw:
+        raise InputError(
+            f"{where}, line {line}: a NUL byte in the input; for NUL-separated input "
+            "use -0 (--null)"
+        )
+    if not separator:
+        raw = raw.strip(b"\n")
+        if not raw:
+            return None, line
+    return raw.decode("utf-8", "surrogateescape"), line + 1
 
 
 def _too_long(where: str, line: int, longest: int) -> str:
@@ -169,16 +191,6 @@ def _too_long(where: str, line: int, longest: int) -> str:
         f"{where}, line {line}: a value of more than {longest} bytes, longer than any "
         "command line this system can run"
     )
-
-
-def _check_nul(raw: bytes, null: bool, where: str, line: int) -> int:
-    """The line number after ``raw``; an InputError when line input holds a NUL byte."""
-    if not null and b"\0" in raw:
-        raise InputError(
-            f"{where}, line {line}: a NUL byte in the input; for NUL-separated input "
-            "use -0 (--null)"
-        )
-    return line + 1
 
 
 @dataclass(frozen=True)

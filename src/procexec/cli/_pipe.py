@@ -314,6 +314,11 @@ def parse_pipe(options: argparse.Namespace, records: int | None, lines: int | No
     block = parse_size(options.block, "--block")
     if block < 1:
         raise UsageError(f"--block takes a size of at least 1 byte, not {options.block!r}")
+    if options.header is not None:
+        try:
+            re.compile(_header_pattern(options.header))
+        except re.error as error:
+            raise UsageError(f"--header {options.header!r}: {error}") from None
     if options.recend is None and options.recstart is None:
         recend, recstart = b"\n", b""  # GNU parallel's default: lines
     else:  # --recstart alone: any place before a record start is a boundary

@@ -82,7 +82,7 @@ class Plan:
             return " ".join(job.args)
         if not self.tagstring.has_replacements:  # the text alone: no arguments appended
             return self.tagstring.tokens[0]
-        return " ".join(self.tagstring.expand(job.args, job.seq, job.slot))  # unquoted
+        return " ".join(self.tagstring.words(job.args, job.seq, job.slot))  # unquoted
 
     def command(self, job: Job, slot: int) -> list[str] | str:
         """The argv, or the shell command line, for ``job`` in ``slot``; CommandTooLongError
@@ -185,7 +185,12 @@ def _results(text: str | None, names: Sequence[str | None]) -> Results | None:
         return None
     from procexec.cli._results import Results  # noqa: PLC0415  # only with --results
 
-    return Results(rename(text, names), tuple(names))
+    results = Results(rename(text, names), tuple(names))
+    try:
+        results.template  # noqa: B018  # checked now, not at the first job's end
+    except TemplateError as error:
+        raise UsageError(f"--results: {error}") from None
+    return results
 
 
 def rename(text: str, names: Sequence[str | None]) -> str:

@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import IO, TYPE_CHECKING
 
 from procexec.cli._display import Display, Text
@@ -45,13 +46,17 @@ class Results:
         """ "json", the CSV separator, or None for files per job."""
         return _FORMATS.get(os.path.splitext(self.text)[1].lower())
 
+    @cached_property
+    def template(self) -> Template:
+        """The value as a template (checked once)."""
+        return Template.parse([self.text], shell=False)
+
     def files(self, job: Job) -> tuple[str, str, str]:
         """The paths of ``job``'s stdout, stderr and sequence number files."""
-        template = Template.parse([self.text], shell=False)
-        if not template.has_replacements:
+        if not self.template.has_replacements:
             directory = os.path.join(self.text, *self._tree(job.args))
             return _inside(directory)
-        path = "".join(template.expand(job.args, job.seq, job.slot))
+        path = " ".join(self.template.words(job.args, job.seq, job.slot))
         if path.endswith("/"):
             return _inside(path)
         return path, f"{path}.err", f"{path}.seq"

@@ -186,11 +186,16 @@ class Template:
         line for one job (``-q`` running an exported shell function: a line too)."""
         if self.shell and not self.direct:
             return self._line(args, seq, slot)
+        argv = self.words(args, seq, slot)
+        if not self.shell and argv and exported_function(argv[0]):
+            return " ".join(quote(word) for word in argv)
+        return argv
+
+    def words(self, args: Sequence[str], seq: int, slot: int) -> list[str]:
+        """The words, each value put in verbatim (the argv; a tag, a --results path)."""
         argv = [w for word in self._argv_words for w in self._raw(word, args, seq, slot)]
         if not self._replacing:
             argv.extend(args)
-        if not self.shell and argv and exported_function(argv[0]):
-            return " ".join(quote(word) for word in argv)
         return argv
 
     def text(self, args: Sequence[str], seq: int, slot: int) -> str:
