@@ -366,6 +366,8 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         (["--plus", "echo", ":::", "a"], "--plus (a GNU parallel option) is not supported"),
         (["--results", "out{..}", "echo", ":::", "a"], "--results: unknown replacement string"),
         (["--pipe", "--header", "(", "cat"], "--header '(': missing )"),
+        (["--pipe", "--block", "0", "cat"], "--block takes a size of at least 1 byte"),
+        (["-X", "echo", ":::", "x" * 70000], "command line too long"),
         (["--tagstring", "{..}", "echo", ":::", "a"], "--tagstring: unknown replacement string"),
         (["-N", "-1", "echo", ":::", "a"], "-N must be at least 0"),
         (["--trim", "x", "echo", ":::", "a"], "--trim"),

@@ -208,6 +208,9 @@ ISSUE_32 = [
         stdin=b"h1\nh2\n1\n2\n3\n"),
     case("header-pipe-regex", "-k", "--pipe", "--header", "h.\\n", "-N2", "cat;echo -",
         stdin=b"h1\nh2\n1\n2\n3\n"),
+    case("header-pipe-first-line", "-k", "--pipe", "--header", ":", "-N1", "cat;echo -",
+        stdin=b"h\n1\n2\n"),
+    case("header-pipe-no-match", "-k", "--pipe", "--header", "X", "cat;echo -", stdin=b"a\nb\n"),
     case("header-zero-file-names", "-k", "--header", "0", "echo", "{more.txt}-{three.txt}", "::::",
         "more.txt", "three.txt"),
     # -r drops blank values from each source (then an empty source gives one empty value).

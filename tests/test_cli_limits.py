@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -200,13 +199,3 @@ def test_results_as_json_on_stdout() -> None:
         "Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal",
         "Command", "V", "Stdout", "Stderr",
     ]  # fmt: skip
-
-
-def test_the_cpu_count_is_lokys() -> None:
-    """procexec counts the usable CPUs without loading loky, the same way."""
-    from loky import cpu_count as lokys
-
-    from procexec.cli._machine import cpu_count
-
-    assert cpu_count() == lokys()
-    assert os.cpu_count() is not None

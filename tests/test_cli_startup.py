@@ -28,11 +28,14 @@ NOT_FOR_A_PLAIN_RUN = {
     "procexec.cli._report": "procexec report",
 }
 
+#: Runs procexec and reports the modules it added to those loaded before it (under
+#: ``coverage run``, the child's coverage has loaded some of them already: not counted).
 _SCRIPT = """
 import sys
+before = set(sys.modules)
 from procexec.cli import main
 status = main(sys.argv[1:])
-modules = sorted(sys.modules)
+modules = sorted(set(sys.modules) - before)
 import json  # after the run: to report what it loaded
 print(json.dumps([status, modules]), file=sys.stderr)
 """
