@@ -1,8 +1,9 @@
 """Handing jobs to the runner as their input arrives.
 
 Jobs made from ``:::`` values are all known up front. Jobs made from stdin or a file are
-read by a thread a bounded number ahead of the runner, which it wakes as each arrives: a
-slow producer's first lines start at once, and endless input keeps memory flat.
+read by a thread ahead of the runner, which it wakes as each arrives, by at most so many
+jobs and so many bytes: a slow producer's first lines start at once, and endless input, or
+jobs of many values each, keep memory flat.
 """
 
 from __future__ import annotations
