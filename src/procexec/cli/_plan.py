@@ -242,24 +242,7 @@ def _template(
 ) -> tuple[Template | None, list[Source], list[str | None]]:
     """The command template, the input sources (stdin when none is given) and the names
     of their columns (``--header``)."""
-    try:
-        template_words, sources = split_sources(
-            words, arg_sep=options.arg_sep, file_sep=options.arg_file_sep
-        )
-    except InputError as error:
-        raise UsageError(str(error)) from None
-    if pipe:
-        if sources is not None:
-            raise UsageError("--pipe reads standard input: give no ::: or :::: sources")
-        sources = []
-    elif sources is None:
-        sources = [Source(path="-")]
-    for source in sources:
-        if source.path not in (None, "-"):
-            try:
-                open(source.path, "rb").close()  # readable? (read later)
-            except OSError as error:
-                raise UsageError(f"cannot read {source.path}: {error.strerror}") from None
+    template_words, sources = _sources(words, options, pipe)
     if not template_words:
         if pipe or len(sources) != 1:
             raise UsageError("give a command before ::: (or one command per line on stdin)")
@@ -281,6 +264,31 @@ def _template(
     except TemplateError as error:
         raise UsageError(str(error)) from None
     return template, sources, names
+
+
+def _sources(
+    words: list[str], options: argparse.Namespace, pipe: bool
+) -> tuple[list[str], list[Source]]:
+    """The template's words and the input sources, each file checked readable now."""
+    try:
+        template_words, sources = split_sources(
+            words, arg_sep=options.arg_sep, file_sep=options.arg_file_sep
+        )
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    if pipe:
+        if sources is not None:
+            raise UsageError("--pipe reads standard input: give no ::: or :::: sources")
+        sources = []
+    elif sources is None:
+        sources = [Source(path="-")]
+    for source in sources:
+        if source.path not in (None, "-"):
+            try:
+                open(source.path, "rb").close()  # readable? (read later)
+            except OSError as error:
+                raise UsageError(f"cannot read {source.path}: {error.strerror}") from None
+    return template_words, sources
 
 
 def _tagstring(text: str | None, names: Sequence[str | None], context: bool) -> Template | None:
