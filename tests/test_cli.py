@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from procexec.cli import main
-from procexec.cli._values import parse_jobs, parse_term_seq
+from procexec.cli._values import parse_jobs, parse_size, parse_term_seq, unquote_printf
 from tests._helpers import (
     PARALLEL,
     assert_dies,
@@ -79,6 +79,13 @@ def test_jobs_forms(text: str, jobs: int) -> None:
 def test_term_seq_parses_gnu_parallel_format() -> None:
     assert parse_term_seq("TERM,200,KILL,25") == [(signal.SIGTERM, 0.2), (signal.SIGKILL, 0.025)]
     assert parse_term_seq("SIGINT,1000,KILL") == [(signal.SIGINT, 1.0), (signal.SIGKILL, 0.0)]
+
+
+def test_sizes_and_escapes_read_as_gnu_parallel_reads_them() -> None:
+    assert [parse_size(t, "-N") for t in ("7", "1k", "1K", "1ki", "2m", "1M", "1.5k")] == [
+        7, 1000, 1024, 1024, 2_000_000, 1 << 20, 1500,
+    ]  # fmt: skip
+    assert unquote_printf(r"a\tb\n\r\0\012\101\9") == "a\tb\n\r\0\nA9"
 
 
 # ------------------------------------------------------------------- job log

@@ -172,7 +172,10 @@ _PRINTF_ESCAPE = re.compile(r"\\([tnr]|[0-7]{3}|[0-9])")
 
 def _printf_character(match: re.Match[str]) -> str:
     code = match.group(1)
-    return {"t": "\t", "n": "\n", "r": "\r"}.get(code) or chr(int(code, 8) if code[0] < "8" else 0)
+    named = {"t": "\t", "n": "\n", "r": "\r"}.get(code)
+    if named is not None:
+        return named
+    return chr(int(code, 8)) if code[0] < "8" else code  # \8, \9: not octal, the digit
 
 
 def unescape(text: str) -> bytes:
