@@ -6,6 +6,8 @@ batch runs. Every wait here is on a pipe, a file or a process."""
 
 from __future__ import annotations
 
+import csv
+import functools
 import io
 import json
 import subprocess
@@ -19,7 +21,9 @@ import pytest
 
 from procexec.cli._feed import Feed, Job
 from procexec.cli._pipe import PipeSpec, _Cutter
+from procexec.cli._results import Results, ResultsFile
 from procexec.cli._shell import line_limit
+from procexec.report import JobRecord
 from tests._helpers import run_cli
 
 PROCEXEC = [sys.executable, "-m", "procexec"]
@@ -212,3 +216,20 @@ def test_results_as_json_on_stdout() -> None:
         "Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal",
         "Command", "V", "Stdout", "Stderr",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("keep_order", [True, False])
+def test_results_rows_follow_keep_order(tmp_path: Path, keep_order: bool) -> None:
+    """The second job's row comes first; with -k it is written after the first's (and the
+    header once, before the first row written)."""
+    path = tmp_path / "r.csv"
+    results = ResultsFile(Results(str(path)), keep_order)
+    jobs = [Job(seq, seq - 1, (f"v{seq}",)) for seq in (1, 2)]
+    for job in reversed(jobs):
+        results.ended(job, functools.partial(str, f"echo {job.args[0]}"), b"out\n", b"")
+        results.recorded(JobRecord(seq=job.seq, command="", start=1.0, end=2.0))
+    assert results.next_index == (2 if keep_order else 0)  # what the runner's -k window reads
+    results.close()
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0][:2] == ["Seq", "Host"] and rows[0][9] == "V1"
+    assert [row[0] for row in rows[1:]] == (["1", "2"] if keep_order else ["2", "1"])

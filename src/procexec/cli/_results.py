@@ -119,13 +119,15 @@ def _name_max() -> int:
 
 
 class ResultsFile(Display):
-    """``--results FILE.json|.csv|.tsv``: one row per job, written as it ends."""
+    """``--results FILE.json|.csv|.tsv``: one row per job, written as it ends (with ``-k``,
+    in input order: ``next_index``, as the runner's read-ahead window reads it)."""
 
-    def __init__(self, results: Results) -> None:
-        super().__init__(False, None, False)
+    def __init__(self, results: Results, keep_order: bool) -> None:
+        super().__init__(keep_order, None, False)
         self.results = results
         self.separator = results.format or ""
-        self.pending: dict[int, tuple[Job, str, bytes, bytes]] = {}
+        self.pending: dict[int, tuple[Job, str, bytes, bytes]] = {}  # by seq: no record yet
+        self.rows: dict[int, tuple[str, int]] = {}  # by index: (row, its values) to write
         self.header_written = False
         to_stdout = os.path.basename(results.text).startswith("-.")
         self.stream: IO[str] = (
@@ -136,8 +138,12 @@ class ResultsFile(Display):
         """Held until the job's record comes (see :meth:`recorded`)."""
         self.pending[job.seq] = (job, text(), stdout, stderr)
 
+    def skipped(self, job: Job) -> None:
+        """A job that will not run: no row, and later rows need not wait for it."""
+        self._written(job.index, "", 0)
+
     def recorded(self, record: JobRecord) -> None:
-        """Write the row of a finished job."""
+        """The row of a finished job: written now, or once the rows before it are."""
         job, command, stdout, stderr = self.pending.pop(record.seq)
         out, err = (data.decode("utf-8", "surrogateescape") for data in (stdout, stderr))
         fields = [
@@ -152,27 +158,41 @@ class ResultsFile(Display):
             command,
         ]
         if self.separator == "json":
-            self.stream.write(_json_row(fields, job.args, out, err))
+            row = _json_row(fields, job.args, out, err)
         else:
-            self._csv_row(fields, job.args, out, err)
-        self.stream.flush()
+            row = self._csv_line([*map(str, fields), *job.args, out, err])
+        self._written(job.index, row, len(job.args))
 
     def close(self) -> None:
-        """The run is over: close the file (not standard output)."""
+        """The run is over: write what is still held, close the file (not stdout)."""
+        for index in sorted(self.rows):
+            self._write(*self.rows.pop(index))
         if self.stream is not sys.stdout:
             self.stream.close()
 
-    def _csv_row(self, fields: list[object], args: Sequence[str], out: str, err: str) -> None:
-        if not self.header_written:
-            names = [
-                (name or f"V{i + 1}")
-                for i, name in enumerate([*self.results.names, *[None] * len(args)][: len(args)])
-            ]
-            columns = ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive"]
-            columns += ["Exitval", "Signal", "Command", *names, "Stdout", "Stderr"]
-            self.stream.write(self._csv_line(columns))
+    def _written(self, index: int, row: str, values: int) -> None:
+        if not self.keep_order:
+            self._write(row, values)
+            return
+        self.rows[index] = (row, values)
+        while self.next_index in self.rows:
+            self._write(*self.rows.pop(self.next_index))
+            self.next_index += 1
+
+    def _write(self, row: str, values: int) -> None:
+        """Write a row; before the first CSV row, the header (its value columns named
+        after --header's names, else V1, V2...)."""
+        if not row:
+            return
+        if self.separator != "json" and not self.header_written:
+            names = [*self.results.names, *[None] * values][:values]
+            columns = ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval"]
+            columns += ["Signal", "Command"]
+            columns += [name or f"V{i + 1}" for i, name in enumerate(names)]
+            self.stream.write(self._csv_line([*columns, "Stdout", "Stderr"]))
             self.header_written = True
-        self.stream.write(self._csv_line([*map(str, fields), *args, out, err]))
+        self.stream.write(row)
+        self.stream.flush()
 
     def _csv_line(self, columns: Sequence[str]) -> str:
         """A row, GNU parallel's CSV: a field holding a quote, a blank or the separator

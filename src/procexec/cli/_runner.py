@@ -415,7 +415,7 @@ def _display(plan: Plan, wake: Callable[[], None]) -> Display:
         if plan.results.format is not None:
             from procexec.cli._results import ResultsFile  # noqa: PLC0415  # only then
 
-            return ResultsFile(plan.results)
+            return ResultsFile(plan.results, plan.keep_order)
         return ResultsDisplay(plan.results.files)
     if plan.output == "ungroup" and tag is None:
         return RawDisplay(False, None, plan.verbose)
