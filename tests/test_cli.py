@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from procexec.cli import main
-from procexec.cli._args import parse_jobs, parse_term_seq
+from procexec.cli._values import parse_jobs, parse_size, parse_term_seq, unquote_printf
 from tests._helpers import (
     PARALLEL,
     assert_dies,
@@ -79,6 +79,13 @@ def test_jobs_forms(text: str, jobs: int) -> None:
 def test_term_seq_parses_gnu_parallel_format() -> None:
     assert parse_term_seq("TERM,200,KILL,25") == [(signal.SIGTERM, 0.2), (signal.SIGKILL, 0.025)]
     assert parse_term_seq("SIGINT,1000,KILL") == [(signal.SIGINT, 1.0), (signal.SIGKILL, 0.0)]
+
+
+def test_sizes_and_escapes_read_as_gnu_parallel_reads_them() -> None:
+    assert [parse_size(t, "-N") for t in ("7", "1k", "1K", "1ki", "2m", "1M", "1.5k")] == [
+        7, 1000, 1024, 1024, 2_000_000, 1 << 20, 1500,
+    ]  # fmt: skip
+    assert unquote_printf(r"a\tb\n\r\0\012\101\9") == "a\tb\n\r\0\nA9"
 
 
 # ------------------------------------------------------------------- job log
@@ -348,7 +355,11 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         (["--joblog", "/no/such/dir/log", "true", ":::", "a"], "cannot write job log"),
         (["echo", "{..}", ":::", "a"], "unknown replacement string {..}"),
         (["--term-seq", "TERM,-5", "true", ":::", "a"], "-5 is not a number of milliseconds"),
-        (["-kZ", "echo", ":::", "a"], "unknown option in -kZ: -Z"),
+        (["-kZ", "echo", ":::", "a"], "unknown option -Z"),
+        (["--filter={1} ne x", "echo", ":::", "a"], "--filter (a GNU parallel option)"),
+        (["--tag=x", "echo", ":::", "a"], "option --tag takes no value"),
+        (["--tagstr"], "option --tagstr needs a value"),
+        (["--re", "echo", ":::", "a"], "option --re is ambiguous"),
         (
             ["-S", "host", "echo", ":::", "a"],
             "-S (a GNU parallel option) is not supported: "
@@ -358,9 +369,13 @@ def test_missing_program_is_a_failed_job_with_a_message(capsys: pytest.CaptureFi
         (["-X", "-m", "echo", ":::", "a"], "-X and -m"),
         (["--pipe", "--block", "lots", "cat"], "--block"),
         (["--pipe", "cat", ":::", "a"], "--pipe reads standard input"),
-        (["echo", ":::+", "a"], ":::+ needs a source before it"),
         (["echo", "{=", "s/a/b/", "=}", ":::", "a"], "{= perl expression =} replacement"),
         (["--plus", "echo", ":::", "a"], "--plus (a GNU parallel option) is not supported"),
+        (["--results", "out{..}", "echo", ":::", "a"], "--results: unknown replacement string"),
+        (["--pipe", "--header", "(", "cat"], "--header '(': missing )"),
+        (["--pipe", "--block", "0", "cat"], "--block takes a size of at least 1 byte"),
+        (["-X", "echo", ":::", "x" * 70000], "command line too long"),
+        (["--tagstring", "{..}", "echo", ":::", "a"], "--tagstring: unknown replacement string"),
         (["-N", "-1", "echo", ":::", "a"], "-N must be at least 0"),
         (["--trim", "x", "echo", ":::", "a"], "--trim"),
         (["--resume", "true", ":::", "a"], "need --joblog"),

@@ -12,7 +12,7 @@ import pytest
 from procexec import ProcessExecutor
 from procexec._core._resources import _admission, _probes
 from procexec.cli import main
-from procexec.cli._args import UsageError, parse_duration, parse_load, parse_pressure
+from procexec.cli._values import UsageError, parse_duration, parse_load, parse_pressure
 from tests._helpers import log_rows, run_cli
 
 

@@ -312,11 +312,20 @@ def test_results_prints_nothing_and_saves_every_stream(tmp_path: Path) -> None:
     assert (tmp_path / "out/1/\\.\\./stdout").read_text() == "..\n"  # never outside out/
 
 
-def test_results_that_cannot_be_saved_are_a_warning_not_a_traceback(tmp_path: Path) -> None:
+def test_results_of_a_value_too_long_for_a_file_name_go_under_a_cut_name(tmp_path: Path) -> None:
+    """As GNU parallel: the directory name is cut to the longest the file system takes."""
     result = run_cli("--results", "out", "echo", ":::", "x" * 300, "ok", cwd=tmp_path)
-    assert result.returncode == 0 and "Traceback" not in result.stderr
-    assert "procexec: Warning: cannot save job 1's output under out/1/xxx" in result.stderr
+    assert result.returncode == 0 and result.stderr == ""
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert (tmp_path / "out/1" / ("x" * longest) / "stdout").read_text() == "x" * 300 + "\n"
     assert (tmp_path / "out/1/ok/stdout").read_text() == "ok\n"
+
+
+def test_results_that_cannot_be_saved_are_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file where a directory must go\n")
+    result = run_cli("--results", "out", "echo", ":::", "a", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "procexec: Warning: cannot save job 1's output under out/1/a" in result.stderr
 
 
 # --------------------------------------------------------------- stderr messages
@@ -366,11 +375,11 @@ def test_terminal_input_gets_a_warning() -> None:
 
 def test_a_command_line_too_long_is_refused_with_the_limit() -> None:
     result = subprocess.run(
-        [*PROCEXEC, "echo"], input="a" * 200_000 + "\n", capture_output=True, text=True,
-        timeout=60, check=False,
+        [*PROCEXEC, "echo", "{}", "{}"], input="a" * 100_000 + "\n", capture_output=True,
+        text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 255 and result.stdout == ""
-    assert result.stderr.startswith("procexec: command line too long (200006 >= ")  # argv+NULs
+    assert result.stderr.startswith("procexec: command line too long (200007 >= ")  # argv+NULs
     assert "this system's limit) at job 1: echo aaaa" in result.stderr
     assert len(result.stderr) < 300 and "Traceback" not in result.stderr
 

@@ -34,6 +34,9 @@ class JobFuture(Protocol):
     def cancel(self) -> bool:
         """Cancel the job if it waits (``shutdown(cancel_futures=True)``)."""
 
+    def cancelled(self) -> bool:
+        """Whether it was cancelled (a cancelled job waiting is dropped, not admitted)."""
+
     def set_running_or_notify_cancel(self) -> bool:
         """The job is about to start; False if it was cancelled while it waited."""
 
@@ -58,6 +61,9 @@ class _Settled:
     (:meth:`Job.let_go`): every call of the engine's on it does nothing."""
 
     def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
         return False
 
     def set_running_or_notify_cancel(self) -> bool:

@@ -299,8 +299,8 @@ class Reaper:
             room = min(lane.share - lane.taken, free)
         else:
             room = free if lane is self._lanes[0] else 0
-        if self._admission is None:
-            return room
+        if self._admission is None or self._pending[0].future.cancelled():
+            return room  # a cancelled job is only dropped: nothing to admit
         return self._admitted_locked(room) if room > 0 else room
 
     def _admitted_locked(self, room: int) -> int:
@@ -332,7 +332,7 @@ class Reaper:
             job = self._pending.popleft()
             lane.taken += job.counts_in_share
             self._taken[job] = lane
-            if self._admission is not None:
+            if self._admission is not None and not job.future.cancelled():
                 self._admission.started_locked(len(self._taken))
             return job, free > 1 and bool(self._pending)
 

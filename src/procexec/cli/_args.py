@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import re
-import signal
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from procexec import __version__
+from procexec.cli._getopt import OptionError, Options
+from procexec.cli._values import Halt, UsageError
+
+__all__ = ["USAGE_ERROR", "Halt", "UsageError", "build_parser", "parse_command_line"]
 
 USAGE_ERROR = 255
 
@@ -32,237 +33,96 @@ source before it.
 """
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit status 255."""
-
-
 #: GNU parallel options procexec does not have, with the procexec way where there is one.
 UNSUPPORTED = {
-    "-S": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--sshlogin": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--slf": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--sshloginfile": "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
-    "--transfer": "with --dask the workers share files the cluster's own way",
-    "--trc": "with --dask the workers share files the cluster's own way",
-    "--return": "with --dask the workers share files the cluster's own way",
-    "--basefile": "with --dask the workers share files the cluster's own way",
+    **dict.fromkeys(
+        ("-S", "--sshlogin", "--slf", "--sshloginfile", "--onall", "--nonall", "--ssh"),
+        "to run jobs on other machines, use --dask ADDRESS (a Dask cluster)",
+    ),
+    **dict.fromkeys(
+        ("--transfer", "--transferfile", "--trc", "--return", "--basefile", "--cleanup"),
+        "with --dask the workers share files the cluster's own way",
+    ),
     "--semaphore": "no semaphore mode; run one procexec over the whole batch",
     "--sem": "no semaphore mode; run one procexec over the whole batch",
-    "--tmux": "",
-    "--tmuxpane": "",
-    "--fifo": "",
-    "--cat": "",
-    "--shebang": "",
-    "--sqlmaster": "",
-    "--sqlworker": "",
-    "--sqlandworker": "",
     "--nice": "run `nice procexec ...` instead",
     "--env": "jobs inherit procexec's whole environment",
     "--tty": "jobs read /dev/null; use --pipe to feed them input",
     "--files": "use --results DIR",
     "--ctag": "use --tag",
-    "--tmpdir": "",
-    "--compress": "",
-    "--header": "",
-    "--csv": "",
-    "--plus": "",
-    "--rpl": "",
-    "--shuf": "",
-    "--group-by": "",
     "--retry-failed": "use --resume-failed",
-    "--sshdelay": "",
-    "--workdir": "",
-    "--wd": "",
-    "-L": "",
-    "--max-lines": "",
-    "-l": "",
-    "-s": "",
-    "--max-chars": "",
-    "-E": "",
-    "--eof": "",
-    "--fg": "",
-    "--bg": "",
     "--xargs": "use -m",
-    "-n": "use -N",
-}
+    "--filter": "filter the input before procexec (grep, awk) or test in the command",
+    **dict.fromkeys(
+        (
+            "--tmux", "--tmuxpane", "--fifo", "--cat", "--shebang", "--sqlmaster",
+            "--sqlworker", "--sqlandworker", "--tmpdir", "--compress", "--csv", "--plus",
+            "--rpl", "--shuf", "--group-by", "--sshdelay", "--workdir", "--wd", "-l", "-s",
+            "--max-chars", "--fg", "--bg", "--tee", "--pipepart", "--pipe-part", "--shard",
+            "--bin", "--regexp", "--skip-first-line", "--remove-rec-sep", "--rrs",
+            "--memsuspend", "--latest-line", "--total-jobs", "--interactive", "-p",
+            "--block-timeout", "--template", "--embed", "--colour", "--color",
+        ),
+        "",
+    ),
+}  # fmt: skip
 
 
-def _unsupported(message: str) -> str | None:
-    """A message naming an unsupported GNU parallel option, from argparse's message."""
-    match = re.search(r"unrecognized arguments: (\S+)", message)
-    if match is None:
-        return None
-    option = match.group(1).split("=", 1)[0]
+def unknown_option(option: str) -> str:
+    """The one-line message for an option procexec does not know."""
     if option not in UNSUPPORTED:
-        return f"unknown option {match.group(1)} (see procexec --help)"
+        return f"unknown option {option} (see procexec --help)"
     hint = UNSUPPORTED[option]
     return f"{option} (a GNU parallel option) is not supported" + (f": {hint}" if hint else "")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        bundled = re.search(r"argument (-\w)/\S+: ignored explicit argument '(.+)'", message)
-        if bundled:
-            flags = bundled.group(1) + bundled.group(2)
-            raise UsageError(f"unknown option in {flags}: -{bundled.group(2)[0]} (see --help)")
-        raise UsageError(_unsupported(message) or message)
+        raise UsageError(message)
 
 
-@dataclass(frozen=True)
-class Halt:
-    """When to stop early: ``when`` is "soon" or "now"; ``kind`` fail/success/done."""
-
-    when: str
-    kind: str
-    count: int
-    percent: bool
-
-    def reached(self, failed: int, succeeded: int, total: int) -> bool:
-        """Whether the condition holds after these outcomes (of ``total`` jobs)."""
-        value = {"fail": failed, "success": succeeded, "done": failed + succeeded}[self.kind]
-        if self.percent:
-            return total > 0 and value * 100 >= self.count * total
-        return value >= self.count
-
-
-def parse_jobs(text: str, cpus: int) -> int:
-    """``-j``: N, N% of the CPUs, +N or -N relative to the CPUs; at least 1."""
-    match = re.fullmatch(r"([+-]?)(\d+)(%?)", text.strip())
-    if match is None:
-        raise UsageError(f"-j/--jobs takes N, N%, +N or -N, not {text!r}")
-    sign, number, percent = match.group(1), int(match.group(2)), match.group(3)
-    if percent:
-        jobs = cpus * number // 100
-    elif sign == "+":
-        jobs = cpus + number
-    elif sign == "-":
-        jobs = cpus - number
-    else:
-        jobs = number
-    if jobs < 1:
-        raise UsageError(f"-j/--jobs {text} gives {jobs} jobs; it must give at least 1")
-    return jobs
-
-
-def parse_load(text: str, cpus: int) -> float:
-    """``--load``: N processes, or N% of the CPUs (100% is one per CPU); 0 means 0.01."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%?)", text.strip())
-    if match is None:
-        raise UsageError(f"--load takes N or N% (of the CPUs), not {text!r}")
-    load = float(match.group(1)) * (cpus / 100 if match.group(2) else 1)
-    return load if load > 0 else 0.01
-
-
-_DURATION = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds from ``1.5``, ``30s``, ``2m``, ``1h``, ``1d`` or a sum such as ``1m30s``."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip().lower())
-    if not parts or "".join(a + b for a, b in parts) != text.strip().lower():
-        raise UsageError(f"{option} takes seconds, optionally with s, m, h or d, not {text!r}")
-    return sum(float(number) * _DURATION[unit] for number, unit in parts)
-
-
-def parse_timeout(text: str) -> tuple[float | None, float | None]:
-    """``--timeout``: seconds (with s/m/h/d), or N% of the median runtime of the jobs that
-    succeeded; returns (seconds, percent), one of them None."""
-    if text.strip().endswith("%"):
-        number = text.strip()[:-1]
-        if not re.fullmatch(r"\d+(?:\.\d+)?", number) or not float(number) > 0:
-            raise UsageError(f"--timeout N% takes a positive percentage, not {text!r}")
-        return None, float(number)
-    seconds = parse_duration(text, "--timeout")
-    if not seconds > 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, not {text!r}")
-    return seconds, None
-
-
-def parse_pressure(text: str) -> dict[str, float]:
-    """``--pressure``: ``memory=10,cpu=50,io=20`` (percentages of "some avg10")."""
-    limits: dict[str, float] = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        try:
-            limits[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise UsageError(f"--pressure takes RESOURCE=PERCENT[,...], not {text!r}")
-    return limits
-
-
-_SHORT_HALTS = {
-    "1": "soon,fail=1",
-    "2": "now,fail=1",
-    "-1": "soon,success=1",
-    "-2": "now,success=1",
-}
-
-
-def parse_halt(text: str) -> Halt | None:
-    """``--halt``: never (or 0), soon|now,fail|success|done=N or N%, or GNU parallel's
-    short forms 1 (soon,fail=1), 2 (now,fail=1), -1 and -2 (the same for success)."""
-    if text in ("never", "0"):
-        return None
-    text = _SHORT_HALTS.get(text, text)
-    match = re.fullmatch(r"(soon|now),(fail|success|done)=(\d+)(%?)", text)
-    if match is None:
-        raise UsageError(
-            f"--halt takes never, 0, 1, 2 or soon|now,fail|success|done=N[%], not {text!r}"
-        )
-    count = int(match.group(3))
-    if count < 1:
-        raise UsageError(f"--halt {text}: the count must be at least 1")
-    return Halt(match.group(1), match.group(2), count, bool(match.group(4)))
-
-
-def parse_term_seq(text: str) -> list[tuple[int, float]]:
-    """``--term-seq``: GNU parallel's ``TERM,200,KILL,25`` (signal names, milliseconds)."""
-    parts = text.split(",")
-    if len(parts) % 2:
-        parts.append("0")
-    steps: list[tuple[int, float]] = []
-    for name, millis in zip(parts[::2], parts[1::2], strict=True):
-        try:
-            signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-        except KeyError:
-            raise UsageError(f"--term-seq: {name} is not a signal name (TERM, KILL...)") from None
-        if not millis.isdigit():
-            raise UsageError(f"--term-seq: {millis} is not a number of milliseconds (0 or more)")
-        steps.append((int(signum), int(millis) / 1000))
-    return steps
-
-
-def unescape(text: str) -> bytes:
-    """A separator given on the command line as bytes (``\\n``, ``\\0``, ``\\t`` understood)."""
-    return text.encode("utf-8", "surrogateescape").decode("unicode_escape").encode("latin-1")
-
-
-Add = Callable[..., object]
+def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    """The options of ``argv``, as GNU parallel splits them (see procexec.cli._getopt), and
+    in ``command`` the words after them; UsageError for a bad option."""
+    parser, table = _build()
+    try:
+        words, command = table.split(argv, unknown_option)
+    except OptionError as error:
+        raise UsageError(str(error)) from None
+    options = parser.parse_args(words)
+    options.command = command
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (its errors raise UsageError)."""
+    """The argument parser of the options (its errors raise UsageError)."""
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, Options]:
     parser = _Parser(
         prog="procexec",
+        usage="procexec [options] [COMMAND [ARGS...]] [::: VALUES | :::: FILES ...]",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
     )
-    add = parser.add_argument
+    table = Options(parser)
+    add = table.add
+    add("-h", "--help", action="help", help="show this help and exit")
     add("--version", action="version", version=f"procexec {__version__}")
     _input_options(add)
+    _pipe_options(add)
     _command_options(add)
     _run_options(add)
     _output_options(add)
     _machine_options(add)
     add("--will-cite", "--no-notice", action="store_true", help=argparse.SUPPRESS)
-    add("command", nargs=argparse.REMAINDER, help="command template and ::: / :::: sources")
-    # -0 looks like a negative number to argparse, which would then take "-j -1" (CPUs
-    # minus one, as in GNU parallel) for an option: numbers stay values, "-0" itself still
-    # matches its option exactly.
-    parser._has_negative_number_optionals.clear()
-    return parser
+    return parser, table
+
+
+Add = Callable[..., None]
 
 
 def _input_options(add: Add) -> None:
@@ -276,24 +136,34 @@ def _input_options(add: Add) -> None:
         help="an input source, one argument per line (as :::: FILE); may be repeated",
     )
     add("--link", "--xapply", action="store_true", help="pair the input sources, not combine")
-    add("--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
+    add("-C", "--colsep", metavar="REGEX", help="split each input value into columns {1} {2}...")
     add(
         "-N",
         "--max-replace-args",
         dest="max_args",
-        type=int,
         metavar="N",
         help="N arguments per job ({1}..{N}; a word with {} is repeated for each); 0: none",
     )
-    add("-n", "--max-args", dest="n_args", type=int, metavar="N", help="N arguments per job")
-    add("-L", "--max-lines", dest="n_args", type=int, metavar="N", help="the same as -n")
+    add("-n", "--max-args", dest="n_args", metavar="N", help="N arguments per job")
+    add(
+        "-L",
+        "--max-lines",
+        dest="max_lines",
+        metavar="N",
+        help="N input lines per job, a line ending in a blank continued by the next",
+    )
     add("-d", "--delimiter", metavar="DELIM", help="input items end with DELIM (\\n, \\0...)")
     add("-E", "--eof", dest="eof", metavar="STR", help="input ends at a value equal to STR")
     add("--trim", choices=["n", "l", "r", "lr", "rl"], help="trim blanks from input values")
     add("-r", "--no-run-if-empty", action="store_true", help="skip blank input values")
     add("--arg-sep", default=":::", metavar="SEP", help="use SEP instead of :::")
     add("--arg-file-sep", default="::::", metavar="SEP", help="use SEP instead of ::::")
-    add("--header", metavar=":", help="the first value of each source names it ({name})")
+    add(
+        "--header",
+        metavar="REGEX",
+        help="what REGEX matches at the start of each source is its header (: the first "
+        "line), naming its columns ({name}); with --pipe, given to every job first",
+    )
     add(
         "-X",
         dest="context",
@@ -301,10 +171,14 @@ def _input_options(add: Add) -> None:
         help="as many arguments as fit; a word with {} is repeated for each",
     )
     add("-m", dest="multi", action="store_true", help="as many arguments as fit per job")
+
+
+def _pipe_options(add: Add) -> None:
+    """``--pipe``: standard input cut into blocks."""
     add("--pipe", "--spreadstdin", action="store_true", help="stdin in blocks, one per job")
     add("--block", "--block-size", default="1M", metavar="SIZE", help="--pipe block size")
     add("--recstart", metavar="STR", help="--pipe: a record starts with STR")
-    add("--recend", default="\n", metavar="STR", help="--pipe: a record ends with STR")
+    add("--recend", metavar="STR", help="--pipe: a record ends with STR (default: a newline)")
     add(
         "--round-robin",
         "--roundrobin",
@@ -319,7 +193,12 @@ def _command_options(add: Add) -> None:
     add("--no-shell", dest="quote", action="store_true", help="the same as -q")
     add("--shell", action="store_true", help="always start a shell, even for a plain command")
     add("-I", "--replace", metavar="STR", help="use STR instead of {}")
-    add("--dry-run", action="store_true", help="print the commands instead of running them")
+    add(
+        "--dry-run",
+        "--dryrun",
+        action="store_true",
+        help="print the commands instead of running them",
+    )
 
 
 def _run_options(add: Add) -> None:
@@ -327,8 +206,11 @@ def _run_options(add: Add) -> None:
     add(
         "-j",
         "--jobs",
+        "-P",
+        "--max-procs",
         metavar="N",
-        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible (default: CPUs)",
+        help="jobs at once: N, N%% of CPUs, +N, -N, 0 for as many as possible, or a FILE "
+        "holding one of those, read again as jobs end (default: CPUs)",
     )
     add("--retries", type=int, default=1, metavar="N", help="try a failing job up to N times")
     add(
@@ -353,7 +235,16 @@ def _output_options(add: Add) -> None:
     add("-k", "--keep-order", action="store_true", help="print output in input order")
     add("--tag", action="store_true", help="prefix output lines with the job's arguments")
     add("--tagstring", metavar="STR", help="prefix output lines with STR ({} {#} ... replaced)")
-    add("-v", "--verbose", action="store_true", help="print each job's command before its output")
+    add(
+        "-v", action="store_true", dest="verbose", help="print each job's command before its output"
+    )
+    add(
+        "-t",
+        "--verbose",
+        action="store_true",
+        dest="trace",
+        help="print each job's command on stderr as it starts",
+    )
     add("-u", "--ungroup", action="store_true", help="print output as it comes (lines may mix)")
     add("--line-buffer", "--lb", action="store_true", help="print whole lines as they come")
     add("--group", action="store_true", help="print each job's output whole (the default)")

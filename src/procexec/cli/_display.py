@@ -89,35 +89,37 @@ class LineDisplay(Display):
         self, tag: Tag | None, verbose: bool, out: Sink, err: Sink, wake: Callable[[], None]
     ) -> None:
         super().__init__(False, tag, verbose, out, err)
-        self.lock = threading.Lock()  # guards broken
+        self.lock = threading.Lock()  # guards broken and lost
         self.wake = wake  # ends the runner's wait
         self.broken: BaseException | None = None  # stdout closed or full: the runner stops
+        self.lost: set[int] = set()  # the jobs (by seq) a line of which could not be written
 
     def run_options(self, job: Job) -> dict[str, Any]:
         prefix = self._prefix(job) or b""
         return {
-            "on_stdout_line": lambda line: self._line(self.out, prefix + line),
-            "on_stderr_line": lambda line: self._line(self.err, prefix + line),
+            "on_stdout_line": lambda line: self._line(self.out, prefix + line, job.seq),
+            "on_stderr_line": lambda line: self._line(self.err, prefix + line, job.seq),
         }
 
     def started(self, job: Job, text: Text) -> None:
         if self.verbose:
             line = text().encode("utf-8", "surrogateescape")
-            self._line(self.out, (self._prefix(job) or b"") + line + b"\n")
+            self._line(self.out, (self._prefix(job) or b"") + line + b"\n", job.seq)
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
-        """Already printed, line by line; raises what stopped the printing, if anything
-        did (then some of the job's output may be lost)."""
+        """Already printed, line by line; raises what stopped the printing if a line of
+        this job's was lost (a job that printed nothing since is logged as usual)."""
         with self.lock:
-            broken = self.broken
+            broken = self.broken if job.seq in self.lost else None
         if broken is not None:
             raise broken
 
-    def _line(self, sink: Sink, line: bytes) -> None:
+    def _line(self, sink: Sink, line: bytes, seq: int) -> None:
         try:
             sink.write(line)
         except (BrokenPipeError, OutputError) as error:
             with self.lock:
+                self.lost.add(seq)
                 if self.broken is None:
                     self.broken = error
             self.wake()
@@ -138,37 +140,23 @@ class RawDisplay(Display):
 
 
 class ResultsDisplay(Display):
-    """``--results DIR``: each job's stdout, stderr and number in GNU parallel's layout,
-    ``DIR/1/VALUE1/2/VALUE2/{stdout,stderr,seq}``; nothing printed."""
+    """``--results``: each job's stdout, stderr and number saved in files, at the paths
+    ``files(job)`` gives (see procexec.cli._results); nothing printed."""
 
-    def __init__(self, directory: str, out: Sink, err: Sink) -> None:
+    def __init__(self, files: Callable[[Job], tuple[str, str, str]], out: Sink, err: Sink) -> None:
         super().__init__(False, None, False, out, err)
-        self.directory = directory
+        self.files = files
 
     def ended(self, job: Job, text: Text, stdout: bytes, stderr: bytes) -> None:
-        path = self.directory
-        for number, value in enumerate(job.args, 1):
-            path = os.path.join(path, str(number), _path_safe(value))
+        paths = self.files(job)
         try:
-            os.makedirs(path, exist_ok=True)
-            for name, data in (
-                ("stdout", stdout),
-                ("stderr", stderr),
-                ("seq", str(job.seq).encode()),
-            ):
-                with open(os.path.join(path, name), "wb") as file:
+            for directory in {os.path.dirname(path) for path in paths} - {""}:
+                os.makedirs(directory, exist_ok=True)
+            for path, data in zip(paths, (stdout, stderr, str(job.seq).encode()), strict=True):
+                with open(path, "wb") as file:
                     file.write(data)
         except OSError as error:  # a value too long for a file name, a full disk...
             self.err.text(
-                f"procexec: Warning: cannot save job {job.seq}'s output under {path}: "
-                f"{error.strerror}\n"
+                f"procexec: Warning: cannot save job {job.seq}'s output under "
+                f"{os.path.dirname(paths[0])}: {error.strerror}\n"
             )
-
-
-def _path_safe(value: str) -> str:
-    """A value as a directory name, as GNU parallel writes it: ``\\`` doubled, ``/`` as
-    ``\\_``, an empty value no directory at all; ``.`` and ``..`` (which GNU parallel
-    takes as they are, writing outside the tree) get a backslash before each dot."""
-    if value in (".", ".."):
-        return value.replace(".", "\\.")
-    return value.replace("\\", "\\\\").replace("/", "\\_")

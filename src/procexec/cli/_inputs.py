@@ -35,6 +35,7 @@ class Source:
     values: list[str] | None = None  # ::: values, or None for a file
     path: str | None = None  # a file, "-" for stdin
     linked: bool = False  # :::+ / ::::+: paired with the source before it
+    _split: bool = field(default=False, repr=False)  # the ::: values are cut at -d
     _read: list[str] | None = field(default=None, repr=False)
     _stream: Iterator[str] | None = field(default=None, repr=False)
 
@@ -43,28 +44,46 @@ class Source:
         """Whether the values come from a file or stdin."""
         return self.values is None
 
-    def items(self, separator: bytes) -> Iterator[str]:
-        """The values, read as they are asked for when from a file."""
+    def items(self, separator: bytes, longest: int | None = None) -> Iterator[str]:
+        """The values, read as they are asked for when from a file. ``:::`` values are cut
+        at the separator too, as GNU parallel cuts them (``::: $'a\\nb'`` is two values).
+        A value longer than ``longest`` bytes is an InputError, raised before it is held
+        whole."""
         if self.values is not None:
+            if not self._split:
+                self.values = [item for value in self.values for item in _cut(value, separator)]
+                self._split = True
             return iter(self.values)
         if self._stream is None:
             assert self.path is not None
-            self._stream = read_items(self.path, separator=separator)
+            self._stream = read_items(self.path, separator=separator, longest=longest)
         return self._stream
 
-    def all_items(self, separator: bytes) -> list[str]:
+    def all_items(self, separator: bytes, longest: int | None = None) -> list[str]:
         """Every value (a file is read once)."""
         if self.values is not None:
-            return self.values
+            return list(self.items(separator))
         if self._read is None:
-            self._read = list(self.items(separator))
+            self._read = list(self.items(separator, longest))
         return self._read
 
     def header(self, separator: bytes) -> str | None:
-        """Take the first value off (``--header``): the source's name, or None if empty."""
+        """Take the first value off (``--header``): the source's header line, a ``\\r`` at
+        its end left out, or None if the source is empty."""
         if self.values is not None:
-            return self.values.pop(0) if self.values else None
-        return next(self.items(separator), None)
+            values = self.items(separator)
+            header = next(values, None)
+            self.values = list(values)
+        else:
+            header = next(self.items(separator), None)
+        return None if header is None else header.removesuffix("\r")
+
+
+def _cut(value: str, separator: bytes) -> list[str]:
+    """A ``:::`` value cut at the separator (an empty one: into paragraphs)."""
+    if separator:
+        return value.split(separator.decode("utf-8", "surrogateescape"))
+    return [part.strip("\n") for part in value.split("\n\n") if part.strip("\n")] or [""]
 
 
 def split_sources(
@@ -83,19 +102,15 @@ def split_sources(
         if word in kinds:
             mode = kinds[word]
             if mode.rstrip("+") == ":::":
-                sources.append(Source(values=[], linked=mode.endswith("+")))
+                sources.append(Source(values=[], linked=mode.endswith("+") and bool(sources)))
         elif not mode:
             template.append(word)
         elif mode.rstrip("+") == ":::":
             values = sources[-1].values
             assert values is not None
             values.append(word)
-        else:
-            sources.append(Source(path=word, linked=mode.endswith("+")))
-            mode = "::::"  # a second file after ::::+ is a source of its own
-    if sources and sources[0].linked:
-        first = arg_sep if sources[0].values is not None else file_sep
-        raise InputError(f"{first}+ needs a source before it to pair with")
+        else:  # each file after ::::+ is paired with the source before it
+            sources.append(Source(path=word, linked=mode.endswith("+") and bool(sources)))
     return template, (sources if mode else None)
 
 
@@ -123,61 +138,89 @@ def read_chunks(path: str) -> Iterator[bytes]:
             os.close(fd)
 
 
-def read_items(path: str, *, separator: bytes = b"\n") -> Iterator[str]:
+def read_items(path: str, *, separator: bytes = b"\n", longest: int | None = None) -> Iterator[str]:
     """The items of a file (``-`` for stdin), read as they arrive: its lines, split at
     ``\\n`` only (as GNU parallel does: ``\\r``, form feeds and the like stay in the item),
-    or at another ``separator`` (``-0``, ``-d``). A NUL byte in line input is an
-    InputError."""
-    null = separator != b"\n"
+    or at another ``separator`` (``-0``, ``-d``; an empty one: paragraphs, as Perl's). A NUL
+    byte in line input is an InputError; so is an item longer than ``longest`` bytes, as
+    soon as that many have come (no command line could hold it, and it is not held whole
+    to find out). Each byte is searched about once, however long the item."""
+    cut = separator or b"\n\n"
     where = "standard input" if path == "-" else path
-    pending: list[bytes] = []  # the item under way, in pieces (a long line stays linear)
+    buffer = bytearray()  # the item under way, and what follows it
     line = 1
     for chunk in read_chunks(path):
-        if separator not in chunk and len(separator) == 1:
-            pending.append(chunk)
-            continue
-        *complete, rest = (b"".join(pending) + chunk).split(separator)
-        pending = [rest]
-        for raw in complete:
-            line = _check_nul(raw, null, where, line)
-            yield raw.decode("utf-8", "surrogateescape")
-    if last := b"".join(pending):
-        _check_nul(last, null, where, line)
-        yield last.decode("utf-8", "surrogateescape")
+        searched = max(0, len(buffer) - len(cut) + 1)  # no separator wholly before this
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(cut, max(start, searched))) >= 0:
+            raw, start = bytes(buffer[start:end]), end + len(cut)
+            item, line = _item(raw, separator, where, line, longest)
+            if item is not None:
+                yield item
+        del buffer[:start]
+        if longest is not None and len(buffer) > longest:
+            raise InputError(_too_long(where, line, longest))
+    if buffer:
+        item, _ = _item(bytes(buffer), separator, where, line, longest)
+        if item is not None:
+            yield item
 
 
-def _check_nul(raw: bytes, null: bool, where: str, line: int) -> int:
-    """The line number after ``raw``; an InputError when line input holds a NUL byte."""
-    if not null and b"\0" in raw:
+def _item(
+    raw: bytes, separator: bytes, where: str, line: int, longest: int | None
+) -> tuple[str | None, int]:
+    """One item read (None: an empty paragraph, which is no item), and the next line's
+    number; InputError for one too long, or for a NUL byte in line input."""
+    if longest is not None and len(raw) > longest:
+        raise InputError(_too_long(where, line, longest))
+    if separator == b"\n" and b"\0" in raw:
         raise InputError(
             f"{where}, line {line}: a NUL byte in the input; for NUL-separated input "
             "use -0 (--null)"
         )
-    return line + 1
+    if not separator:
+        raw = raw.strip(b"\n")
+        if not raw:
+            return None, line
+    return raw.decode("utf-8", "surrogateescape"), line + 1
+
+
+def _too_long(where: str, line: int, longest: int) -> str:
+    return (
+        f"{where}, line {line}: a value of more than {longest} bytes, longer than any "
+        "command line this system can run"
+    )
 
 
 @dataclass(frozen=True)
 class Shape:
-    """How values become a job's arguments: ``--link``, ``--colsep``, ``-N``."""
+    """How values become a job's arguments: ``--link``, ``--colsep``, ``-N``, ``-L``..."""
 
     separator: bytes = b"\n"  # -0, -d
     link: bool = False
     colsep: re.Pattern[str] | None = None
-    per_job: int | None = None  # -N n, -n n
+    per_job: int | None = None  # -N n, -n n, -L n: values per job
     eof: str | None = None  # -E: the value that ends each source
     trim: str = "n"  # --trim: l, r, lr or n (none)
+    continued: bool = False  # -L: a value ending in a blank goes on in the next one
+    skip_blank: bool = False  # -r: blank values are left out of each source
+    longest: int | None = None  # the longest value that can be used, in bytes
 
 
 def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
-    """Every job's arguments, in GNU parallel's order, read lazily where it can be."""
+    """Every job's arguments, in GNU parallel's order, read lazily where it can be.
+
+    Among several sources, one without values gives one empty value; when every one of
+    them is without values, there is no job (GNU parallel's rule)."""
     groups = _link_groups(sources, shape.link)
-    pad = len(sources) > 1  # an empty source among others gives one empty value (GNU's)
-    streams = [
-        _group_values(group, shape, lazy=index == 0, pad=pad) for index, group in enumerate(groups)
-    ]
-    first, rest = streams[0], [list(stream) for stream in streams[1:]]
+    rest = [list(_group_values(group, shape, lazy=False)) for group in groups[1:]]
+    first = _group_values(groups[0], shape, lazy=True)
+    if any(rest):
+        first = _or_empty(first, len(groups[0]))
+    tails = [values or [("",) * len(group)] for values, group in zip(rest, groups[1:], strict=True)]
     combos = (
-        tuple(itertools.chain(head, *tail)) for head in first for tail in itertools.product(*rest)
+        tuple(itertools.chain(head, *tail)) for head in first for tail in itertools.product(*tails)
     )
     if shape.colsep is not None:
         pattern = shape.colsep
@@ -192,22 +235,41 @@ def arguments(sources: list[Source], shape: Shape) -> Iterator[tuple[str, ...]]:
     return _batches(combos, shape.per_job)
 
 
+#: What Perl's ``\\s`` matches: GNU parallel's blanks for --trim, -L and -r.
+_PERL_BLANKS = " \t\n\r\f\v"
+
 _TRIMS: dict[str, Callable[[str], str]] = {
-    "l": lambda value: value.lstrip(" \t"),
-    "r": lambda value: value.rstrip(" \t"),
-    "lr": lambda value: value.strip(" \t"),
-    "rl": lambda value: value.strip(" \t"),
+    "l": lambda value: value.lstrip(_PERL_BLANKS),
+    "r": lambda value: value.rstrip(_PERL_BLANKS),
+    "lr": lambda value: value.strip(_PERL_BLANKS),
+    "rl": lambda value: value.strip(_PERL_BLANKS),
 }
 
 
-def _or_empty(values: Iterator[str]) -> Iterator[str]:
-    """The values, or one empty value if there are none."""
+def _or_empty(values: Iterable[tuple[str, ...]], width: int) -> Iterator[tuple[str, ...]]:
+    """The value tuples, or one of empty values if there are none."""
     empty = True
     for value in values:
         empty = False
         yield value
     if empty:
-        yield ""
+        yield ("",) * width
+
+
+def _source_values(source: Source, shape: Shape, lazy: bool) -> Iterator[str]:
+    """One source's values: up to the ``-E`` value, lines ending in a blank joined to
+    the next (``-L``), blank ones left out (``-r``)."""
+    items = (
+        source.items(shape.separator, shape.longest)
+        if lazy
+        else iter(source.all_items(shape.separator, shape.longest))
+    )
+    values = _until(items, shape.eof)
+    if shape.continued:
+        values = _continued(values)
+    if shape.skip_blank:
+        values = (value for value in values if value.strip(_PERL_BLANKS))
+    return values
 
 
 def _until(values: Iterable[str], eof: str | None) -> Iterator[str]:
@@ -219,6 +281,18 @@ def _until(values: Iterable[str], eof: str | None) -> Iterator[str]:
         if value == eof:
             return
         yield value
+
+
+def _continued(values: Iterable[str]) -> Iterator[str]:
+    """``-L``: a value that ends in a blank is continued by the next one (joined as is)."""
+    held = ""
+    for value in values:
+        held += value
+        if not held or held[-1] not in _PERL_BLANKS:
+            yield held
+            held = ""
+    if held:
+        yield held
 
 
 def _batches(combos: Iterator[tuple[str, ...]], size: int) -> Iterator[tuple[str, ...]]:
@@ -238,22 +312,16 @@ def _link_groups(sources: list[Source], link: bool) -> list[list[Source]]:
     return groups
 
 
-def _group_values(
-    group: list[Source], shape: Shape, *, lazy: bool, pad: bool
-) -> Iterable[tuple[str, ...]]:
-    """The value tuples of one group of paired sources (a single source: 1-tuples); with
-    ``pad``, a source without values gives one empty value."""
+def _group_values(group: list[Source], shape: Shape, *, lazy: bool) -> Iterable[tuple[str, ...]]:
+    """The value tuples of one group of paired sources (a single source: 1-tuples). A
+    paired source without values gives one empty value."""
     if len(group) == 1:
-        source = group[0]
-        items = source.items(shape.separator) if lazy else source.all_items(shape.separator)
-        values = _until(items, shape.eof)
-        return ((value,) for value in (_or_empty(values) if pad else values))
-    lists = [
-        list(_or_empty(_until(source.all_items(shape.separator), shape.eof))) for source in group
-    ]
+        return ((value,) for value in _source_values(group[0], shape, lazy))
+    lists = [list(_source_values(source, shape, lazy=False)) for source in group]
+    if all(not values for values in lists):
+        return iter(())
+    lists = [values or [""] for values in lists]
     if not shape.link:  # :::+ pairs as far as the shorter goes
         return zip(*lists, strict=False)
     longest = max(len(values) for values in lists)
-    if any(not values for values in lists):
-        return iter(())
     return (tuple(values[i % len(values)] for values in lists) for i in range(longest))

@@ -8,13 +8,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 from procexec._core import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
 from procexec.cli._inputs import InputError
 from procexec.cli._outputs import Outputs
 from procexec.cli._plan import CommandTooLongError, Plan, make_plan
-from procexec.cli._report import report_command
 from procexec.cli._runner import DaskUnreachableError, Runner
 from procexec.cli._sink import OutputError, Sink
 
@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["report"]:
+        from procexec.cli._report import report_command  # noqa: PLC0415  # the report's own
+
         return report_command(args[1:])
     try:
         plan = make_plan(args)
@@ -77,7 +79,7 @@ def _dry_run(plan: Plan) -> int:
     try:
         for job in plan.feed:
             plan.command(job, 1)  # refuses a command line too long, as a run would
-            tag = f"{plan.tag_of(job)}\t" if plan.tag else ""
+            tag = f"{plan.tag_of(replace(job, slot=1))}\t" if plan.tag else ""
             out.text(tag + plan.text(job, 1) + "\n")
     except (InputError, CommandTooLongError) as error:
         raise UsageError(str(error)) from None

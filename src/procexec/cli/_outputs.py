@@ -10,18 +10,20 @@ row that cannot be written (a full disk) raises OutputError: the run stops.
 
 from __future__ import annotations
 
-import json
+import os
 import shlex
-import socket
 import sys
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from procexec.cli._args import UsageError
 from procexec.cli._joblog import JobLog, Row
 from procexec.cli._plan import Plan
 from procexec.cli._sink import OutputError, Sink
-from procexec.report import JobRecord, analyse, summary_lines, write_html
+
+if TYPE_CHECKING:  # the report package is loaded only when a report or summary is made
+    from procexec.report import JobRecord
 
 
 class Outputs:
@@ -30,7 +32,7 @@ class Outputs:
     def __init__(self, plan: Plan, argv: list[str]) -> None:
         self.plan = plan
         self.argv = argv
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename  # socket.gethostname(), without loading socket
         self.records: list[JobRecord] | None = [] if plan.report or plan.summary else None
         self.started = time.time()
         self.stdout = Sink("standard output", sys.stdout)
@@ -86,7 +88,7 @@ class Outputs:
             )
         if self.sidecar is not None:
             where = record.host or self.host  # a Dask worker, or this machine
-            self.sidecar.text(json.dumps(replace(record, host=where).to_json()) + "\n")
+            self.sidecar.text(_json(replace(record, host=where).to_json()) + "\n")
 
     def finish(self) -> bool:
         """Write the report and print the summary (to stderr), then close the files; the
@@ -98,6 +100,8 @@ class Outputs:
             if self.records is not None and self.plan.report:
                 written = self._write_report(self.plan.report, self.records)
             if self.records is not None and self.plan.summary:
+                from procexec.report import analyse, summary_lines  # noqa: PLC0415  # on use
+
                 lines = summary_lines(analyse(self.records, self.plan.max_jobs))
                 written = self.say("\n".join(lines)) and written
         finally:
@@ -125,6 +129,8 @@ class Outputs:
             self.sidecar.close()
 
     def _write_report(self, path: str, records: list[JobRecord]) -> bool:
+        from procexec.report import write_html  # noqa: PLC0415  # loaded only on use
+
         try:
             write_html(records, path, max_jobs=self.plan.max_jobs, settings=self._settings())
         except OSError as error:
@@ -150,6 +156,12 @@ class Outputs:
             "timeout": timeout,
             "retries": retries,
         }
+
+
+def _json(value: object) -> str:
+    import json  # noqa: PLC0415  # loaded only with --joblog-json
+
+    return json.dumps(value)
 
 
 def _open(path: str, name: str, *, append: bool) -> Sink:

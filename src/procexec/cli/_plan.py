@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec import DEFAULT_TERM_SEQUENCE
-from procexec._core import make_admission
-from procexec.cli._args import (
-    Halt,
-    UsageError,
-    build_parser,
-    parse_duration,
-    parse_halt,
-    parse_jobs,
-    parse_load,
-    parse_pressure,
-    parse_term_seq,
-    parse_timeout,
-    unescape,
-)
+from procexec.cli._args import parse_command_line
 from procexec.cli._feed import Feed, Job
-from procexec.cli._inputs import InputError, Shape, Source, arguments, split_sources
+from procexec.cli._inputs import InputError, Source, split_sources
+from procexec.cli._joblist import Counts, column_names_of, counts_of, jobs_of
 from procexec.cli._joblog import MalformedLogError, read_outcomes
-from procexec.cli._pipe import PipeSpec, parse_pipe
+from procexec.cli._machine import JobsFile, admission, dask_address, dask_timeout, max_jobs
 from procexec.cli._shell import length_bound, line_length, line_limit, user_shell
 from procexec.cli._template import Template, TemplateError
+from procexec.cli._values import (
+    Halt,
+    UsageError,
+    parse_halt,
+    parse_term_seq,
+    parse_timeout,
+    unquote_printf,
+)
+
+if TYPE_CHECKING:  # each loaded only when its option is given
+    from procexec.cli._pipe import PipeSpec
+    from procexec.cli._results import Results
 
 __all__ = ["CommandTooLongError", "Job", "Plan", "make_plan"]
 
@@ -63,9 +62,10 @@ class Plan:
     bar: bool
     eta: bool
     progress: bool
-    verbose: bool
+    verbose: bool  # -v: each command on stdout, before its output
+    trace: bool  # -t / --verbose: each command on stderr, as it starts
     output: str  # "group" (whole, the default), "line" (--line-buffer), "ungroup" (-u)
-    results: str | None  # --results DIR
+    results: Results | None  # --results DIR, TEMPLATE or FILE.json/.csv/.tsv
     pipe: PipeSpec | None  # --pipe: blocks of stdin to each job's stdin
     dry_run: bool
     guardian: bool  # stop the jobs if procexec is killed (docs/resources.md, "The guardian")
@@ -74,6 +74,7 @@ class Plan:
     reads_stdin: bool = False  # an input source is standard input
     shell_path: str = "/bin/sh"  # the shell that runs command lines
     line_limit: int = 131071
+    jobs_file: JobsFile | None = None  # -j FILE: the job count, read again as jobs end
     dask_timeout: float | None = None  # --dask-connect-timeout; None: DaskExecutor's default
 
     def tag_of(self, job: Job) -> str:
@@ -82,7 +83,7 @@ class Plan:
             return " ".join(job.args)
         if not self.tagstring.has_replacements:  # the text alone: no arguments appended
             return self.tagstring.tokens[0]
-        return " ".join(self.tagstring.expand(job.args, job.seq, 0))  # values unquoted
+        return " ".join(self.tagstring.words(job.args, job.seq, job.slot))  # unquoted
 
     def command(self, job: Job, slot: int) -> list[str] | str:
         """The argv, or the shell command line, for ``job`` in ``slot``; CommandTooLongError
@@ -110,53 +111,31 @@ class Plan:
 
 def make_plan(argv: list[str]) -> Plan:
     """Parse ``argv`` into a Plan; raise UsageError with a one-line message."""
-    options = build_parser().parse_args(argv)
+    options = parse_command_line(argv)
     _check(options)
-    words = options.command
-    if words[:1] == ["--"]:  # the end of the options: what follows is the command
-        words = words[1:]
-    if options.arg_file:  # -a FILE: an input source each, as :::: FILE, before the others
-        marks = {options.arg_sep, options.arg_file_sep}
-        marks |= {mark + "+" for mark in marks}
-        first = next((i for i, w in enumerate(words) if w in marks), len(words))
-        words = [*words[:first], options.arg_file_sep, *options.arg_file, *words[first:]]
-    if options.replace:  # -I STR: STR is {}
-        words = [word.replace(options.replace, "{}") for word in words]
-    pipe = parse_pipe(options) if options.pipe else None
-    template, sources = _template(words, options, pipe is not None)
-    max_jobs_text = options.jobs
+    counts = counts_of(options)
+    words = _command_words(options)
+    pipe = _pipe(options, counts)
+    template, sources, names = _template(words, options, counts, pipe is not None)
     timeout, timeout_percent = parse_timeout(options.timeout) if options.timeout else (None, None)
     halt = parse_halt(options.halt)
     appended = bool(options.joblog and options.joblog.startswith("+") and options.joblog != "+")
     if appended:  # --joblog +FILE: added to, as with --resume (GNU parallel's form)
         options.joblog = options.joblog[1:]
     skip = _already_done(options.joblog, options.resume, options.resume_failed)
-    needs_total = options.bar or options.eta or bool(halt and halt.percent)
+    jobs_file = JobsFile.named(options.jobs, None)
+    slots = jobs_file.current if jobs_file else max_jobs(options.jobs, None)
     if pipe is not None:
-        max_jobs = _max_jobs(max_jobs_text, None)
-        feed, total = pipe.feed(max_jobs), None
+        feed, total = pipe.feed(slots), None
     else:
-        args = _arguments(sources, options, template)
-        whole = needs_total or options.context or options.multi
-        max_jobs = _max_jobs(max_jobs_text, None)
-        if whole:
-            listed = _read_whole(args)
-            if options.context or options.multi:
-                assert template is not None
-                listed = fit_groups(listed, template, max_jobs, line_limit())
-            max_jobs = _max_jobs(max_jobs_text, len(listed))
-            args = iter(listed)
-        jobs = _numbered(args, skip)
-        if whole:
-            numbered = list(jobs)
-            feed, total = Feed(iter(numbered), threaded=False), len(numbered)
-        else:
-            feed, total = Feed(jobs, threaded=sources[0].lazy), None
+        feed, total, known = jobs_of(sources, options, counts, template, skip=skip, slots=slots)
+        if known is not None and jobs_file is None:  # -j 0: as many as there are jobs
+            slots = max_jobs(options.jobs, known)
     return Plan(
         template=template,
         feed=feed,
         total=total,
-        max_jobs=max_jobs,
+        max_jobs=slots,
         retries=options.retries,
         timeout=timeout,
         timeout_percent=timeout_percent,
@@ -172,23 +151,70 @@ def make_plan(argv: list[str]) -> Plan:
         summary=bool(options.summary),  # never by default: --bar is the bar alone
         keep_order=options.keep_order,
         tag=options.tag or options.tagstring is not None,
-        tagstring=_tagstring(options.tagstring),
+        tagstring=_tagstring(options.tagstring, names, counts.context),
         bar=options.bar,
         eta=options.eta,
         progress=options.progress,
         verbose=options.verbose,
+        trace=options.trace,
         output="ungroup" if options.ungroup else "line" if options.line_buffer else "group",
-        results=options.results,
+        results=_results(options.results, names),
         pipe=pipe,
         dry_run=options.dry_run,
         guardian=options.guardian,
-        admission=_admission(options),
-        dask=_dask(options),
-        dask_timeout=_dask_timeout(options),
+        admission=admission(options),
+        dask=dask_address(options),
+        dask_timeout=dask_timeout(options),
         reads_stdin=pipe is not None or any(source.path == "-" for source in sources),
         shell_path=user_shell(),
         line_limit=line_limit(),
+        jobs_file=jobs_file,
     )
+
+
+def _pipe(options: argparse.Namespace, counts: Counts) -> PipeSpec | None:
+    """``--pipe``, checked."""
+    if not options.pipe:
+        return None
+    from procexec.cli._pipe import parse_pipe  # noqa: PLC0415  # only with --pipe
+
+    return parse_pipe(options, counts.records, counts.lines)
+
+
+def _results(text: str | None, names: Sequence[str | None]) -> Results | None:
+    """``--results``, the ``--header`` names in it."""
+    if text is None:
+        return None
+    from procexec.cli._results import Results  # noqa: PLC0415  # only with --results
+
+    results = Results(rename(text, names), tuple(names))
+    try:
+        results.template  # noqa: B018  # checked now, not at the first job's end
+    except TemplateError as error:
+        raise UsageError(f"--results: {error}") from None
+    return results
+
+
+def rename(text: str, names: Sequence[str | None]) -> str:
+    """``text`` with ``--header`` names turned into column numbers (see _header)."""
+    if not any(names):
+        return text
+    from procexec.cli._header import rename as renamed  # noqa: PLC0415  # only with --header
+
+    return renamed(text, names)
+
+
+def _command_words(options: argparse.Namespace) -> list[str]:
+    """The command and its sources, ``-a`` files and ``-I`` taken in."""
+    words: list[str] = options.command
+    if options.arg_file:  # -a FILE: an input source each, as :::: FILE, before the others
+        marks = {options.arg_sep, options.arg_file_sep}
+        marks |= {mark + "+" for mark in marks}
+        first = next((i for i, w in enumerate(words) if w in marks), len(words))
+        words = [*words[:first], options.arg_file_sep, *options.arg_file, *words[first:]]
+    if options.replace:  # -I STR: STR is {}
+        words = [word.replace(options.replace, "{}") for word in words]
+    return words
 
 
 _PERL = re.compile(r"\{=.*?=\}", re.DOTALL)
@@ -200,9 +226,6 @@ def _check(options: argparse.Namespace) -> None:
         raise UsageError(f"--retries must be at least 1, got {options.retries}")
     if (options.resume or options.resume_failed) and not options.joblog:
         raise UsageError("--resume and --resume-failed need --joblog FILE")
-    for value, flag in ((options.max_args, "-N"), (options.n_args, "-n/-L")):
-        if value is not None and value < (0 if flag == "-N" else 1):
-            raise UsageError(f"{flag} must be at least {0 if flag == '-N' else 1}, got {value}")
     if options.trim is None:  # GNU parallel trims columns on both sides by default
         options.trim = "lr" if options.colsep is not None else "n"
     if options.header is not None and options.colsep is None:
@@ -217,9 +240,38 @@ def _check(options: argparse.Namespace) -> None:
 
 
 def _template(
+    words: list[str], options: argparse.Namespace, counts: Counts, pipe: bool
+) -> tuple[Template | None, list[Source], list[str | None]]:
+    """The command template, the input sources (stdin when none is given) and the names
+    of their columns (``--header``)."""
+    template_words, sources = _sources(words, options, pipe)
+    if not template_words:
+        if pipe or len(sources) != 1:
+            raise UsageError("give a command before ::: (or one command per line on stdin)")
+        return None, sources, []
+    names = column_names_of(sources, options) if options.header is not None and not pipe else []
+    template_words = [rename(word, names) for word in template_words]
+    if _PERL.search(" ".join(template_words)):
+        raise UsageError(
+            "{= perl expression =} replacement strings are not supported: compute the "
+            "value in the shell command instead (e.g. $(echo {} | sed s/a/b/))"
+        )
+    try:
+        template = Template.parse(
+            template_words,
+            shell=not options.quote,
+            context=counts.context,
+            force_shell=options.shell,
+        )
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    return template, sources, names
+
+
+def _sources(
     words: list[str], options: argparse.Namespace, pipe: bool
-) -> tuple[Template | None, list[Source]]:
-    """The command template and the input sources (stdin when none is given)."""
+) -> tuple[list[str], list[Source]]:
+    """The template's words and the input sources, each file checked readable now."""
     try:
         template_words, sources = split_sources(
             words, arg_sep=options.arg_sep, file_sep=options.arg_file_sep
@@ -238,205 +290,15 @@ def _template(
                 open(source.path, "rb").close()  # readable? (read later)
             except OSError as error:
                 raise UsageError(f"cannot read {source.path}: {error.strerror}") from None
-    if not template_words:
-        if pipe or len(sources) != 1:
-            raise UsageError("give a command before ::: (or one command per line on stdin)")
-        return None, sources
-    if options.header is not None:
-        template_words = _named_columns(template_words, sources, options)
-    if _PERL.search(" ".join(template_words)):
-        raise UsageError(
-            "{= perl expression =} replacement strings are not supported: compute the "
-            "value in the shell command instead (e.g. $(echo {} | sed s/a/b/))"
-        )
-    context = options.context or options.max_args is not None
-    try:
-        template = Template.parse(
-            template_words,
-            shell=not options.quote,
-            context=context,
-            force_shell=options.shell,
-        )
-    except TemplateError as error:
-        raise UsageError(str(error)) from None
-    return template, sources
+    return template_words, sources
 
 
-def _named_columns(
-    words: list[str], sources: list[Source], options: argparse.Namespace
-) -> list[str]:
-    """``--header``: take each source's first value as its name (its columns' names, split
-    by --colsep) and turn ``{name}`` in the template into the column's number."""
-    names: list[str] = []
-    try:
-        for source in sources:
-            header = source.header(_separator(options))
-            columns = [] if header is None else options.colsep.split(header)
-            names.extend(columns)
-    except OSError as error:
-        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
-    except InputError as error:
-        raise UsageError(str(error)) from None
-    for number, name in enumerate(names, 1):
-        words = [word.replace(f"{{{name}}}", f"{{{number}}}") for word in words]
-    return words
-
-
-def _separator(options: argparse.Namespace) -> bytes:
-    """What ends an input item: ``-d DELIM``, NUL with ``-0``, else a newline."""
-    if options.delimiter is not None:
-        return unescape(options.delimiter)
-    return b"\0" if options.null else b"\n"
-
-
-def _arguments(
-    sources: list[Source], options: argparse.Namespace, template: Template | None
-) -> Iterator[tuple[str, ...]]:
-    """Every job's arguments (each line a whole command line when there is no template)."""
-    per_job = options.max_args if options.max_args is not None else options.n_args
-    shape = Shape(
-        separator=_separator(options),
-        link=options.link,
-        colsep=options.colsep if template is not None else None,
-        per_job=per_job if template is not None else None,
-        eof=options.eof,
-        trim=options.trim,
-    )
-    args = arguments(sources, shape)
-    if template is None:
-        return (combo for combo in args if combo[0].strip())  # blank lines: no job
-    if options.no_run_if_empty:  # -r: a blank value makes no job
-        return (combo for combo in args if any(value.strip() for value in combo))
-    return args
-
-
-def _read_whole(args: Iterator[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    try:
-        return list(args)
-    except OSError as error:
-        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
-    except InputError as error:
-        raise UsageError(str(error)) from None
-
-
-def _numbered(args: Iterator[tuple[str, ...]], skip: set[int]) -> Iterator[Job]:
-    """The jobs: numbered from 1 ({#}), those done in an earlier run (--resume) left out."""
-    index = 0
-    for seq, job_args in enumerate(args, 1):
-        if seq not in skip:
-            yield Job(seq, index, job_args)
-            index += 1
-
-
-def fit_groups(
-    values: list[tuple[str, ...]], template: Template, slots: int, limit: int
-) -> list[tuple[str, ...]]:
-    """``-X`` / ``-m``: the values in groups, spread evenly over the job slots, each group
-    as long as fits in one command line (GNU parallel's rule)."""
-    flat = [value for combo in values for value in combo]
-    per_job = max(1, -(-len(flat) // slots))
-    empty = line_length(template.expand((), 1, 1))
-    groups: list[tuple[str, ...]] = []
-    group: list[str] = []
-    length = empty + 64  # room for {#} and {%} growing
-    for value in flat:
-        cost = line_length(template.expand((value,), 1, 1)) - empty + 1
-        if group and (len(group) >= per_job or length + cost > limit):
-            groups.append(tuple(group))
-            group, length = [], empty + 64
-        group.append(value)
-        length += cost
-    if group:
-        groups.append(tuple(group))
-    return groups
-
-
-def _admission(options: argparse.Namespace) -> dict[str, Any]:
-    """``--memfree``, ``--load``, ``--delay``, ``--pressure``, checked (and probed) now."""
-    admission: dict[str, Any] = {}
-    if options.memfree is not None:
-        admission["memfree"] = options.memfree
-    if options.load is not None:
-        from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
-
-        admission["load"] = parse_load(options.load, int(cpu_count()))
-    if options.delay is not None:
-        admission["delay"] = parse_duration(options.delay, "--delay")
-    if options.pressure is not None:
-        admission["pressure"] = parse_pressure(options.pressure)
-    try:
-        make_admission(**admission)
-    except (TypeError, ValueError, OSError) as error:
-        raise UsageError(f"--{error}") from None  # its messages begin with the option
-    return admission
-
-
-def _dask(options: argparse.Namespace) -> str | None:
-    """``--dask ADDRESS`` or ``--dask local:N``, checked."""
-    address: str | None = options.dask
-    if address is None:
-        return None
-    if importlib.util.find_spec("distributed") is None:
-        raise UsageError("--dask needs Dask's distributed: pip install 'procexec[dask]'")
-    if address.startswith("local:"):
-        count = address.partition(":")[2]
-        if not count.isdigit() or int(count) < 1:
-            raise UsageError(f"--dask local:N needs a number of workers, not {address!r}")
-    elif ":" not in address:
-        raise UsageError(
-            f"--dask takes a scheduler address (tcp://host:8786) or local:N, not {address!r}"
-        )
-    local_only = [f"--{name}" for name in ("memfree", "load", "pressure") if getattr(options, name)]
-    if local_only:
-        raise UsageError(
-            f"{', '.join(local_only)} watch this machine, not the cluster: with --dask, give "
-            "the workers their procexec-slots resource instead"
-        )
-    streaming = [
-        flag for flag, on in (("-u", options.ungroup), ("--line-buffer", options.line_buffer)) if on
-    ]
-    if streaming:
-        raise UsageError(
-            f"{streaming[0]} prints from this machine's pipes while jobs run: with --dask, "
-            "each job's output comes whole when it ends"
-        )
-    return address
-
-
-def _dask_timeout(options: argparse.Namespace) -> float | None:
-    """``--dask-connect-timeout SECS``, only with ``--dask ADDRESS``."""
-    text: str | None = options.dask_connect_timeout
-    if text is None:
-        return None
-    if options.dask is None or options.dask.startswith("local:"):
-        raise UsageError("--dask-connect-timeout needs --dask ADDRESS (a scheduler to reach)")
-    seconds = parse_duration(text, "--dask-connect-timeout")
-    if not seconds > 0:
-        raise UsageError(f"--dask-connect-timeout must be more than 0 seconds, not {text!r}")
-    return seconds
-
-
-#: ``-j 0`` ("as many as possible", as GNU parallel says) runs at most this many at once.
-AS_MANY_AS_POSSIBLE = 1024
-
-
-def _max_jobs(text: str | None, jobs: int | None) -> int:
-    """``-j``; with 0, as many as there are jobs (when known), at most 1024."""
-    if text is None:
-        text = "100%"  # GNU parallel's default: one job per usable CPU
-    if text.strip() == "0":
-        return max(1, min(AS_MANY_AS_POSSIBLE if jobs is None else jobs, AS_MANY_AS_POSSIBLE))
-    from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
-
-    return parse_jobs(text, int(cpu_count()))
-
-
-def _tagstring(text: str | None) -> Template | None:
-    """``--tagstring``, checked as a template."""
+def _tagstring(text: str | None, names: Sequence[str | None], context: bool) -> Template | None:
+    """``--tagstring``, its ``\\t`` and the like understood, checked as a template."""
     if text is None:
         return None
     try:
-        return Template.parse([text], shell=False)
+        return Template.parse([unquote_printf(rename(text, names))], shell=False, context=context)
     except TemplateError as error:
         raise UsageError(f"--tagstring: {error}") from None
 

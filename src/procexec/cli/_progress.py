@@ -26,7 +26,7 @@ class Progress:
         self.started_at = time.monotonic()
         self.last = 0.0
         if self.status:
-            from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: on use
+            from procexec.cli._machine import cpu_count  # noqa: PLC0415  # only with --eta
 
             sys.stderr.write(_HEADER.format(cpus=cpu_count(), jobs=jobs))
 

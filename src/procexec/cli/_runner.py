@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import heapq
 import queue
-import statistics
 import subprocess
 import time
 from collections import deque
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec import ProcessExecutor, ProcessFuture
 from procexec._argv import command_text
@@ -24,7 +23,10 @@ from procexec.cli._outputs import Outputs
 from procexec.cli._plan import CommandTooLongError, Job, Plan
 from procexec.cli._progress import Progress
 from procexec.cli._sink import OutputError
-from procexec.report import JobRecord, record_of
+
+if TYPE_CHECKING:  # loaded only when records are kept, or with --results
+    from procexec.cli._results import ResultsFile
+    from procexec.report import JobRecord
 
 MAX_FAILED_STATUS = 101
 
@@ -62,6 +64,9 @@ class Runner:
         self.plan = plan
         self.outputs = outputs
         self.display = _display(plan, outputs, self.wake)
+        self.results_file: ResultsFile | None = None  # --results FILE.json|.csv|.tsv
+        if plan.results is not None and plan.results.format is not None:
+            self.results_file = self.display  # type: ignore[assignment]  # see _display()
         self.free_slots = list(range(1, plan.max_jobs + 1))
         # Without {%} in the command, jobs are queued in the executor up to -j ahead of
         # the running ones: it starts the next as soon as one is reaped, without waiting
@@ -69,7 +74,7 @@ class Runner:
         self.ahead = 0 if _uses_slots(plan) else plan.max_jobs
         self.running: dict[ProcessFuture[Any], _Running] = {}
         self.retry: deque[tuple[Job, int]] = deque()  # jobs to run again (--retries)
-        self.failed = self.succeeded = 0
+        self.failed = self.succeeded = self.started = 0
         self.halting = False
         self.halt_status: int | None = None  # the exit status --halt decided
         self.error: str | None = None  # a late usage problem: exit status 255
@@ -137,6 +142,8 @@ class Runner:
         ``--halt`` decided when it stopped the run."""
         if self.halt_status is not None:
             return self.halt_status
+        if self.plan.halt is not None and self.plan.halt.percent:  # GNU's: a percentage
+            return -(-self.failed * 100 // max(self.started, 1))
         return min(self.failed, MAX_FAILED_STATUS)
 
     def _executor(self) -> Any:
@@ -218,7 +225,7 @@ class Runner:
         return bool(self.free_slots)
 
     def _free(self, slot: int) -> None:
-        if slot:
+        if slot and slot <= self.plan.max_jobs:
             heapq.heappush(self.free_slots, slot)
 
     def _next_job(self) -> tuple[Job | None, int]:
@@ -252,6 +259,7 @@ class Runner:
     def _launch(
         self, ex: ProcessExecutor, job: Job, slot: int, attempt: int, command: list[str] | str
     ) -> None:
+        job = replace(job, slot=slot)  # {%} in the tag
         state = _Running(job, slot, attempt, command, self.plan)
         shell = isinstance(command, str)
         options = self.display.run_options(job)  # a new dict per call
@@ -270,6 +278,9 @@ class Runner:
             future.wait_started()  # the child has its copy of the pipe
             job.stdin.handed_over(job)
         self.display.started(job, lambda: state.text)
+        self.started += 1
+        if self.plan.trace:  # -t: the command on stderr as it starts
+            self.outputs.stderr.text(state.text + "\n")
         self.progress.update(min(len(self.running), self.plan.max_jobs), finished=False)
 
     def _finish(self, ex: ProcessExecutor, future: ProcessFuture[Any]) -> None:
@@ -290,7 +301,8 @@ class Runner:
                 "procexec: Warning: This job was killed because it timed out:\n"
                 f"procexec: Warning: {state.text}\n"
             )
-        record = _record(future, state) if self.outputs.wants_records else None
+        wanted = self.outputs.wants_records or self.results_file is not None
+        record = _record(future, state) if wanted else None
         if record is not None and state.timed_out:
             record = replace(record, timed_out=True)
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
@@ -299,6 +311,8 @@ class Runner:
             self.retry.appendleft((state.job, state.attempt + 1))
             return
         self.display.ended(state.job, lambda: state.text, stdout, stderr)
+        if record is not None and self.results_file is not None:
+            self.results_file.recorded(record)
         if record is not None:  # after the output, as GNU parallel (--joblog - shows it)
             earlier = tuple(self.earlier.pop(state.job.seq, ()))
             self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
@@ -311,6 +325,21 @@ class Runner:
             self.failed += 1
         self.progress.update(min(len(self.running), self.plan.max_jobs), finished=True)
         self._check_halt(ex, state, returncode, timed_out)
+        if self.plan.jobs_file is not None:
+            self._resize(ex, self.plan.jobs_file.reread())
+
+    def _resize(self, ex: ProcessExecutor, jobs: int) -> None:
+        """``-j FILE`` changed: run up to ``jobs`` at once from now on (running jobs beyond
+        it finish; their slots are not used again)."""
+        if jobs == self.plan.max_jobs:
+            return
+        self.plan.max_jobs = jobs
+        busy = {state.slot for state in self.running.values()}
+        self.free_slots = [s for s in range(1, jobs + 1) if s not in busy]
+        heapq.heapify(self.free_slots)
+        if self.ahead:
+            self.ahead = jobs
+        ex.max_jobs = jobs
 
     def _check_halt(
         self, ex: ProcessExecutor, state: _Running, returncode: int, timed_out: bool
@@ -329,6 +358,8 @@ class Runner:
             return
         self.halting = True
         self.halt_status = _halt_status(halt, returncode, timed_out, self.failed, total)
+        for future in self.running:  # no job starts after the one that stopped the run
+            future.cancel()
         if halt.when == "now":
             for running in self.running.values():
                 running.stopped = True
@@ -354,6 +385,8 @@ class Runner:
         """--timeout N%: N% of the median runtime of the jobs that succeeded (from three)."""
         if self.plan.timeout_percent is None or len(self.runtimes) < 3:
             return None
+        import statistics  # noqa: PLC0415  # loaded only with --timeout N%
+
         return statistics.median(self.runtimes) * self.plan.timeout_percent / 100
 
     def _stop_overdue(self) -> None:
@@ -378,9 +411,9 @@ def _halt_status(halt: Halt, returncode: int, timed_out: bool, failed: int, tota
     for a signal, 255 for a timeout); else the number of failed jobs."""
     if halt.kind == "success":
         return 0
-    if halt.percent:
+    if halt.percent and total * halt.count != 100:  # exactly one job: as fail=1 (GNU's)
         return -(-failed * 100 // total) if total else 0
-    if halt.count == 1:
+    if halt.count == 1 or halt.percent:
         if timed_out:
             return OTHER_ERROR
         return 128 - returncode if returncode < 0 else min(returncode, 255)
@@ -390,12 +423,14 @@ def _halt_status(halt: Halt, returncode: int, timed_out: bool, failed: int, tota
 def _uses_slots(plan: Plan) -> bool:
     """Whether each job must wait for a slot of its own before it is handed over: with
     ``{%}`` in the command or the tag, with ``--joblog-json`` (which records the slot), on
-    a Dask cluster (whose ``-j`` is the jobs in flight), and with ``--halt`` (no job may
-    start after the one that stops the run). The report works slots out by itself."""
+    a Dask cluster (whose ``-j`` is the jobs in flight), with ``--halt`` (no job may
+    start after the one that stops the run) and with ``--retries`` (a failed job runs
+    again before the next one starts, as in GNU parallel). The report works slots out by itself."""
     words = [*(plan.template.tokens if plan.template else ()), *(
         plan.tagstring.tokens if plan.tagstring else ()
     )]  # fmt: skip
     exact = plan.dask is not None or plan.halt is not None or plan.joblog_json is not None
+    exact = exact or plan.retries > 1  # a failed job runs again before the next starts
     return exact or any("{%}" in word for word in words)
 
 
@@ -404,7 +439,11 @@ def _display(plan: Plan, outputs: Outputs, wake: Callable[[], None]) -> Display:
     tag = plan.tag_of if plan.tag else None
     out, err = outputs.stdout, outputs.stderr
     if plan.results is not None:
-        return ResultsDisplay(plan.results, out, err)
+        if plan.results.format is not None:
+            from procexec.cli._results import ResultsFile  # noqa: PLC0415  # only then
+
+            return ResultsFile(plan.results, plan.keep_order, out, err)
+        return ResultsDisplay(plan.results.files, out, err)
     if plan.output == "ungroup" and tag is None:
         return RawDisplay(False, None, plan.verbose, out, err)
     if plan.output != "group" and not plan.keep_order:
@@ -414,6 +453,8 @@ def _display(plan: Plan, outputs: Outputs, wake: Callable[[], None]) -> Display:
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
     """The record of a finished run of a job."""
+    from procexec.report import record_of  # noqa: PLC0415  # loaded only when records are kept
+
     worker = getattr(future, "worker", None)  # a Dask worker's address (--dask)
     if worker is not None or (
         future.exception() is not None and not isinstance(future, ProcessFuture)
@@ -428,6 +469,8 @@ def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
 def _remote_record(future: Any, state: _Running) -> JobRecord:
     """The record of a job run on a Dask worker: its result's, with the worker as host, or
     what is known of a job that raised (its worker, when it ended)."""
+    from procexec.report import JobRecord, record_of  # noqa: PLC0415  # only with --dask
+
     error = future.exception()
     if error is None:
         record = record_of(state.job.seq, future.result())
@@ -459,6 +502,7 @@ def _outcome(future: ProcessFuture[Any], command: list[str] | str) -> tuple[int,
         returncode = popen.returncode if popen is not None and popen.returncode is not None else -1
         return returncode, expired.stdout or b"", expired.stderr or b""
     except OSError as error:
-        message = f"procexec: {command_text(command)}: {error.strerror}\n".encode()
+        program = command[0] if isinstance(command, list) else command
+        message = f"procexec: {program}: {error.strerror}\n".encode()
         return start_error_status(error), b"", message
     return result.returncode, result.stdout or b"", result.stderr or b""

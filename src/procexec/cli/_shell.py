@@ -3,8 +3,11 @@ line needs no shell at all (GNU parallel's rules, see docs/cli.md "The shell rul
 
 The shell: ``$PARALLEL_SHELL``; else the shell procexec was started from (its parent
 process, when that is a known POSIX shell); else ``$SHELL`` when it is one; else /bin/sh.
-Values are quoted as GNU parallel quotes them for a POSIX shell: unchanged when made only
-of letters, digits and ``_./-``, else in single quotes. A command line whose template holds
+A value is quoted for where it lands in the line, so that it arrives as one literal word:
+where no quotes are open, as GNU parallel quotes it (unchanged when made only of letters,
+digits and ``_./-``, else in single quotes); inside double quotes, ``\\ " $ ` `` get a
+backslash; inside single quotes, each ``'`` closes, is written ``\\'`` and reopens; inside
+bash's ``$'...'``, ``\\`` and ``'`` get a backslash. A command line whose template holds
 no shell syntax, whose program is found on ``$PATH`` and is not an exported shell function,
 is run directly (the same outcome, without a shell start per job).
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 #: Shells that take ``-c LINE`` and POSIX quoting; another $SHELL (fish, csh) gives /bin/sh.
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "yash"})
@@ -33,6 +36,101 @@ def quote(value: str) -> str:
     if _SAFE.fullmatch(value):
         return value
     return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _quote_double(value: str) -> str:
+    """``value`` for inside double quotes: what the shell would expand escaped."""
+    return _DOUBLE_SPECIAL.sub(r"\\\g<0>", value)
+
+
+_DOUBLE_SPECIAL = re.compile(r'[\\"$`]')
+
+
+def _quote_single(value: str) -> str:
+    """``value`` for inside single quotes."""
+    return value.replace("'", "'\\''")
+
+
+def _quote_ansi(value: str) -> str:
+    """``value`` for inside bash's ``$'...'``."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+#: How a value is quoted in each context of a shell line (see quoters).
+_QUOTERS: dict[str, Callable[[str], str]] = {
+    "bare": quote,
+    "double": _quote_double,
+    "single": _quote_single,
+    "ansi": _quote_ansi,
+}
+
+
+def quoters(line: str) -> Callable[[int], Callable[[str], str]]:
+    """For a template's shell ``line``: the quoting function for a value put in at a
+    given offset, chosen by whether quotes are open there (double, single, ``$'``; inside
+    ``$(...)`` or backquotes, none are, even within double quotes)."""
+    contexts = _contexts(line)
+    return lambda offset: _QUOTERS[contexts[offset]]
+
+
+def _contexts(line: str) -> list[str]:
+    """The quoting context at each offset of ``line`` (one more for its end)."""
+    stack = ["bare"]
+    found: list[str] = []
+    index = 0
+    while index < len(line):
+        top = stack[-1]
+        found.append(top if top in _QUOTERS else "bare")
+        step = _step(line, index, stack)
+        found.extend([found[-1]] * (step - 1))
+        index += step
+    found.append(stack[-1] if stack[-1] in _QUOTERS else "bare")
+    return found
+
+
+def _step(line: str, index: int, stack: list[str]) -> int:
+    """Read the token at ``index`` of ``line``, updating the context ``stack``; its length."""
+    char, top, two = line[index], stack[-1], line[index : index + 2]
+    if top == "single":
+        if char == "'":
+            stack.pop()
+        return 1
+    if char == "\\" and top != "single":
+        return 2
+    if top in {"ansi", "double"}:
+        closing = "'" if top == "ansi" else '"'
+        if char == closing:
+            stack.pop()
+        elif top == "double" and (two == "$(" or char == "`"):
+            stack.append("command" if char == "$" else "backquote")
+            return len(two) if char == "$" else 1
+        return 1
+    return _step_bare(char, two, stack)
+
+
+def _step_bare(char: str, two: str, stack: list[str]) -> int:
+    """A token where no quotes are open (also inside ``$(...)``, ``(...)``, backquotes)."""
+    top = stack[-1]
+    if two in ("$'", "$("):
+        stack.append("ansi" if two == "$'" else "command")
+        return 2
+    if char in "'\"":
+        stack.append("single" if char == "'" else "double")
+    elif char == "(" and top in ("command", "paren"):
+        stack.append("paren")
+    elif char == ")" and top in ("command", "paren"):
+        stack.pop()
+    elif char == "`":
+        if top == "backquote":
+            stack.pop()
+        else:
+            stack.append("backquote")
+    return 1
+
+
+def exported_function(name: str) -> bool:
+    """Whether ``name`` is a shell function exported by bash (``export -f``)."""
+    return f"BASH_FUNC_{name}%%" in os.environ
 
 
 def split_words(text: str) -> list[str]:
@@ -68,7 +166,7 @@ def needs_shell(template_text: str, program: str | None) -> bool:
     until expanded) is not a file on $PATH or is an exported shell function."""
     if _SYNTAX.search(template_text) or _ASSIGNMENT.match(template_text.lstrip(" \t")):
         return True
-    if program is None or f"BASH_FUNC_{program}%%" in os.environ:
+    if program is None or exported_function(program):
         return True
     return shutil.which(program) is None
 

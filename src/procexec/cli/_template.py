@@ -2,18 +2,22 @@
 
 Replacement strings: ``{}`` the arguments, ``{.}`` without extension, ``{/}`` basename,
 ``{//}`` dirname, ``{/.}`` basename without extension, ``{#}`` job number, ``{%}`` slot
-number, and ``{N}`` / ``{-N}`` (with the same ``.``, ``/``, ``//``, ``/.`` forms) for the
-N-th argument of the job, counted from the end with ``-N``: the N-th input source's value,
-or with ``-N n`` the N-th of the job's n arguments. One that is out of range is empty. A
-brace group made only of digits and ``-./#%`` that is none of these is an error; other
-braces (``awk '{print $1}'``) are left alone. With no replacement string at all, the
-arguments are appended to the command.
+number, and ``{N}`` / ``{-N}`` (with the same ``.``, ``/``, ``//``, ``/.`` forms, blanks
+allowed after N: ``{1 .}``) for the N-th argument of the job, counted from the end with
+``-N``: the N-th input source's value, or with ``-N n`` the N-th of the job's n arguments.
+One that is out of range is empty. A brace group made only of digits and ``-./#%`` that is
+none of these is an error; other braces (``awk '{print $1}'``) are left alone. With no
+replacement string at all, the arguments are appended to the command.
 
 A template runs in one of two modes. ``shell`` (the default): the words are joined with
-spaces into one command line for the user's shell, every value quoted. ``argv`` (``-q``,
-``--no-shell``): the words are the program and its arguments, values put in verbatim. In
-``context`` mode (``-X``, ``-N``) a word holding ``{}``-like strings is repeated for each of
-the job's arguments; otherwise ``{}`` stands for all of them, separated by spaces.
+spaces into one command line for the user's shell, every value quoted for where it lands
+(bare, inside double quotes, inside single quotes: see procexec.cli._shell), so it arrives
+as one literal word; when the first word holds a replacement string the value *is* the
+command (``procexec {} < commands``) and goes in unquoted, as in GNU parallel. ``argv``
+(``-q``, ``--no-shell``): the words are the program and its arguments, values put in
+verbatim. In ``context`` mode (``-X``, ``-N``, ``-L``) a word holding ``{}``-like strings is
+repeated for each of the job's arguments; otherwise ``{}`` stands for all of them,
+separated by spaces.
 """
 
 from __future__ import annotations
@@ -21,13 +25,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
-from procexec.cli._shell import joined, needs_shell, quote, split_words
+from procexec.cli._shell import (
+    exported_function,
+    joined,
+    needs_shell,
+    quote,
+    quoters,
+    split_words,
+)
 
-CANDIDATE = re.compile(r"\{(-?[0-9./#%]*)\}")
-_KNOWN = re.compile(r"(?P<source>-?[1-9][0-9]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)")
+CANDIDATE = re.compile(r"\{(-?(?:[0-9]+[ \t]*)?[./#%]*)\}")
+_KNOWN = re.compile(
+    r"(?:(?P<source>-?[1-9][0-9]*)[ \t]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)"
+)  # fmt: skip
+#: What a shell splits a line into words at (context mode repeats a word per argument).
+_BLANKS = re.compile(r"([ \t]+)")
+
+Keep = Callable[[str], str]
 
 
 class TemplateError(ValueError):
@@ -63,13 +80,52 @@ _OPS: dict[str, Callable[[str], str]] = {
 }
 
 
+def _unblanked(match: re.Match[str]) -> str:
+    return "{" + re.sub(r"[ \t]+", "", match.group(1)) + "}"
+
+
+def _verbatim(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A replacement string in a template word: what is between its braces, and how a
+    value is quoted where it lands."""
+
+    inner: str
+    keep: Keep = field(compare=False)
+
+    @cached_property
+    def whole(self) -> bool:
+        """Whether it stands for the arguments themselves (not {#}, {%} or {N})."""
+        known = _KNOWN.fullmatch(self.inner)
+        return known is not None and not known.group("special") and not known.group("source")
+
+
+Parts = tuple["str | _Slot", ...]
+
+
+def _parts(text: str, keep_at: Callable[[int], Keep], offset: int = 0) -> Parts:
+    """``text`` cut into literal strings and replacement strings (``keep_at(offset)``: the
+    quoting for one at that offset in the line ``text`` starts at ``offset`` of)."""
+    parts: list[str | _Slot] = []
+    at = 0
+    for match in CANDIDATE.finditer(text):
+        slot = _Slot(match.group(1), keep_at(offset + match.start()))
+        parts.extend([text[at : match.start()], slot])
+        at = match.end()
+    parts.append(text[at:])
+    return tuple(part for part in parts if part != "")
+
+
 @dataclass(frozen=True)
 class Template:
     """A command template: its words, its mode, and whether it runs without a shell."""
 
     tokens: tuple[str, ...]
     shell: bool  # the words form one shell command line (else they are the argv)
-    context: bool = False  # -X / -N: a word with {} is repeated for each argument
+    context: bool = False  # -X / -N / -L: a word with {} is repeated for each argument
     direct: bool = False  # shell syntax-free: run as an argv, without starting a shell
 
     @classmethod
@@ -82,6 +138,7 @@ class Template:
             for match in CANDIDATE.finditer(token):
                 if _KNOWN.fullmatch(match.group(1)) is None:
                     raise TemplateError(f"unknown replacement string {match.group(0)}")
+        tokens = [CANDIDATE.sub(_unblanked, token) for token in tokens]  # {1 .} is {1.}
         direct = False
         if shell and not force_shell:
             first = split_words(joined(tokens))[:1]
@@ -99,22 +156,47 @@ class Template:
         return any(CANDIDATE.search(token) for token in self.tokens)
 
     @cached_property
-    def _words(self) -> tuple[str, ...]:
-        """The words run as the argv: as given, or as the shell would split them."""
-        return tuple(split_words(joined(self.tokens))) if self.shell else self.tokens
+    def command_word(self) -> bool:
+        """Whether the first word holds a replacement string: the value is (part of) the
+        command, and goes into the line unquoted (GNU parallel's rule)."""
+        return re.match(r"[^ \t\n=]*" + CANDIDATE.pattern, joined(self.tokens)) is not None
+
+    @cached_property
+    def _line_pieces(self) -> tuple[Parts, ...]:
+        """The shell line in pieces: the words and the blanks between them in context mode,
+        else the one whole line."""
+        text = joined(self.tokens)
+        keep_at = (lambda _: _verbatim) if self.command_word else quoters(text)
+        pieces = _BLANKS.split(text) if self.context else [text]
+        found: list[Parts] = []
+        offset = 0
+        for piece in pieces:
+            found.append(_parts(piece, keep_at, offset))
+            offset += len(piece)
+        return tuple(found)
+
+    @cached_property
+    def _argv_words(self) -> tuple[Parts, ...]:
+        """The words run as the argv (as given, or as the shell would split them), cut."""
+        words = split_words(joined(self.tokens)) if self.shell else self.tokens
+        return tuple(_parts(word, lambda _: _verbatim) for word in words)
 
     def expand(self, args: Sequence[str], seq: int, slot: int) -> list[str] | str:
         """The argv (``argv`` mode, or a ``direct`` shell template) or the shell command
-        line for one job."""
+        line for one job (``-q`` running an exported shell function: a line too)."""
         if self.shell and not self.direct:
             return self._line(args, seq, slot)
-        words = self._words
+        argv = self.words(args, seq, slot)
+        if not self.shell and argv and exported_function(argv[0]):
+            return " ".join(quote(word) for word in argv)
+        return argv
+
+    def words(self, args: Sequence[str], seq: int, slot: int) -> list[str]:
+        """The words, each value put in verbatim (the argv; a tag, a --results path)."""
+        argv = [w for word in self._argv_words for w in self._raw(word, args, seq, slot)]
         if not self._replacing:
-            return [*words, *args]
-        expanded: list[str] = []
-        for word in words:
-            expanded.extend(self._word(word, args, seq, slot, raw=True))
-        return expanded
+            argv.extend(args)
+        return argv
 
     def text(self, args: Sequence[str], seq: int, slot: int) -> str:
         """The job's command as one shell line, as the job log shows it (GNU parallel's
@@ -122,72 +204,61 @@ class Template:
         if self.shell:
             return self._line(args, seq, slot)
         expanded = self.expand(args, seq, slot)
-        return " ".join(quote(word) for word in expanded)
+        return expanded if isinstance(expanded, str) else " ".join(quote(w) for w in expanded)
 
     def _line(self, args: Sequence[str], seq: int, slot: int) -> str:
-        text = joined(self.tokens)
         if not self.has_replacements:
-            return " ".join([text, *(quote(arg) for arg in args)])
+            return " ".join([joined(self.tokens), *(quote(arg) for arg in args)])
         if not self.context:
-            return _substitute(text, args, seq, slot, keep=quote, between=" ")
-        pieces = re.split(r"([ \t]+)", text)
-        return "".join(" ".join(self._word(piece, args, seq, slot, raw=False)) for piece in pieces)
+            return _fill(self._line_pieces[0], args, seq, slot, between=" ")
+        words: list[str] = []
+        for piece in self._line_pieces:
+            if any(isinstance(part, _Slot) and part.whole for part in piece):
+                words.append(" ".join(_fill(piece, [arg], seq, slot, " ") for arg in args))
+            else:
+                words.append(_fill(piece, args, seq, slot, between=" "))
+        return "".join(words)
 
-    def _word(self, word: str, args: Sequence[str], seq: int, slot: int, raw: bool) -> list[str]:
-        """One template word expanded: repeated per argument in context mode. Raw (argv)
-        words break where the shell would break the quoted values apart: between two
-        arguments that one ``{}`` stands for."""
-        if self.context and _has_whole(word):
-            return [w for arg in args for w in _plain_word(word, [arg], seq, slot, raw)]
-        return _plain_word(word, args, seq, slot, raw)
+    def _raw(self, word: Parts, args: Sequence[str], seq: int, slot: int) -> list[str]:
+        """One argv word expanded: repeated per argument in context mode; broken where the
+        shell would break the quoted values apart (between two arguments one ``{}`` stands
+        for). Run without a shell (a ``direct`` template), a word that a shell would see
+        as empty (a missing ``{3}``, ``{}`` of no arguments) is no word at all."""
+        if self.context and any(isinstance(part, _Slot) and part.whole for part in word):
+            return [w for arg in args for w in self._raw_once(word, [arg], seq, slot)]
+        return self._raw_once(word, args, seq, slot)
 
-
-def _plain_word(word: str, args: Sequence[str], seq: int, slot: int, raw: bool) -> list[str]:
-    """A word with ``{}`` standing for all of ``args``."""
-    if not raw:
-        return [_substitute(word, args, seq, slot, keep=quote, between=" ")]
-    return _substitute(word, args, seq, slot, keep=_verbatim, between=_BREAK).split(_BREAK)
+    def _raw_once(self, word: Parts, args: Sequence[str], seq: int, slot: int) -> list[str]:
+        words = _fill(word, args, seq, slot, between=_BREAK, keep=_verbatim).split(_BREAK)
+        if self.shell and words == [""] and not _fill(word, args, seq, slot, " ", keep=quote):
+            return []
+        return words
 
 
 _BREAK = "\0"  # a word break in a raw expansion (no argument can hold a NUL byte)
 
 
-def _verbatim(value: str) -> str:
-    return value
-
-
-def _has_whole(word: str) -> bool:
-    """Whether ``word`` holds a replacement string that stands for all arguments."""
-    for match in CANDIDATE.finditer(word):
-        known = _KNOWN.fullmatch(match.group(1))
-        if known is not None and not known.group("special") and not known.group("source"):
-            return True
-    return False
-
-
-def _substitute(
-    text: str,
+def _fill(
+    parts: Parts,
     args: Sequence[str],
     seq: int,
     slot: int,
-    *,
-    keep: Callable[[str], str],
     between: str,
+    *,
+    keep: Keep | None = None,
 ) -> str:
-    def replace(match: re.Match[str]) -> str:
-        return _value(match.group(1), args, seq, slot, keep=keep, between=between)
-
-    return CANDIDATE.sub(replace, text)
+    """``parts`` with each replacement string replaced (quoted by its own ``keep``, unless
+    one ``keep`` is given for all)."""
+    return "".join(
+        part
+        if isinstance(part, str)
+        else _value(part.inner, args, seq, slot, keep=keep or part.keep, between=between)
+        for part in parts
+    )
 
 
 def _value(
-    inner: str,
-    args: Sequence[str],
-    seq: int,
-    slot: int,
-    *,
-    keep: Callable[[str], str],
-    between: str,
+    inner: str, args: Sequence[str], seq: int, slot: int, *, keep: Keep, between: str
 ) -> str:
     match = _KNOWN.fullmatch(inner)
     assert match is not None  # checked by Template.parse

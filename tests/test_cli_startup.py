@@ -1,0 +1,83 @@
+"""A plain run imports what it needs and no more (issue 32's start-up: one short job should
+cost little more than starting Python); each option's module is loaded when it is given.
+Which modules are loaded is checked here, never a time (bench.cli measures the time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Loaded by no plain run: each is for an option, a subcommand or the Python API.
+NOT_FOR_A_PLAIN_RUN = {
+    "loky": "the CPU count is read without it (procexec.cli._machine)",
+    "tqdm": "--bar",
+    "procexec.report": "--report, --summary, --joblog-json, procexec report",
+    "procexec.dask": "--dask",
+    "distributed": "--dask",
+    "json": "--joblog-json, --results FILE.json",
+    "socket": "the host name comes from os.uname()",
+    "statistics": "--timeout N%",
+    "procexec.cli._pipe": "--pipe",
+    "procexec.cli._pack": "-X, -m",
+    "procexec.cli._results": "--results",
+    "procexec.cli._header": "--header",
+    "procexec.cli._report": "procexec report",
+}
+
+#: Runs procexec and reports the modules it added to those loaded before it (under
+#: ``coverage run``, the child's coverage has loaded some of them already: not counted).
+_SCRIPT = """
+import sys
+before = set(sys.modules)
+from procexec.cli import main
+status = main(sys.argv[1:])
+modules = sorted(set(sys.modules) - before)
+import json  # after the run: to report what it loaded
+print(json.dumps([status, modules]), file=sys.stderr)
+"""
+
+
+def _loaded(*args: str, cwd: Path | None = None) -> set[str]:
+    """The modules a run of ``procexec ARGS`` has loaded when it ends."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *args], stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, cwd=cwd, timeout=60, check=False,
+    )  # fmt: skip
+    status, modules = json.loads(result.stderr.splitlines()[-1])
+    assert status == 0, result.stderr
+    return set(modules)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["true", ":::", "1"], ["-k", "-j", "2", "echo", "{}", ":::", "a", "b"], ["echo", "-n"]],
+    ids=["one-job", "keep-order", "stdin"],
+)
+def test_a_plain_run_loads_no_optional_module(args: list[str]) -> None:
+    loaded = _loaded(*args)
+    found = {
+        name: why
+        for name, why in NOT_FOR_A_PLAIN_RUN.items()
+        if name in loaded or any(module.startswith(name + ".") for module in loaded)
+    }
+    assert found == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [
+        (["--pipe", "cat"], "procexec.cli._pipe"),
+        (["-X", "echo", ":::", "a"], "procexec.cli._pack"),
+        (["--results", "out.json", "echo", ":::", "a"], "procexec.cli._results"),
+        (["--header", ":", "echo", "{a}", ":::", "a", "1"], "procexec.cli._header"),
+        (["--summary", "true", ":::", "a"], "procexec.report"),
+    ],
+)
+def test_an_options_module_is_loaded_when_it_is_given(
+    args: list[str], module: str, tmp_path: Path
+) -> None:
+    assert module in _loaded(*args, cwd=tmp_path)
