@@ -324,6 +324,23 @@ def test_shutdown_with_cancel_futures_cancels_only_the_waiting_calls(tmp_path: P
     _no_workers_left()
 
 
+def test_queued_calls_reuse_the_workers_while_the_with_block_waits() -> None:
+    """Leaving the block (shutdown(wait=True)) with calls queued: they run on the workers
+    there are (each had a fresh worker: the draining pool retired every idle one)."""
+    with ProcessExecutor(2) as ex:
+        futures = [ex.submit_call(targets.pid) for _ in range(20)]
+    assert len({future.result() for future in futures}) <= 2
+
+
+def test_shutdown_without_wait_lets_the_idle_workers_exit() -> None:
+    ex = ProcessExecutor(2)  # idle_timeout: 60 s, which they no longer wait out
+    workers = {ex.submit_call(targets.pid).result(timeout=60) for _ in range(4)}
+    ex.shutdown(wait=False)
+    for worker in workers:
+        assert_dies(worker)
+    ex.shutdown()
+
+
 # --------------------------------------------------------------------------------- timeout
 def test_run_call_timeout_counts_from_the_start_and_stops_the_worker(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
