@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import gc
 import os
 import pickle
 import signal
@@ -339,6 +340,21 @@ def test_shutdown_without_wait_lets_the_idle_workers_exit() -> None:
     for worker in workers:
         assert_dies(worker)
     ex.shutdown()
+
+
+def test_a_dropped_executor_lets_its_workers_exit_once_its_calls_ran(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    ex = ProcessExecutor(1)
+    running = ex.submit_call(targets.wait_for_file, str(gate), "ran")
+    queued = ex.submit_call(targets.double, 21)
+    running.wait_started(60)
+    worker = running.pid
+    assert worker is not None
+    del ex
+    gc.collect()
+    gate.touch()
+    assert (running.result(timeout=60), queued.result(timeout=60)) == ("ran", 42)
+    assert_dies(worker)
 
 
 # --------------------------------------------------------------------------------- timeout

@@ -6,6 +6,7 @@ import itertools
 import logging
 import signal
 import subprocess
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -180,6 +181,9 @@ class ProcessExecutor(Executor):
         self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
         self._calls = CallsExecutor(self)
+        # Dropped without shutdown(), it takes no more work (as CPython's pools): what is
+        # queued still runs, and then its idle workers retire instead of idling on.
+        weakref.finalize(self, self._reaper.close, cancel_pending=False).atexit = False
         self._call_queue = CallQueue(self._reaper, self._bar)
         if self._reaper.worker_spec.prestart:
             self._reaper.prestart(self._reaper.worker_spec.prestart, guarded=self._guarded)
