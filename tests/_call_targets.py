@@ -150,3 +150,11 @@ def failing_initializer() -> None:
 
 def environment(name: str) -> str | None:
     return os.environ.get(name)
+
+
+class Raiser:
+    """A class whose classmethod a call runs (sent by reference to the class)."""
+
+    @classmethod
+    def fail(cls, message: str) -> None:
+        raise RuntimeError(message)  # a line the traceback shows

@@ -134,6 +134,18 @@ def test_an_exception_comes_back_with_the_workers_traceback() -> None:
     assert "raise_value_error" in str(cause)
 
 
+def test_a_classmethods_traceback_shows_its_source_line() -> None:
+    """A method bound to a class travels by reference (cloudpickle sent its function by
+    value, compiled in the worker from no file: the traceback had no source line)."""
+    with ProcessExecutor(1) as ex:
+        future = ex.submit_call(targets.Raiser.fail, "boom")
+        with pytest.raises(RuntimeError, match="boom") as caught:
+            future.result(timeout=60)
+    cause = str(caught.value.__cause__)
+    assert "raise RuntimeError(message)  # a line the traceback shows" in cause, cause
+    assert "_call_targets.py" in cause
+
+
 def test_system_exit_is_the_futures_exception_and_the_worker_goes_on() -> None:
     with ProcessExecutor(1) as ex:
         first = ex.submit_call(targets.pid).result(timeout=60)

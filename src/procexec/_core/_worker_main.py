@@ -2,8 +2,9 @@
 
 A lane (``_workers.py``) starts it by path, as a fresh interpreter in a process group of
 its own: ``python .../_worker_main.py TASKS RESULTS LIFELINE REPORT``. It imports nothing of
-procexec, so that it starts quickly; the lane imports this module for the framing both
-sides share (:func:`frame`, :class:`FrameReader`).
+procexec, so that it starts quickly; the parent imports this module for what both sides
+share: the framing (:func:`frame`, :class:`FrameReader`) and how a call is pickled
+(:func:`dumps_call`).
 
 ```
  parent (a lane)                          this worker
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
+import io
 import logging
 import os
 import pickle
@@ -37,6 +40,7 @@ import struct
 import sys
 import threading
 import traceback
+import types
 from typing import Any
 
 HEADER = struct.Struct("!Q")
@@ -74,6 +78,35 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes received of a frame not complete yet."""
         return len(self._buffer)
+
+
+def dumps_call(obj: object) -> bytes:
+    """``obj`` (a call, an initializer) pickled as the parent sends it: cloudpickle, so that
+    lambdas, closures and functions of ``__main__`` go by value, except that a method bound
+    to a class (a classmethod) goes by reference to its class, as pickle sends it.
+    cloudpickle would send its function by value, compiled anew in the worker from no
+    file, and a traceback through it would show no source line (CPython's
+    ``test_traceback`` reads one)."""
+    buffer = io.BytesIO()
+    _call_pickler()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _call_pickler() -> Any:
+    """The pickler class of :func:`dumps_call`, made when first used (cloudpickle is
+    imported only then)."""
+    import cloudpickle  # noqa: PLC0415
+
+    class CallPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
+        def reducer_override(self, obj: object) -> Any:
+            if isinstance(obj, types.MethodType) and isinstance(obj.__self__, type):
+                name = obj.__func__.__name__
+                if getattr(obj.__self__, name, None) == obj:
+                    return getattr, (obj.__self__, name)
+            return super().reducer_override(obj)
+
+    return CallPickler
 
 
 # ------------------------------------------------------------------ the worker's side
