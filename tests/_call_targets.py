@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import faulthandler
+import json
+import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -150,6 +153,45 @@ def failing_initializer() -> None:
 
 def environment(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def imported(name: str) -> bool:
+    """Whether this worker has imported module ``name``."""
+    return name in sys.modules
+
+
+class FileQueue:
+    """What a ``logging.handlers.QueueHandler`` needs of a queue, that can be sent to a
+    worker: records put there are appended to a file, and read back here (CPython's
+    failing-initializer test hands its initializer a ``multiprocessing.Queue``, which
+    only reaches the processes ``multiprocessing`` starts)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._taken = 0
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        with open(self.path, "a") as file:
+            file.write(json.dumps(record.getMessage()) + "\n")
+
+    def get_nowait(self) -> logging.LogRecord:
+        """The next record put (by any process); ``queue.Empty`` if there is none."""
+        lines = Path(self.path).read_text().splitlines() if os.path.exists(self.path) else []
+        if self._taken >= len(lines):
+            raise queue.Empty
+        self._taken += 1
+        return logging.makeLogRecord({"msg": json.loads(lines[self._taken - 1])})
+
+
+class DelMarker:
+    """Creates the file ``path`` when it is garbage-collected (in the worker, once the call
+    that took it as an argument is done with it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __del__(self) -> None:
+        Path(self.path).touch()
 
 
 class Raiser:
