@@ -200,3 +200,9 @@ class Raiser:
     @classmethod
     def fail(cls, message: str) -> None:
         raise RuntimeError(message)  # a line the traceback shows
+
+
+def failing_initializer_logging(path: str) -> None:
+    """An initializer that appends this worker's pid to ``path``, then fails."""
+    write_pid(path)
+    raise ValueError("error in initializer")

@@ -519,6 +519,39 @@ def test_a_failing_initializer_fails_the_calls_not_the_executor() -> None:
     _no_workers_left()
 
 
+def test_three_failed_worker_starts_fail_the_calls_queued_then_at_once(tmp_path: Path) -> None:
+    """Not one worker started per queued call: after three failed starts in a row, the
+    calls queued by then fail at once; a later submit tries again."""
+    log = tmp_path / "starts"
+    options = WorkerOptions(initializer=targets.failing_initializer_logging, initargs=(str(log),))
+    with ProcessExecutor(1, workers=options) as ex:
+        futures = [ex.submit_call(targets.double, i) for i in range(10)]
+        for future in futures:
+            with pytest.raises(InitializerError, match="error in initializer"):
+                future.result(timeout=60)
+        assert len(_lines(log)) == 3
+        with pytest.raises(InitializerError):
+            ex.submit_call(targets.double, 1).result(timeout=60)
+        assert len(_lines(log)) == 4
+
+
+def test_calls_stopped_while_their_worker_starts_are_not_failed_starts(tmp_path: Path) -> None:
+    """Cancelling calls whose workers had not finished starting (their initializer waits
+    for a file) does not count those workers as failed starts: the call queued behind them
+    runs (it failed with InitializerError after three)."""
+    gate = tmp_path / "gate"
+    options = WorkerOptions(initializer=targets.wait_for_file, initargs=(str(gate),))
+    with ProcessExecutor(1, workers=options) as ex:
+        stopped = [ex.submit_call(targets.double, i) for i in range(3)]
+        innocent = ex.submit_call(targets.double, 21)
+        for future in stopped:
+            assert future.wait_started(60)
+            assert future.cancel()
+            assert_dies(cast(int, future.pid))
+        gate.touch()
+        assert innocent.result(timeout=60) == 42
+
+
 def test_prestart_and_env() -> None:
     options = WorkerOptions(prestart=2, env={"PROCEXEC_TEST_VAR": "set"}, idle_timeout=None)
     with ProcessExecutor(2, workers=options) as ex:

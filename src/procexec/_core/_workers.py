@@ -340,8 +340,7 @@ class Pool:
             outcome = ("unreadable", exc)
         kind = outcome[0]
         if kind == "ready":
-            worker.ready = True
-            self._failed_starts = 0
+            self._on_ready(worker)
             return
         if kind == "init-failed":  # it exits next: its exit settles its call
             worker.init_error = str(outcome[1])
@@ -354,6 +353,11 @@ class Pool:
         self._finish(job, value, error)
         worker.calls_run += 1
         self._after_call(worker)
+
+    def _on_ready(self, worker: Worker) -> None:
+        """The worker has started and run its initializer."""
+        worker.ready = True
+        self._failed_starts = 0
 
     def _after_call(self, worker: Worker) -> None:
         """The worker's call is done: idle, or retired."""
@@ -390,7 +394,8 @@ class Pool:
         if job is not None and job.stop_steps is not None:
             send_signal(job, signal.SIGKILL)  # what is left of its group goes with it
         returncode = self._reap(worker)
-        if worker.init_error is None and not worker.ready:
+        stopped = job is not None and job.stop_steps is not None  # by us: not its failure
+        if not worker.ready and not stopped:
             self._start_failed(worker, returncode)
         if job is not None:
             worker.call = None
