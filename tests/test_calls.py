@@ -552,6 +552,16 @@ def test_calls_stopped_while_their_worker_starts_are_not_failed_starts(tmp_path:
         assert innocent.result(timeout=60) == 42
 
 
+def test_a_timeout_counts_from_when_the_worker_is_ready() -> None:
+    """A worker's start-up and initializer (here 1.5 s) are not the call's time: a quick
+    call with a 0.5 s timeout given to a worker still starting is not timed out."""
+    options = WorkerOptions(initializer=targets.sleep_then, initargs=(None, 1.5))
+    with ProcessExecutor(1, workers=options) as ex:
+        future = ex.run_call(targets.double, (2,), timeout=0.5)
+        assert future.result(timeout=60) == 4
+        assert not future.timed_out
+
+
 def test_prestart_and_env() -> None:
     options = WorkerOptions(prestart=2, env={"PROCEXEC_TEST_VAR": "set"}, idle_timeout=None)
     with ProcessExecutor(2, workers=options) as ex:

@@ -453,8 +453,8 @@ class ProcessExecutor(Executor):
 
         Args:
             fn: the callable; ``args`` and ``kwargs`` its arguments.
-            timeout: seconds from the call's start (not its queueing: from when a worker
-                is given it, a new worker's start-up included); past them the worker's
+            timeout: seconds from the call's start (not its queueing, nor the start-up
+                and initializer of a worker started for it); past them the worker's
                 process group gets the termination sequence, the worker is replaced and
                 ``result()`` raises :class:`~procexec.CallTimeout`.
             limits: resource limits (``Limits`` or a dict, as for commands): the call runs

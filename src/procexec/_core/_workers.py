@@ -160,6 +160,8 @@ class Pool:
         worker.call = job
         job.worker_pid = worker.pid
         job.started(worker.popen)
+        if not worker.ready:
+            job.deadline = None  # its timeout counts once the worker is ready (_on_ready)
         self._running[worker.pid] = job
         self._stops.watch(job)
         payload, job.payload = job.payload, None
@@ -355,9 +357,14 @@ class Pool:
         self._after_call(worker)
 
     def _on_ready(self, worker: Worker) -> None:
-        """The worker has started and run its initializer."""
+        """The worker has started and run its initializer: the timeout of the call it was
+        given meanwhile counts from now (its start-up is not the call's time)."""
         worker.ready = True
         self._failed_starts = 0
+        job = worker.call
+        if job is not None and job.timeout is not None and job.stop_steps is None:
+            job.deadline = time.monotonic() + job.timeout
+            self._stops.watch(job)
 
     def _after_call(self, worker: Worker) -> None:
         """The worker's call is done: idle, or retired."""
