@@ -206,3 +206,24 @@ def failing_initializer_logging(path: str) -> None:
     """An initializer that appends this worker's pid to ``path``, then fails."""
     write_pid(path)
     raise ValueError("error in initializer")
+
+
+def _report(ready: str, text: str) -> None:
+    """Write ``text`` to ``ready``/<this pid>, atomically (a test counts the files)."""
+    temporary = os.path.join(ready, f".{os.getpid()}")
+    with open(temporary, "w") as file:
+        file.write(text)
+    os.rename(temporary, os.path.join(ready, str(os.getpid())))
+
+
+def busy_with_a_child(marker: str, ready: str) -> None:
+    """A busy call: start a child with ``marker`` in its argv, report both pids, and wait
+    (at most 300 s)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    _report(ready, f"{os.getpid()} {child.pid}")
+    time.sleep(300)
+
+
+def report_pid(ready: str) -> None:
+    """Report this worker's pid (it then waits idle for the next call)."""
+    _report(ready, str(os.getpid()))
