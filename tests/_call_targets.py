@@ -227,3 +227,16 @@ def busy_with_a_child(marker: str, ready: str) -> None:
 def report_pid(ready: str) -> None:
     """Report this worker's pid (it then waits idle for the next call)."""
     _report(ready, str(os.getpid()))
+
+
+class HugeWhenPickled:
+    """Small here, but pickling it builds a 4 GiB bytes object: under a memory limit below
+    that, pickling this result raises MemoryError in the worker (at once: nothing is
+    touched)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (bytes, (bytes(4 * 2**30),))
+
+
+def huge_result() -> HugeWhenPickled:
+    return HugeWhenPickled()

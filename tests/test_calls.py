@@ -391,11 +391,13 @@ def test_run_call_timeout_counts_from_the_start_and_stops_the_worker(tmp_path: P
 
 
 # -------------------------------------------------------------------- a crash stays put
-CRASHES: dict[str, Callable[[], object]] = {
-    "sigkill": targets.kill_self,
-    "segfault": targets.segfault,
-    "os._exit": functools.partial(targets.os_exit, 3),
-    "unreadable result": targets.unreadable_result,
+CRASHES: dict[str, Callable[[ProcessExecutor], CallFuture[Any]]] = {
+    "sigkill": lambda ex: ex.submit_call(targets.kill_self),
+    "segfault": lambda ex: ex.submit_call(targets.segfault),
+    "os._exit": lambda ex: ex.submit_call(targets.os_exit, 3),
+    "unreadable result": lambda ex: ex.submit_call(targets.unreadable_result),
+    # Pickling the result needs more memory than the call's limit (RLIMIT_AS) allows.
+    "result too big": lambda ex: ex.run_call(targets.huge_result, limits={"memory": "1G"}),
 }
 
 
@@ -405,7 +407,7 @@ def test_a_crash_fails_only_its_own_call(crash: str, tmp_path: Path) -> None:
     with ProcessExecutor(2) as ex:
         innocent = ex.submit_call(targets.wait_for_file, str(gate), "innocent")
         innocent.wait_started(60)
-        crashing = ex.submit_call(CRASHES[crash])
+        crashing = CRASHES[crash](ex)
         queued = [ex.submit_call(targets.double, i) for i in range(4)]
         with pytest.raises(CallLost) as caught:
             crashing.result(timeout=60)
@@ -421,6 +423,8 @@ def test_a_crash_fails_only_its_own_call(crash: str, tmp_path: Path) -> None:
         assert error.returncode == -signal.SIGKILL and "SIGKILL" in str(error)
     if crash == "os._exit":
         assert error.returncode == 3
+    if crash == "result too big":
+        assert "MemoryError" in str(error) and error.returncode is None  # the worker lives on
     _no_workers_left()
 
 

@@ -13,7 +13,8 @@ share: the framing (:func:`frame`, :class:`FrameReader`) and how a call is pickl
                                                    each tuple of args, a list back)
  results pipe ◄── ("ok", result, usage)                  result and exception pickled
               ◄── ("error", exception, traceback, usage)   with pickle (cloudpickle when
-              ◄── ("lost", why)  the call could not be read  pickle cannot)
+              ◄── ("lost", why)  the call could not be read, or  pickle cannot)
+                                 its result not pickled for lack of memory
               ◄── ("init-failed", traceback), then exit 3
  lifeline ─── held by the parent only; its end of file: kill this process group and exit
  report ◄── a copy of what is written to sys.stderr, and faulthandler's traceback: the
@@ -46,6 +47,10 @@ from typing import Any
 HEADER = struct.Struct("!Q")
 #: The exit status of a worker whose initializer failed (after it said so).
 INIT_FAILED_STATUS = 3
+#: Why a call fails whose result could not be pickled for lack of memory: the call ran,
+#: and the worker lives on, but its result cannot reach the parent (CallLost, as a worker
+#: the OOM killer ends; not the call's own MemoryError).
+TOO_BIG = "the call ran, but pickling its result ran out of memory in the worker (MemoryError)"
 
 
 def frame(payload: bytes) -> bytes:
@@ -128,6 +133,8 @@ def _dumps(message: tuple[Any, ...]) -> bytes:
     the parent sent by value, say)."""
     try:
         return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except MemoryError:
+        raise  # cloudpickle would need the same memory
     except Exception:
         import cloudpickle  # noqa: PLC0415  # only when pickle cannot
 
@@ -200,8 +207,20 @@ def _run_call(payload: bytes, usage: _Usage) -> bytes:
     figures = usage.end()
     try:
         return _dumps(("ok", result, figures))
-    except BaseException as exc:  # the result cannot be pickled
+    except MemoryError:
+        pass  # below, once this exception and its frames (holding the result) are gone
+    except BaseException as exc:  # the result cannot be pickled: that is its error
         return _error(exc, figures)
+    del result
+    return _dumps(("lost", TOO_BIG))
+
+
+def _send(results: Any, payload: bytes) -> None:
+    """Write one frame to the parent: the header, then the payload as it is (no copy of
+    a large result)."""
+    results.write(HEADER.pack(len(payload)))
+    results.write(payload)
+    results.flush()
 
 
 def _error(exc: BaseException, figures: tuple[float, float, int, bool]) -> bytes:
@@ -228,8 +247,7 @@ def _initialize(message: dict[str, Any], results: Any) -> bool:
     except BaseException:  # reported to the parent, which fails the call
         # Where concurrent.futures' own workers log it, for code that looks there.
         logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
-        results.write(frame(_dumps(("init-failed", traceback.format_exc()))))
-        results.flush()
+        _send(results, _dumps(("init-failed", traceback.format_exc())))
         return False
     return True
 
@@ -277,14 +295,12 @@ def main(argv: list[str]) -> int:
         if not _initialize(pickle.loads(setup), results):
             return INIT_FAILED_STATUS
         del setup
-        results.write(frame(_dumps(("ready",))))
-        results.flush()
+        _send(results, _dumps(("ready",)))
         usage = _Usage()
         while (payload := _read_frame(tasks)) is not None:
             outcome = _run_call(payload, usage)
             del payload
-            results.write(frame(outcome))
-            results.flush()
+            _send(results, outcome)
             del outcome
     return 0
 
