@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import functools
 import gc
+import logging
 import os
 import pickle
 import signal
@@ -425,6 +426,19 @@ def test_a_crash_fails_only_its_own_call(crash: str, tmp_path: Path) -> None:
         assert error.returncode == 3
     if crash == "result too big":
         assert "MemoryError" in str(error) and error.returncode is None  # the worker lives on
+    _no_workers_left()
+
+
+def test_a_worker_killed_while_idle_is_replaced_silently(caplog: pytest.LogCaptureFixture) -> None:
+    with ProcessExecutor(1, workers=WorkerOptions(idle_timeout=None)) as ex:
+        idle = ex.submit_call(targets.pid).result(timeout=60)
+        _wait_until(lambda: ex.stats().idle_workers == 1)
+        with caplog.at_level(logging.DEBUG, logger="procexec"):
+            os.kill(idle, signal.SIGKILL)
+            _wait_until(lambda: ex.stats().idle_workers == 0)  # seen, reaped, forgotten
+            fresh = ex.submit_call(targets.pid)
+            assert fresh.result(timeout=60) not in (idle, None)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     _no_workers_left()
 
 
