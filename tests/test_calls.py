@@ -370,6 +370,38 @@ def test_a_dropped_executor_lets_its_workers_exit_once_its_calls_ran(tmp_path: P
     assert_dies(worker)
 
 
+@pytest.mark.parametrize("stop", ["terminate_jobs", "kill_jobs"])
+def test_the_executors_stop_of_its_jobs_cancels_the_running_calls(
+    stop: str, tmp_path: Path
+) -> None:
+    """A call stopped by terminate_jobs() or kill_jobs() has no result: it ends cancelled,
+    like one stopped through its future (it ended in CallLost, "killed by SIGTERM", as if
+    it had crashed). The queued calls still run."""
+    with ProcessExecutor(2) as ex:
+        running = [ex.submit_call(targets.heartbeat, str(tmp_path / f"b{i}")) for i in (1, 2)]
+        queued = ex.submit_call(targets.double, 21)
+        workers = [_line(tmp_path / f"b{i}", "worker") for i in (1, 2)]
+        getattr(ex, stop)()
+        concurrent.futures.wait(running, timeout=60)
+        assert all(future.cancelled() for future in running)
+        for worker in workers:
+            assert_dies(worker)
+        assert queued.result(timeout=60) == 42
+
+
+def test_leaving_the_with_block_by_an_exception_cancels_the_running_calls(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KeyboardInterrupt), ProcessExecutor(1) as ex:
+        running = ex.submit_call(targets.heartbeat, str(tmp_path / "beats"))
+        queued = ex.submit_call(targets.double, 21)
+        worker = _line(tmp_path / "beats", "worker")
+        raise KeyboardInterrupt
+    assert running.cancelled() and queued.cancelled()
+    assert_dies(worker)
+    _no_workers_left()
+
+
 # --------------------------------------------------------------------------------- timeout
 def test_run_call_timeout_counts_from_the_start_and_stops_the_worker(tmp_path: Path) -> None:
     gate = tmp_path / "gate"

@@ -409,11 +409,14 @@ class Pool:
             self._finish(job, None, self._lost(job, worker, returncode))
 
     def _lost(self, job: CallJob, worker: Worker, returncode: int) -> BaseException | None:
-        """What a call whose worker ended under it becomes (None: cancelled already)."""
+        """What a call whose worker ended under it becomes (None: cancelled)."""
         if job.stopping:
             return None
         if job.timed_out and job.timeout is not None:
             return CallTimeout(job.timeout)
+        if job.stop_steps is not None:  # stopped by the executor: terminate_jobs(), abort
+            job.future.cancel()  # no result, as when stopped through its future
+            return None
         if worker.init_error is not None:
             return InitializerError(worker.init_error)
         tail = worker.tail.decode(errors="replace")
