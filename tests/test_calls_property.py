@@ -1,15 +1,16 @@
 """A property test of Python calls (issue 30): random mixes of good, raising and crashing
-calls, cancels of waiting and running calls, timeouts, ``max_jobs`` resizes and shutdowns,
-interleaved with commands. Whatever the mix: every future resolves exactly once with the
-outcome its kind allows, never more jobs run than the highest ``max_jobs`` set so far,
-nothing is logged as an error, and once the executor is shut down no worker, zombie or file
-descriptor is left.
+calls, cancels of waiting and running calls, timeouts, ``max_jobs`` resizes, the
+executor's ``terminate_jobs()``/``kill_jobs()`` and shutdowns, interleaved with commands.
+Whatever the mix: every future resolves exactly once with the outcome its kind allows,
+never more jobs run than the highest ``max_jobs`` set so far, nothing is logged as an
+error, and once the executor is shut down no worker, zombie or file descriptor is left.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("command"), st.sampled_from(sorted(COMMANDS))),
     st.tuples(st.sampled_from(["cancel", "kill"]), st.integers(0, 40)),
     st.tuples(st.just("resize"), st.integers(1, 4)),
+    st.tuples(st.sampled_from(["terminate_jobs", "kill_jobs"]), st.none()),
 )
 #: The operations of one example, and where a ``shutdown(wait=False, cancel_futures=...)``
 #: comes among them, if it does.
@@ -99,6 +101,7 @@ class Mix:
         self.callbacks: Counter[int] = Counter()
         self.highest_limit = ex.max_jobs
         self.shut = False
+        self.stopped_all = False
 
     def apply(self, op: str, arg: Any) -> None:
         """One operation of the example."""
@@ -113,6 +116,9 @@ class Mix:
         elif op == "resize":
             self.highest_limit = max(self.highest_limit, arg)  # first: the sampler reads it
             self.ex.max_jobs = arg
+        elif op in ("terminate_jobs", "kill_jobs"):
+            self.stopped_all = True  # running commands may end by the signal from now on
+            getattr(self.ex, op)()
         elif op == "shutdown":
             self.ex.shutdown(wait=False, cancel_futures=arg)
             self.shut = True
@@ -140,7 +146,9 @@ class Mix:
                 continue
             error = future.exception()
             if kind in COMMANDS:
-                assert error is None and future.result() == COMMANDS[kind][1], (kind, error)
+                stopped = {-signal.SIGTERM, -signal.SIGKILL} if self.stopped_all else set()
+                assert error is None, (kind, error)
+                assert future.result() in {COMMANDS[kind][1], *stopped}, (kind, future.result())
             elif error is None:
                 assert not CALLS[kind][1] and future.result() == 2 * x, (kind, future.result())
             else:
