@@ -36,7 +36,7 @@ import time
 import unittest
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -52,6 +52,7 @@ if _cpython_futures.MISSING:
 
 cf: Any = _cpython_futures  # CPython's test module: its names are not known to mypy
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 #: Every CPython test not run as written: ``"Class.test"`` -> why, and what runs instead.
 DIFFERENCES: dict[str, str] = {
@@ -186,6 +187,15 @@ class ProcexecMixin(cf.ExecutorMixin):  # type: ignore[misc]
         return Path(directory.name) / "gate"
 
 
+def on_both_paths(cls: type[T]) -> type[T]:
+    """Run the test class ``cls`` (pidfd) on the portable fallback too: a subclass of it,
+    ``<name>Fallback``, in this module (where pytest and the workers find it)."""
+    name = f"{cls.__name__}Fallback"
+    fields = {"reaper_path": "fallback", "__module__": __name__, "__qualname__": name}
+    globals()[name] = type(name, (cls,), fields)
+    return cls
+
+
 def _python_ok(code: str) -> tuple[bytes, bytes]:
     """CPython's ``assert_python_ok`` with this checkout on the child's path: its stdout
     and stderr."""
@@ -194,6 +204,7 @@ def _python_ok(code: str) -> tuple[bytes, bytes]:
 
 
 # --------------------------------------------------------------------------- ExecutorTest
+@on_both_paths
 class ExecutorTest(cf.ProcessPoolExecutorTest, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``ProcessPoolExecutorTest`` (its ``ExecutorTest`` included)."""
 
@@ -260,28 +271,19 @@ class ExecutorTest(cf.ProcessPoolExecutorTest, ProcexecMixin, cf.BaseTestCase): 
         self.assertTrue(marker.exists(), "the worker kept the call's argument")
 
 
-class ExecutorTestFallback(ExecutorTest):
-    reaper_path = "fallback"
-
-
 # ------------------------------------------------------------------ wait, as_completed
+@on_both_paths
 class WaitTests(cf.WaitTests, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``WaitTests``."""
 
 
-class WaitTestsFallback(WaitTests):
-    reaper_path = "fallback"
-
-
+@on_both_paths
 class AsCompletedTests(cf.AsCompletedTests, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``AsCompletedTests``."""
 
 
-class AsCompletedTestsFallback(AsCompletedTests):
-    reaper_path = "fallback"
-
-
 # ------------------------------------------------------------------------------ shutdown
+@on_both_paths
 class ShutdownTest(cf.ProcessPoolShutdownTest, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``ProcessPoolShutdownTest`` (its ``ExecutorShutdownTest`` included)."""
 
@@ -365,11 +367,8 @@ class ShutdownTest(cf.ProcessPoolShutdownTest, ProcexecMixin, cf.BaseTestCase): 
         assert all(r == abs(v) for r, v in zip(res, range(-5, 5), strict=True))
 
 
-class ShutdownTestFallback(ShutdownTest):
-    reaper_path = "fallback"
-
-
 # ------------------------------------------------------------------------------ deadlocks
+@on_both_paths
 class DeadlockTest(cf.ExecutorDeadlockTest, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``ExecutorDeadlockTest``: a crash or an exit at every step of a call ends
     its future with CPython's exception type within ``TIMEOUT`` (30 s)."""
@@ -395,19 +394,13 @@ class DeadlockTest(cf.ExecutorDeadlockTest, ProcexecMixin, cf.BaseTestCase):  # 
         _wait_until(lambda: not set(threading.enumerate()) - before)
 
 
-class DeadlockTestFallback(DeadlockTest):
-    reaper_path = "fallback"
-
-
 # ---------------------------------------------------------------------------- initializer
+@on_both_paths
 class InitializerTest(cf.InitializerMixin, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``InitializerMixin`` tests."""
 
 
-class InitializerTestFallback(InitializerTest):
-    reaper_path = "fallback"
-
-
+@on_both_paths
 class FailingInitializerTest(cf.FailingInitializerMixin, ProcexecMixin, cf.BaseTestCase):  # type: ignore[misc]
     """CPython's ``FailingInitializerMixin`` tests."""
 
@@ -419,10 +412,6 @@ class FailingInitializerTest(cf.FailingInitializerMixin, ProcexecMixin, cf.BaseT
         # The executor is not broken: a later call tries a new worker (which fails again).
         with self.assertRaises(cf.BrokenExecutor):
             self.executor.submit(cf.get_init_status).result()
-
-
-class FailingInitializerTestFallback(FailingInitializerTest):
-    reaper_path = "fallback"
 
 
 # ---------------------------------------------------------------------------- FutureTests

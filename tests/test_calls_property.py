@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from procexec import CallFuture, CallLost, CallTimeout, ProcessExecutor
 from tests import _call_targets as targets
-from tests._helpers import assert_dies, my_children
+from tests._helpers import ErrorRecords, assert_dies, my_children
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
 
@@ -78,17 +78,6 @@ MIXES = st.tuples(
     st.lists(OPERATIONS, min_size=4, max_size=25),
     st.none() | st.tuples(st.integers(0, 25), st.booleans()),
 )
-
-
-class _Errors(logging.Handler):
-    """Collects what procexec logs at ERROR."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 class Mix:
@@ -187,7 +176,7 @@ def test_property_calls_and_commands_resolve_once_and_leave_nothing(
     if shutdown is not None:
         ops = [*ops[: shutdown[0]], ("shutdown", shutdown[1]), *ops[shutdown[0] :]]
     fds_before = set(os.listdir("/proc/self/fd"))
-    errors = _Errors()
+    errors = ErrorRecords()
     logging.getLogger("procexec").addHandler(errors)
     mix = Mix(ProcessExecutor(2, workers={"idle_timeout": 0.5}), tmp_path)
     try:
