@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import faulthandler
+import json
+import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -150,3 +153,90 @@ def failing_initializer() -> None:
 
 def environment(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def imported(name: str) -> bool:
+    """Whether this worker has imported module ``name``."""
+    return name in sys.modules
+
+
+class FileQueue:
+    """What a ``logging.handlers.QueueHandler`` needs of a queue, that can be sent to a
+    worker: records put there are appended to a file, and read back here (CPython's
+    failing-initializer test hands its initializer a ``multiprocessing.Queue``, which
+    only reaches the processes ``multiprocessing`` starts)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._taken = 0
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        with open(self.path, "a") as file:
+            file.write(json.dumps(record.getMessage()) + "\n")
+
+    def get_nowait(self) -> logging.LogRecord:
+        """The next record put (by any process); ``queue.Empty`` if there is none."""
+        lines = Path(self.path).read_text().splitlines() if os.path.exists(self.path) else []
+        if self._taken >= len(lines):
+            raise queue.Empty
+        self._taken += 1
+        return logging.makeLogRecord({"msg": json.loads(lines[self._taken - 1])})
+
+
+class DelMarker:
+    """Creates the file ``path`` when it is garbage-collected (in the worker, once the call
+    that took it as an argument is done with it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __del__(self) -> None:
+        Path(self.path).touch()
+
+
+class Raiser:
+    """A class whose classmethod a call runs (sent by reference to the class)."""
+
+    @classmethod
+    def fail(cls, message: str) -> None:
+        raise RuntimeError(message)  # a line the traceback shows
+
+
+def failing_initializer_logging(path: str) -> None:
+    """An initializer that appends this worker's pid to ``path``, then fails."""
+    write_pid(path)
+    raise ValueError("error in initializer")
+
+
+def _report(ready: str, text: str) -> None:
+    """Write ``text`` to ``ready``/<this pid>, atomically (a test counts the files)."""
+    temporary = os.path.join(ready, f".{os.getpid()}")
+    with open(temporary, "w") as file:
+        file.write(text)
+    os.rename(temporary, os.path.join(ready, str(os.getpid())))
+
+
+def busy_with_a_child(marker: str, ready: str) -> None:
+    """A busy call: start a child with ``marker`` in its argv, report both pids, and wait
+    (at most 300 s)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    _report(ready, f"{os.getpid()} {child.pid}")
+    time.sleep(300)
+
+
+def report_pid(ready: str) -> None:
+    """Report this worker's pid (it then waits idle for the next call)."""
+    _report(ready, str(os.getpid()))
+
+
+class HugeWhenPickled:
+    """Small here, but pickling it builds a 4 GiB bytes object: under a memory limit below
+    that, pickling this result raises MemoryError in the worker (at once: nothing is
+    touched)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (bytes, (bytes(4 * 2**30),))
+
+
+def huge_result() -> HugeWhenPickled:
+    return HugeWhenPickled()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import select
 import shutil
@@ -296,3 +297,15 @@ def log_rows(path: Path) -> list[list[str]]:
         "Command",
     ]
     return [line.split("\t") for line in lines[1:]]
+
+
+class ErrorRecords(logging.Handler):
+    """Collects the records logged at ERROR (by procexec: a failed reaper loop, a raising
+    callback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

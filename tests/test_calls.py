@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import gc
+import logging
 import os
 import pickle
 import signal
@@ -133,6 +135,18 @@ def test_an_exception_comes_back_with_the_workers_traceback() -> None:
     assert "raise_value_error" in str(cause)
 
 
+def test_a_classmethods_traceback_shows_its_source_line() -> None:
+    """A method bound to a class travels by reference (cloudpickle sent its function by
+    value, compiled in the worker from no file: the traceback had no source line)."""
+    with ProcessExecutor(1) as ex:
+        future = ex.submit_call(targets.Raiser.fail, "boom")
+        with pytest.raises(RuntimeError, match="boom") as caught:
+            future.result(timeout=60)
+    cause = str(caught.value.__cause__)
+    assert "raise RuntimeError(message)  # a line the traceback shows" in cause, cause
+    assert "_call_targets.py" in cause
+
+
 def test_system_exit_is_the_futures_exception_and_the_worker_goes_on() -> None:
     with ProcessExecutor(1) as ex:
         first = ex.submit_call(targets.pid).result(timeout=60)
@@ -230,8 +244,8 @@ def test_cancel_of_a_running_call_stops_it_and_its_child(tmp_path: Path) -> None
         assert future.cancelled()
         done_waiter.join(timeout=60)
         assert not done_waiter.is_alive(), "wait(FIRST_COMPLETED) did not wake"
-        assert_dies(worker)
-        assert_dies(child)
+        assert_dies(worker, timeout=5.0)  # promised within 0.5 s: a 10x margin
+        assert_dies(child, timeout=5.0)
         stopped_at = _beats(beats)
         assert ex.submit_call(targets.pid).result(timeout=60) != worker  # a fresh worker
         assert _beats(beats) == stopped_at
@@ -324,6 +338,70 @@ def test_shutdown_with_cancel_futures_cancels_only_the_waiting_calls(tmp_path: P
     _no_workers_left()
 
 
+def test_queued_calls_reuse_the_workers_while_the_with_block_waits() -> None:
+    """Leaving the block (shutdown(wait=True)) with calls queued: they run on the workers
+    there are (each had a fresh worker: the draining pool retired every idle one)."""
+    with ProcessExecutor(2) as ex:
+        futures = [ex.submit_call(targets.pid) for _ in range(20)]
+    assert len({future.result() for future in futures}) <= 2
+
+
+def test_shutdown_without_wait_lets_the_idle_workers_exit() -> None:
+    ex = ProcessExecutor(2)  # idle_timeout: 60 s, which they no longer wait out
+    workers = {ex.submit_call(targets.pid).result(timeout=60) for _ in range(4)}
+    ex.shutdown(wait=False)
+    for worker in workers:
+        assert_dies(worker)
+    ex.shutdown()
+
+
+def test_a_dropped_executor_lets_its_workers_exit_once_its_calls_ran(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    ex = ProcessExecutor(1)
+    running = ex.submit_call(targets.wait_for_file, str(gate), "ran")
+    queued = ex.submit_call(targets.double, 21)
+    running.wait_started(60)
+    worker = running.pid
+    assert worker is not None
+    del ex
+    gc.collect()
+    gate.touch()
+    assert (running.result(timeout=60), queued.result(timeout=60)) == ("ran", 42)
+    assert_dies(worker)
+
+
+@pytest.mark.parametrize("stop", ["terminate_jobs", "kill_jobs"])
+def test_the_executors_stop_of_its_jobs_cancels_the_running_calls(
+    stop: str, tmp_path: Path
+) -> None:
+    """A call stopped by terminate_jobs() or kill_jobs() has no result: it ends cancelled,
+    like one stopped through its future (it ended in CallLost, "killed by SIGTERM", as if
+    it had crashed). The queued calls still run."""
+    with ProcessExecutor(2) as ex:
+        running = [ex.submit_call(targets.heartbeat, str(tmp_path / f"b{i}")) for i in (1, 2)]
+        queued = ex.submit_call(targets.double, 21)
+        workers = [_line(tmp_path / f"b{i}", "worker") for i in (1, 2)]
+        getattr(ex, stop)()
+        concurrent.futures.wait(running, timeout=60)
+        assert all(future.cancelled() for future in running)
+        for worker in workers:
+            assert_dies(worker)
+        assert queued.result(timeout=60) == 42
+
+
+def test_leaving_the_with_block_by_an_exception_cancels_the_running_calls(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KeyboardInterrupt), ProcessExecutor(1) as ex:
+        running = ex.submit_call(targets.heartbeat, str(tmp_path / "beats"))
+        queued = ex.submit_call(targets.double, 21)
+        worker = _line(tmp_path / "beats", "worker")
+        raise KeyboardInterrupt
+    assert running.cancelled() and queued.cancelled()
+    assert_dies(worker)
+    _no_workers_left()
+
+
 # --------------------------------------------------------------------------------- timeout
 def test_run_call_timeout_counts_from_the_start_and_stops_the_worker(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
@@ -341,16 +419,19 @@ def test_run_call_timeout_counts_from_the_start_and_stops_the_worker(tmp_path: P
         assert isinstance(caught.value, TimeoutError)
         assert slow.timed_out
         assert slow.duration is not None and slow.duration >= 1.0  # from its start
+        assert slow.duration < 10.0  # stopped within 1 s of its timeout, with a 10x margin
         assert_dies(worker)
         assert quick.result(timeout=60) == 4 and not quick.timed_out
 
 
 # -------------------------------------------------------------------- a crash stays put
-CRASHES: dict[str, Callable[[], object]] = {
-    "sigkill": targets.kill_self,
-    "segfault": targets.segfault,
-    "os._exit": functools.partial(targets.os_exit, 3),
-    "unreadable result": targets.unreadable_result,
+CRASHES: dict[str, Callable[[ProcessExecutor], CallFuture[Any]]] = {
+    "sigkill": lambda ex: ex.submit_call(targets.kill_self),
+    "segfault": lambda ex: ex.submit_call(targets.segfault),
+    "os._exit": lambda ex: ex.submit_call(targets.os_exit, 3),
+    "unreadable result": lambda ex: ex.submit_call(targets.unreadable_result),
+    # Pickling the result needs more memory than the call's limit (RLIMIT_AS) allows.
+    "result too big": lambda ex: ex.run_call(targets.huge_result, limits={"memory": "1G"}),
 }
 
 
@@ -360,7 +441,7 @@ def test_a_crash_fails_only_its_own_call(crash: str, tmp_path: Path) -> None:
     with ProcessExecutor(2) as ex:
         innocent = ex.submit_call(targets.wait_for_file, str(gate), "innocent")
         innocent.wait_started(60)
-        crashing = ex.submit_call(CRASHES[crash])
+        crashing = CRASHES[crash](ex)
         queued = [ex.submit_call(targets.double, i) for i in range(4)]
         with pytest.raises(CallLost) as caught:
             crashing.result(timeout=60)
@@ -376,6 +457,21 @@ def test_a_crash_fails_only_its_own_call(crash: str, tmp_path: Path) -> None:
         assert error.returncode == -signal.SIGKILL and "SIGKILL" in str(error)
     if crash == "os._exit":
         assert error.returncode == 3
+    if crash == "result too big":
+        assert "MemoryError" in str(error) and error.returncode is None  # the worker lives on
+    _no_workers_left()
+
+
+def test_a_worker_killed_while_idle_is_replaced_silently(caplog: pytest.LogCaptureFixture) -> None:
+    with ProcessExecutor(1, workers=WorkerOptions(idle_timeout=None)) as ex:
+        idle = ex.submit_call(targets.pid).result(timeout=60)
+        _wait_until(lambda: ex.stats().idle_workers == 1)
+        with caplog.at_level(logging.DEBUG, logger="procexec"):
+            os.kill(idle, signal.SIGKILL)
+            _wait_until(lambda: ex.stats().idle_workers == 0)  # seen, reaped, forgotten
+            fresh = ex.submit_call(targets.pid)
+            assert fresh.result(timeout=60) not in (idle, None)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     _no_workers_left()
 
 
@@ -472,6 +568,49 @@ def test_a_failing_initializer_fails_the_calls_not_the_executor() -> None:
         with pytest.raises(InitializerError):
             ex.submit_call(targets.double, 1).result(timeout=60)
     _no_workers_left()
+
+
+def test_three_failed_worker_starts_fail_the_calls_queued_then_at_once(tmp_path: Path) -> None:
+    """Not one worker started per queued call: after three failed starts in a row, the
+    calls queued by then fail at once; a later submit tries again."""
+    log = tmp_path / "starts"
+    options = WorkerOptions(initializer=targets.failing_initializer_logging, initargs=(str(log),))
+    with ProcessExecutor(1, workers=options) as ex:
+        futures = [ex.submit_call(targets.double, i) for i in range(10)]
+        for future in futures:
+            with pytest.raises(InitializerError, match="error in initializer"):
+                future.result(timeout=60)
+        assert len(_lines(log)) == 3
+        with pytest.raises(InitializerError):
+            ex.submit_call(targets.double, 1).result(timeout=60)
+        assert len(_lines(log)) == 4
+
+
+def test_calls_stopped_while_their_worker_starts_are_not_failed_starts(tmp_path: Path) -> None:
+    """Cancelling calls whose workers had not finished starting (their initializer waits
+    for a file) does not count those workers as failed starts: the call queued behind them
+    runs (it failed with InitializerError after three)."""
+    gate = tmp_path / "gate"
+    options = WorkerOptions(initializer=targets.wait_for_file, initargs=(str(gate),))
+    with ProcessExecutor(1, workers=options) as ex:
+        stopped = [ex.submit_call(targets.double, i) for i in range(3)]
+        innocent = ex.submit_call(targets.double, 21)
+        for future in stopped:
+            assert future.wait_started(60)
+            assert future.cancel()
+            assert_dies(cast(int, future.pid))
+        gate.touch()
+        assert innocent.result(timeout=60) == 42
+
+
+def test_a_timeout_counts_from_when_the_worker_is_ready() -> None:
+    """A worker's start-up and initializer (here 1.5 s) are not the call's time: a quick
+    call with a 0.5 s timeout given to a worker still starting is not timed out."""
+    options = WorkerOptions(initializer=targets.sleep_then, initargs=(None, 1.5))
+    with ProcessExecutor(1, workers=options) as ex:
+        future = ex.run_call(targets.double, (2,), timeout=0.5)
+        assert future.result(timeout=60) == 4
+        assert not future.timed_out
 
 
 def test_prestart_and_env() -> None:

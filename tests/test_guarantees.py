@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from procexec import JobResult, ProcessExecutor, ProcessFuture
 from procexec._core._resources import _limits
 from tests._helpers import (
+    ErrorRecords,
     assert_dies,
     is_running,
     lane_threads,
@@ -42,17 +43,6 @@ from tests._helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("reaper_path")
-
-
-class _Errors(logging.Handler):
-    """Collects the records procexec logs at ERROR (a failed reaper loop, a raising callback)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 # ------------------------------------------------------------- exactly once, whatever happens
@@ -82,7 +72,7 @@ OPERATIONS = st.one_of(
 )
 @given(ops=st.lists(OPERATIONS, min_size=1, max_size=30))
 def test_property_every_future_resolves_exactly_once(ops: list[tuple[str, Any]]) -> None:
-    errors = _Errors()
+    errors = ErrorRecords()
     logging.getLogger("procexec").addHandler(errors)
     calls: Counter[int] = Counter()
     futures: list[ProcessFuture[Any]] = []

@@ -92,15 +92,18 @@ class Tree:
         return [int(pid) for path in files for pid in path.read_text().split()]
 
     def alive(self, ignore: frozenset[int] = frozenset()) -> list[int]:
-        """Pids of live (not zombie) processes with the marker in their argv, the parent
-        (it has the marker too) left out."""
+        """Pids of live (not zombie) processes with the marker in their argv or their
+        environment (the workers of calls carry it there), the parent (it has the marker
+        too) left out."""
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) in {self.parent.pid, *ignore}:
                 continue
             with contextlib.suppress(OSError):
                 pid = int(entry.name)
-                if self.marker.encode() in (entry / "cmdline").read_bytes() and is_running(pid):
+                marked = self.marker.encode() in (entry / "cmdline").read_bytes()
+                marked = marked or self.marker.encode() in (entry / "environ").read_bytes()
+                if marked and is_running(pid):
                     found.append(pid)
         return found
 
@@ -260,6 +263,29 @@ RACING_PARENT = textwrap.dedent(
 )
 
 
+# ------------------------------------------------------- the workers of Python calls
+#: A parent with one busy call (which started a child with the marker in its argv) and one
+#: idle worker, both workers with the marker in their environment; then it waits for ever.
+CALLS_PARENT = textwrap.dedent(
+    """
+    import sys, threading
+    import procexec._core._platform as platform
+    from procexec import ProcessExecutor
+    from tests._call_targets import busy_with_a_child, report_pid
+    marker, ready, mode, path = sys.argv[1:5]
+    platform._force_fallback = path == "fallback"
+    options = {"guardian": False} if mode == "guardian=False" else {}
+    workers = {"env": {"PROCEXEC_TEST_MARKER": marker}, "idle_timeout": None}
+    ex = ProcessExecutor(max_jobs=2, workers=workers, **options)
+    if mode == "in a with block":
+        ex.__enter__()
+    ex.submit_call(busy_with_a_child, marker, ready)
+    ex.submit_call(report_pid, ready).result()
+    threading.Event().wait()
+    """
+)
+
+
 @pytest.mark.parametrize("mode", ["default", "on"])
 def test_a_parent_sigkilled_at_random_during_its_first_submits(tmp_path: Path, mode: str) -> None:
     """A parent is killed at a random moment while its first jobs start. Every job starts
@@ -297,6 +323,30 @@ def test_a_parent_sigkilled_at_random_during_its_first_submits(tmp_path: Path, m
             parent.stdin.close()
         if len(registered) == 4:  # all started before the kill: aim earlier next time
             spread = max(0.005, killed_after)
+
+
+@pytest.mark.parametrize("mode", ["outside a with block", "guardian=False", "in a with block"])
+def test_a_sigkilled_parent_leaves_no_worker_nor_a_child_of_a_call(
+    tmp_path: Path, reaper_path: str, mode: str
+) -> None:
+    """Each worker holds a lifeline that only the parent writes to: at its end the worker
+    kills its own process group, the busy call's child with it, whatever the guardian."""
+    tree = Tree(tmp_path, "script", n=2)
+    argv = [sys.executable, "-c", CALLS_PARENT, tree.marker, str(tree.ready), mode, reaper_path]
+    root = str(Path(__file__).resolve().parent.parent)
+    parent = tree.start(argv, env={**os.environ, "PYTHONPATH": root})
+    try:
+        pids = tree.wait_ready()
+        assert sorted(tree.alive()) == sorted(pids)  # 2 workers and the call's child
+        assert len(pids) == 3
+        parent.kill()
+        parent.wait()
+        assert tree.gone_within(2.0) == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        tree.cleanup(tree.alive())
 
 
 # ------------------------------------------------------------ in this process

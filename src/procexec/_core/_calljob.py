@@ -10,13 +10,13 @@ is written to the worker, so that nothing keeps the arguments alive.
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable
 from typing import Any
 
 from procexec._core._job import Job, JobFuture
 from procexec._core._resources._rlimits import Limits
+from procexec._core._worker_main import dumps_call
 
 
 def call_name(fn: Callable[..., Any]) -> str:
@@ -29,17 +29,13 @@ def call_name(fn: Callable[..., Any]) -> str:
 
 def pickle_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """The call as the worker reads it: ``(fn, args, kwargs, chunked)``, cloudpickled."""
-    import cloudpickle  # noqa: PLC0415  # loaded with the first call
-
-    return bytes(cloudpickle.dumps((fn, args, kwargs, False), pickle.HIGHEST_PROTOCOL))
+    return dumps_call((fn, args, kwargs, False))
 
 
 def pickle_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> bytes:
     """Several calls of ``fn`` in one message (``map_calls(chunksize=N)``): the worker
     gives back the list of their results."""
-    import cloudpickle  # noqa: PLC0415
-
-    return bytes(cloudpickle.dumps((fn, chunk, {}, True), pickle.HIGHEST_PROTOCOL))
+    return dumps_call((fn, chunk, {}, True))
 
 
 class CallJob(Job):

@@ -6,6 +6,7 @@ import itertools
 import logging
 import signal
 import subprocess
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -184,6 +185,9 @@ class ProcessExecutor(Executor):
         self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
         self._calls = CallsExecutor(self)
+        # Dropped without shutdown(), it takes no more work (as CPython's pools): what is
+        # queued still runs, and then its idle workers retire instead of idling on.
+        weakref.finalize(self, self._reaper.close, cancel_pending=False).atexit = False
         self._call_queue = CallQueue(self._reaper, self._bar)
         if self._reaper.worker_spec.prestart:
             self._reaper.prestart(self._reaper.worker_spec.prestart, guarded=self._guarded)
@@ -453,8 +457,8 @@ class ProcessExecutor(Executor):
 
         Args:
             fn: the callable; ``args`` and ``kwargs`` its arguments.
-            timeout: seconds from the call's start (not its queueing: from when a worker
-                is given it, a new worker's start-up included); past them the worker's
+            timeout: seconds from the call's start (not its queueing, nor the start-up
+                and initializer of a worker started for it); past them the worker's
                 process group gets the termination sequence, the worker is replaced and
                 ``result()`` raises :class:`~procexec.CallTimeout`.
             limits: resource limits (``Limits`` or a dict, as for commands): the call runs

@@ -429,8 +429,12 @@ class Lane:
         self._host.notify_progress()
 
     def worker_limit(self) -> int:
-        """How many workers may live: ``max_jobs``, none once the reaper drains."""
-        return 0 if self._host.draining else self._host.max_jobs
+        """How many workers may live: ``max_jobs``; none once the reaper drains and no job
+        is left waiting (until then the queued calls reuse the idle workers)."""
+        with self._host.lock:
+            if self._host.draining and not self._host.waiting_locked():
+                return 0
+        return self._host.max_jobs
 
     def prestart_workers(self, count: int, guarded: bool) -> None:
         """On this lane's thread: start ``count`` idle workers (``WorkerOptions.prestart``)."""

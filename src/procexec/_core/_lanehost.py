@@ -85,7 +85,8 @@ class LaneHost(Protocol):
     term_sequence: TermSequence
     #: Jobs taken from now on are cancelled, not started (``shutdown(cancel_futures=True)``).
     cancelling: bool
-    #: ``join()`` has begun: idle workers retire as soon as no work is left.
+    #: No more work will come (``close()`` or ``join()``): idle workers retire as soon as
+    #: no job is left waiting.
     draining: bool
     #: How the workers of Python calls are started.
     worker_spec: WorkerSpec
@@ -99,6 +100,9 @@ class LaneHost(Protocol):
 
     def busy_locked(self) -> bool:
         """Whether any job waits or runs, in any lane."""
+
+    def waiting_locked(self) -> bool:
+        """Whether any job waits in the queue."""
 
     def take(self, lane: LaneControl) -> tuple[Job, bool] | None:
         """The next waiting job for ``lane``, and whether it may take another after it."""

@@ -80,7 +80,7 @@ class Reaper:
         self._progress_waiters = 0
         self.lock = threading.Lock()
         self.cancelling = False  # lanes cancel the jobs they take (shutdown(cancel_futures))
-        self.draining = False  # join() has begun: idle workers retire once no work is left
+        self.draining = False  # close() or join(): idle workers retire once no job waits
         self._max_jobs = max_jobs
         self._pending: deque[Job] = deque()
         #: The jobs the lanes took from the queue and have not given back, and which lane
@@ -155,7 +155,8 @@ class Reaper:
                 raise
 
     def close(self, *, cancel_pending: bool) -> None:
-        """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started.
+        """Refuse new jobs; with ``cancel_pending``, cancel the jobs not yet started. Idle
+        workers retire as soon as no job waits.
 
         The jobs stay queued while they are cancelled here, and the lanes, woken to drain
         the queue, cancel any they take from now on: if this thread is interrupted, no job
@@ -163,6 +164,7 @@ class Reaper:
         """
         with self.lock:
             self._closed = True
+            self.draining = True  # no new work: idle workers retire once none waits
             waiting = list(self._pending) if cancel_pending else []
             if cancel_pending:
                 self.cancelling = True
@@ -317,6 +319,10 @@ class Reaper:
     def busy_locked(self) -> bool:
         """Whether any job waits or runs: the lanes' threads stay until neither does."""
         return bool(self._pending) or bool(self._taken)
+
+    def waiting_locked(self) -> bool:
+        """Whether any job waits in the queue."""
+        return bool(self._pending)
 
     def take(self, lane: LaneControl) -> tuple[Job, bool] | None:
         """The next waiting job for ``lane`` if it may take one now, and whether it may

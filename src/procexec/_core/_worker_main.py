@@ -2,8 +2,9 @@
 
 A lane (``_workers.py``) starts it by path, as a fresh interpreter in a process group of
 its own: ``python .../_worker_main.py TASKS RESULTS LIFELINE REPORT``. It imports nothing of
-procexec, so that it starts quickly; the lane imports this module for the framing both
-sides share (:func:`frame`, :class:`FrameReader`).
+procexec, so that it starts quickly; the parent imports this module for what both sides
+share: the framing (:func:`frame`, :class:`FrameReader`) and how a call is pickled
+(:func:`dumps_call`).
 
 ```
  parent (a lane)                          this worker
@@ -12,7 +13,8 @@ sides share (:func:`frame`, :class:`FrameReader`).
                                                    each tuple of args, a list back)
  results pipe ◄── ("ok", result, usage)                  result and exception pickled
               ◄── ("error", exception, traceback, usage)   with pickle (cloudpickle when
-              ◄── ("lost", why)  the call could not be read  pickle cannot)
+              ◄── ("lost", why)  the call could not be read, or  pickle cannot)
+                                 its result not pickled for lack of memory
               ◄── ("init-failed", traceback), then exit 3
  lifeline ─── held by the parent only; its end of file: kill this process group and exit
  report ◄── a copy of what is written to sys.stderr, and faulthandler's traceback: the
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
+import io
 import os
 import pickle
 import resource
@@ -35,6 +39,7 @@ import signal
 import struct
 import sys
 import threading
+import types
 
 # Imports a worker pays for at every start are kept few: typing (for the type checker
 # only, as typing.TYPE_CHECKING is), logging and traceback (on an error) cost about 15 ms
@@ -46,6 +51,10 @@ if TYPE_CHECKING:
 HEADER = struct.Struct("!Q")
 #: The exit status of a worker whose initializer failed (after it said so).
 INIT_FAILED_STATUS = 3
+#: Why a call fails whose result could not be pickled for lack of memory: the call ran,
+#: and the worker lives on, but its result cannot reach the parent (CallLost, as a worker
+#: the OOM killer ends; not the call's own MemoryError).
+TOO_BIG = "the call ran, but pickling its result ran out of memory in the worker (MemoryError)"
 
 
 def frame(payload: bytes) -> bytes:
@@ -80,6 +89,35 @@ class FrameReader:
         return len(self._buffer)
 
 
+def dumps_call(obj: object) -> bytes:
+    """``obj`` (a call, an initializer) pickled as the parent sends it: cloudpickle, so that
+    lambdas, closures and functions of ``__main__`` go by value, except that a method bound
+    to a class (a classmethod) goes by reference to its class, as pickle sends it.
+    cloudpickle would send its function by value, compiled anew in the worker from no
+    file, and a traceback through it would show no source line (CPython's
+    ``test_traceback`` reads one)."""
+    buffer = io.BytesIO()
+    _call_pickler()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _call_pickler() -> Any:
+    """The pickler class of :func:`dumps_call`, made when first used (cloudpickle is
+    imported only then)."""
+    import cloudpickle  # noqa: PLC0415
+
+    class CallPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
+        def reducer_override(self, obj: object) -> Any:
+            if isinstance(obj, types.MethodType) and isinstance(obj.__self__, type):
+                name = obj.__func__.__name__
+                if getattr(obj.__self__, name, None) == obj:
+                    return getattr, (obj.__self__, name)
+            return super().reducer_override(obj)
+
+    return CallPickler
+
+
 # ------------------------------------------------------------------ the worker's side
 def _read_exactly(file: Any, size: int) -> bytes | None:
     data = file.read(size)
@@ -99,6 +137,8 @@ def _dumps(message: tuple[Any, ...]) -> bytes:
     the parent sent by value, say)."""
     try:
         return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except MemoryError:
+        raise  # cloudpickle would need the same memory
     except Exception:
         import cloudpickle  # noqa: PLC0415  # only when pickle cannot
 
@@ -173,8 +213,20 @@ def _run_call(payload: bytes, usage: _Usage) -> bytes:
     figures = usage.end()
     try:
         return _dumps(("ok", result, figures))
-    except BaseException as exc:  # the result cannot be pickled
+    except MemoryError:
+        pass  # below, once this exception and its frames (holding the result) are gone
+    except BaseException as exc:  # the result cannot be pickled: that is its error
         return _error(exc, figures)
+    del result
+    return _dumps(("lost", TOO_BIG))
+
+
+def _send(results: Any, payload: bytes) -> None:
+    """Write one frame to the parent: the header, then the payload as it is (no copy of
+    a large result)."""
+    results.write(HEADER.pack(len(payload)))
+    results.write(payload)
+    results.flush()
 
 
 def _error(exc: BaseException, figures: tuple[float, float, int, bool]) -> bytes:
@@ -206,8 +258,7 @@ def _initialize(message: dict[str, Any], results: Any) -> bool:
 
         # Where concurrent.futures' own workers log it, for code that looks there.
         logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
-        results.write(frame(_dumps(("init-failed", traceback.format_exc()))))
-        results.flush()
+        _send(results, _dumps(("init-failed", traceback.format_exc())))
         return False
     return True
 
@@ -255,14 +306,12 @@ def main(argv: list[str]) -> int:
         if not _initialize(pickle.loads(setup), results):
             return INIT_FAILED_STATUS
         del setup
-        results.write(frame(_dumps(("ready",))))
-        results.flush()
+        _send(results, _dumps(("ready",)))
         usage = _Usage()
         while (payload := _read_frame(tasks)) is not None:
             outcome = _run_call(payload, usage)
             del payload
-            results.write(frame(outcome))
-            results.flush()
+            _send(results, outcome)
             del outcome
     return 0
 

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from procexec._core._worker_main import dumps_call
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,7 @@ class WorkerOptions:
         PicklingError (or what pickling raised) if they cannot be sent."""
         if self.initializer is None:
             return None
-        import cloudpickle  # noqa: PLC0415
-
-        return bytes(cloudpickle.dumps((self.initializer, self.initargs), pickle.HIGHEST_PROTOCOL))
+        return dumps_call((self.initializer, self.initargs))
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,8 @@ class Pool:
         worker.call = job
         job.worker_pid = worker.pid
         job.started(worker.popen)
+        if not worker.ready:
+            job.deadline = None  # its timeout counts once the worker is ready (_on_ready)
         self._running[worker.pid] = job
         self._stops.watch(job)
         payload, job.payload = job.payload, None
@@ -345,8 +347,7 @@ class Pool:
             outcome = ("unreadable", exc)
         kind = outcome[0]
         if kind == "ready":
-            worker.ready = True
-            self._failed_starts = 0
+            self._on_ready(worker)
             return
         if kind == "init-failed":  # it exits next: its exit settles its call
             worker.init_error = str(outcome[1])
@@ -359,6 +360,16 @@ class Pool:
         self._finish(job, value, error)
         worker.calls_run += 1
         self._after_call(worker)
+
+    def _on_ready(self, worker: Worker) -> None:
+        """The worker has started and run its initializer: the timeout of the call it was
+        given meanwhile counts from now (its start-up is not the call's time)."""
+        worker.ready = True
+        self._failed_starts = 0
+        job = worker.call
+        if job is not None and job.timeout is not None and job.stop_steps is None:
+            job.deadline = time.monotonic() + job.timeout
+            self._stops.watch(job)
 
     def _after_call(self, worker: Worker) -> None:
         """The worker's call is done: idle, or retired."""
@@ -395,18 +406,22 @@ class Pool:
         if job is not None and job.stop_steps is not None:
             send_signal(job, signal.SIGKILL)  # what is left of its group goes with it
         returncode = self._reap(worker)
-        if worker.init_error is None and not worker.ready:
+        stopped = job is not None and job.stop_steps is not None  # by us: not its failure
+        if not worker.ready and not stopped:
             self._start_failed(worker, returncode)
         if job is not None:
             worker.call = None
             self._finish(job, None, self._lost(job, worker, returncode))
 
     def _lost(self, job: CallJob, worker: Worker, returncode: int) -> BaseException | None:
-        """What a call whose worker ended under it becomes (None: cancelled already)."""
+        """What a call whose worker ended under it becomes (None: cancelled)."""
         if job.stopping:
             return None
         if job.timed_out and job.timeout is not None:
             return CallTimeout(job.timeout)
+        if job.stop_steps is not None:  # stopped by the executor: terminate_jobs(), abort
+            job.future.cancel()  # no result, as when stopped through its future
+            return None
         if worker.init_error is not None:
             return InitializerError(worker.init_error)
         tail = worker.tail.decode(errors="replace")
