@@ -11,13 +11,12 @@ with ProcessExecutor(max_jobs=4) as ex:
 ```
 """
 
+from typing import TYPE_CHECKING
+
 from procexec._core import (
     DEFAULT_TERM_SEQUENCE,
     CallFuture,
-    CallLost,
-    CallTimeout,
     ExecutorStats,
-    InitializerError,
     Limits,
     ProcessExecutor,
     ProcessFuture,
@@ -45,3 +44,16 @@ __all__ = (
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from procexec._core import CallLost, CallTimeout, InitializerError
+
+
+def __getattr__(name: str) -> object:
+    """``CallLost``, ``CallTimeout`` and ``InitializerError``, loaded on first use (they
+    bring multiprocessing in: a run of commands does not need it)."""
+    if name in ("CallLost", "CallTimeout", "InitializerError"):
+        import procexec._core  # noqa: PLC0415
+
+        return getattr(procexec._core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

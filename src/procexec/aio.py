@@ -28,11 +28,16 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TypeVar
 
 from procexec import ProcessFuture
-from procexec._core import wait_job
 
 T = TypeVar("T")
 
 __all__ = ("completed", "wait_job")  # and ``await future``, ``async with ProcessExecutor()``
+
+
+async def wait_job(future: ProcessFuture[T]) -> T:
+    """The result of ``future``'s job, awaited: ``await future``, which also stops the job
+    if the awaiting task is cancelled (module doc)."""
+    return await future
 
 
 async def completed(futures: Iterable[ProcessFuture[T]]) -> AsyncIterator[ProcessFuture[T]]:

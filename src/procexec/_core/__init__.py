@@ -15,7 +15,8 @@ checks it, counting imports inside functions and under ``TYPE_CHECKING``):
  _workers      a lane's worker processes for Python calls (a worker is a lane child)
  _stops        a lane's deadlines: timeouts and termination sequences
  _procstate    what the kernel says of an unreaped child
- _callfuture   CallFuture (cancel stops a running call), CallLost, CallTimeout
+ _callfuture   CallFuture: a call's future (cancel stops a running call)
+ _callerrors   CallLost, InitializerError, CallTimeout (loaded when a call fails)
  _future       ProcessFuture and the base of both futures; JobControl: what a future
                may ask of its executor
  _awaiting     await future: its outcome in asyncio, a cancellation that stops the job
@@ -38,8 +39,9 @@ Below the engine, leaves that import nothing of procexec: ``procexec._result`` (
 is pickled across Dask: keep it), ``procexec._validate``, ``procexec._sizes``.
 """
 
-from procexec._core._awaiting import wait_job
-from procexec._core._callfuture import CallFuture, CallLost, CallTimeout, InitializerError
+from typing import TYPE_CHECKING
+
+from procexec._core._callfuture import CallFuture
 from procexec._core._calljob import call_name
 from procexec._core._calls import map_in_order
 from procexec._core._executor import (
@@ -77,5 +79,19 @@ __all__ = (
     "make_admission",
     "map_in_order",
     "progress",
-    "wait_job",
 )
+
+if TYPE_CHECKING:
+    from procexec._core._callerrors import CallLost, CallTimeout, InitializerError
+
+#: Loaded on first use: they subclass concurrent.futures.process.BrokenProcessPool, whose
+#: module loads multiprocessing (and socket), which a run of commands never needs.
+_ON_FIRST_USE = frozenset(("CallLost", "CallTimeout", "InitializerError"))
+
+
+def __getattr__(name: str) -> object:
+    if name in _ON_FIRST_USE:
+        from procexec._core import _callerrors  # noqa: PLC0415
+
+        return getattr(_callerrors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

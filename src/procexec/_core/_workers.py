@@ -38,12 +38,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from procexec._core import _worker_main
-from procexec._core._callfuture import (
-    CallLost,
-    CallTimeout,
-    InitializerError,
-    lost_because,
-)
 from procexec._core._calljob import CallJob
 from procexec._core._job import Job
 from procexec._core._platform import ExitWatcher
@@ -159,6 +153,8 @@ class Pool:
     def start(self, job: CallJob) -> bool:
         """Give ``job`` to a worker; False if it failed at once (its slot is back then)."""
         if self._failed_starts >= MAX_FAILED_STARTS and job.queued_mono <= self._gave_up_at:
+            from procexec._core._callerrors import InitializerError  # noqa: PLC0415
+
             self._fail(job, InitializerError(self._last_init_error))
             return False
         worker = self._worker_for(job)
@@ -415,6 +411,13 @@ class Pool:
 
     def _lost(self, job: CallJob, worker: Worker, returncode: int) -> BaseException | None:
         """What a call whose worker ended under it becomes (None: cancelled)."""
+        from procexec._core._callerrors import (  # noqa: PLC0415  # on a failure
+            CallLost,
+            CallTimeout,
+            InitializerError,
+            lost_because,
+        )
+
         if job.stopping:
             return None
         if job.timed_out and job.timeout is not None:
@@ -431,6 +434,8 @@ class Pool:
     def _start_failed(self, worker: Worker, returncode: int) -> None:
         """A worker ended before it was ready: count it; give up on the queued calls after
         MAX_FAILED_STARTS in a row."""
+        from procexec._core._callerrors import lost_because  # noqa: PLC0415  # on a failure
+
         self._failed_starts += 1
         self._last_init_error = worker.init_error or (
             f"the worker (pid {worker.pid}) {lost_because(returncode)} before it was ready\n"
@@ -531,17 +536,19 @@ def _outcome(
     """A call's value or exception from the worker's message; a message that could not be
     unpickled here, or a call the worker could not read, fails the call with CallLost."""
     kind = outcome[0]
-    if kind == "unreadable":
-        why = f"its result could not be unpickled here: {outcome[1]!r}"
-        return None, CallLost(
-            f"the call ran in the worker (pid {worker.pid}), but {why}", pid=worker.pid
-        )
     if kind == "ok":
         job.usage = _figures(outcome[2])
         return outcome[1], None
     if kind == "error":
         job.usage = _figures(outcome[3])
         return None, _with_remote_traceback(outcome[1], outcome[2])
+    from procexec._core._callerrors import CallLost  # noqa: PLC0415  # on a failure
+
+    if kind == "unreadable":
+        why = f"its result could not be unpickled here: {outcome[1]!r}"
+        return None, CallLost(
+            f"the call ran in the worker (pid {worker.pid}), but {why}", pid=worker.pid
+        )
     return None, CallLost(str(outcome[1]), pid=worker.pid)  # "lost": the call was unreadable
 
 
