@@ -44,15 +44,12 @@ from typing import TYPE_CHECKING
 from procexec._core._callfuture import CallFuture
 from procexec._core._calljob import call_name
 from procexec._core._calls import map_in_order
-from procexec._core._executor import (
-    DEFAULT_TERM_SEQUENCE,
-    ExecutorStats,
-    ProcessExecutor,
-    default_max_jobs,
-)
+from procexec._core._executor import ProcessExecutor
 from procexec._core._failures import contain_callback_errors, invoke_callbacks
 from procexec._core._future import ProcessFuture
+from procexec._core._options import DEFAULT_TERM_SEQUENCE, default_max_jobs
 from procexec._core._progress import progress
+from procexec._core._reaper import ExecutorStats
 from procexec._core._resources._admission import make_admission
 from procexec._core._resources._rlimits import Limits
 from procexec._core._signals import EXIT_SIGNALS, SignalWatch, exit_status

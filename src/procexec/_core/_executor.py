@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import subprocess
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
@@ -24,9 +22,14 @@ from procexec._core._calls import (
 from procexec._core._future import ProcessFuture
 from procexec._core._job import command_job
 from procexec._core._lifecycle import Block, abort
-from procexec._core._options import RunOptions, run_options
+from procexec._core._options import (
+    DEFAULT_TERM_SEQUENCE,
+    RunOptions,
+    default_max_jobs,
+    run_options,
+)
 from procexec._core._progress import ExecutorBar
-from procexec._core._reaper import Reaper
+from procexec._core._reaper import ExecutorStats, Reaper
 from procexec._core._resources._admission import make_admission
 from procexec._core._resources._guardian import GUARDIAN
 from procexec._core._resources._rlimits import check_limits
@@ -47,47 +50,8 @@ logger = logging.getLogger("procexec")
 T = TypeVar("T")
 P = ParamSpec("P")
 
-#: SIGTERM, two seconds' grace, then SIGKILL.
-DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
-    (int(signal.SIGTERM), 2.0),
-    (int(signal.SIGKILL), 0.0),
-)
-
 _STREAMS = ("stdin", "stdout", "stderr")
 _counter = itertools.count(1)
-
-
-def default_max_jobs() -> int:
-    """Usable CPUs minus one, or the usable CPUs when there are two or fewer.
-
-    "Usable" is ``loky.cpu_count()``: it honours cgroup CPU quotas and the affinity mask.
-    """
-    from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
-
-    cpus = int(cpu_count())
-    return cpus if cpus <= 2 else cpus - 1
-
-
-@dataclass(frozen=True)
-class ExecutorStats:
-    """A look at an executor (:meth:`ProcessExecutor.stats`).
-
-    Attributes:
-        running: jobs started (or being started) and not finished.
-        queued: jobs waiting to start.
-        held_by: why the waiting jobs wait when it is not for a free slot: ``"memfree"``,
-            ``"load"``, ``"pressure:<resource>"`` or ``"delay"``; None otherwise.
-        running_calls: how many of ``running`` are Python calls.
-        queued_calls: how many of ``queued`` are Python calls.
-        idle_workers: worker processes waiting for a call (they hold no slot).
-    """
-
-    running: int
-    queued: int
-    held_by: str | None
-    running_calls: int = 0
-    queued_calls: int = 0
-    idle_workers: int = 0
 
 
 class ProcessExecutor(Executor):
@@ -531,7 +495,7 @@ class ProcessExecutor(Executor):
     def stats(self) -> ExecutorStats:
         """How many jobs run and wait now (and how many of them are calls), why the waiting
         ones wait, and how many workers are idle."""
-        return ExecutorStats(*self._reaper.stats())
+        return self._reaper.stats()
 
     def __repr__(self) -> str:
         """``<ProcessExecutor max_jobs=4 running=2 queued=10>``, ``shut down`` at the end

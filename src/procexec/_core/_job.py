@@ -7,6 +7,7 @@ thread of the lane that took it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import resource
 import subprocess
 import time
@@ -25,6 +26,8 @@ from procexec._result import (
     exceeds_parent_peak,
 )
 from procexec._validate import check_argv, check_popen_kwargs, check_timeout
+
+logger = logging.getLogger("procexec")
 
 
 class JobFuture(Protocol):
@@ -169,6 +172,18 @@ class Job:
         self.requeue = False
         #: How many times it was stopped and queued again.
         self.requeues = 0
+
+    def log_end(self, returncode: int, ended: float) -> None:
+        """The DEBUG line of a job that ended (called only when DEBUG is on)."""
+        assert self.popen is not None
+        logger.debug(
+            "procexec: ended pid %d with status %d after %.3f s%s: %r",
+            self.popen.pid,
+            returncode,
+            ended - self.started_mono,
+            " (timed out)" if self.timed_out else "",
+            self.argv,
+        )
 
     def let_go(self) -> None:
         """Its outcome is in its future: drop the reference to it. The future refers to

@@ -48,7 +48,8 @@ between a lane and its reaper is listed in ``_lanehost.py``.
 
 Why lanes: ``Popen`` blocks its caller until the child has called ``exec``. With one thread
 starting every child, the children that exit meanwhile wait for it; with a lane per core,
-one lane starts a child while another reaps and starts the next.
+one lane starts a child while another reaps and starts the next. The first lane also owns
+the worker processes of Python calls (``_workers.py``), lane children like commands.
 """
 
 from __future__ import annotations
@@ -85,19 +86,6 @@ from procexec._core._streams import OutputPipe
 from procexec._core._workers import Pool
 
 logger = logging.getLogger("procexec")
-
-
-def _log_end(job: Job, returncode: int, ended: float) -> None:
-    """The DEBUG line of a job that ended (only called when DEBUG is on)."""
-    assert job.popen is not None
-    logger.debug(
-        "procexec: ended pid %d with status %d after %.3f s%s: %r",
-        job.popen.pid,
-        returncode,
-        ended - job.started_mono,
-        " (timed out)" if job.timed_out else "",
-        job.argv,
-    )
 
 
 class Lane:
@@ -513,7 +501,7 @@ class Lane:
             job.exited(returncode)
         value, error = job.outcome(returncode, rusage, ended)
         if logger.isEnabledFor(logging.DEBUG):
-            _log_end(job, returncode, ended)
+            job.log_end(returncode, ended)
         if error is not None:
             job.future.set_exception(error)
         else:

@@ -1,4 +1,5 @@
-"""run() and submit() keywords: what they become for Popen and for the job.
+"""run() and submit() keywords: what they become for Popen and for the job; and the
+defaults of the executor's own (``DEFAULT_TERM_SEQUENCE``, :func:`default_max_jobs`).
 
 ``run()`` takes ``subprocess.run``'s own keywords (input, capture_output, check, text,
 encoding, errors) and procexec's line callbacks; :func:`run_options` checks them, sets the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import locale
+import signal
 import subprocess
 import sys
 import warnings
@@ -18,6 +20,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from procexec._core._streams import LineCallback
+
+#: SIGTERM, two seconds' grace, then SIGKILL.
+DEFAULT_TERM_SEQUENCE: tuple[tuple[int, float], ...] = (
+    (int(signal.SIGTERM), 2.0),
+    (int(signal.SIGKILL), 0.0),
+)
+
+
+def default_max_jobs() -> int:
+    """Usable CPUs minus one, or the usable CPUs when there are two or fewer.
+
+    "Usable" is ``loky.cpu_count()``: it honours cgroup CPU quotas and the affinity mask.
+    """
+    from loky import cpu_count  # noqa: PLC0415  # loading loky is not free: only on use
+
+    cpus = int(cpu_count())
+    return cpus if cpus <= 2 else cpus - 1
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from weakref import WeakSet
 
@@ -53,6 +54,28 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ExecutorStats:
+    """A look at an executor (:meth:`ProcessExecutor.stats`).
+
+    Attributes:
+        running: jobs started (or being started) and not finished.
+        queued: jobs waiting to start.
+        held_by: why the waiting jobs wait when it is not for a free slot: ``"memfree"``,
+            ``"load"``, ``"pressure:<resource>"`` or ``"delay"``; None otherwise.
+        running_calls: how many of ``running`` are Python calls.
+        queued_calls: how many of ``queued`` are Python calls.
+        idle_workers: worker processes waiting for a call (they hold no slot).
+    """
+
+    running: int
+    queued: int
+    held_by: str | None
+    running_calls: int = 0
+    queued_calls: int = 0
+    idle_workers: int = 0
 
 
 class Reaper:
@@ -414,13 +437,13 @@ class Reaper:
             job.argv,
         )
 
-    def stats(self) -> tuple[int, int, str | None, int, int, int]:
-        """``(running, queued, held_by, running calls, queued calls, idle workers)`` now."""
+    def stats(self) -> ExecutorStats:
+        """How many jobs run and wait now, and why the waiting ones wait."""
         with self.lock:
             held = self._admission.held_by if self._admission is not None else None
             calls_running = sum(not job.counts_in_share for job in self._taken)
             calls_queued = sum(not job.counts_in_share for job in self._pending)
-            return (
+            return ExecutorStats(
                 len(self._taken),
                 len(self._pending),
                 held if self._pending else None,

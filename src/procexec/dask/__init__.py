@@ -37,8 +37,9 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "procexec.dask needs Dask's distributed: pip install 'procexec[dask]'"
     ) from exc
 
-from procexec.dask._client import DaskExecutor, DaskFuture, SchedulerLostError, WorkerLostError
+from procexec.dask._client import DaskExecutor
 from procexec.dask._connect import SchedulerUnreachableError
+from procexec.dask._future import DaskFuture, SchedulerLostError, WorkerLostError
 from procexec.dask._wire import PLUGIN as PLUGIN  # the worker plugin's name and event topic
 from procexec.dask._wire import SLOTS as SLOTS  # the worker resource: procexec-slots
 

@@ -20,9 +20,10 @@ import dask
 from distributed import Client, LocalCluster
 
 from procexec import DEFAULT_TERM_SEQUENCE
-from procexec._core import call_name, contain_callback_errors, invoke_callbacks, map_in_order
+from procexec._core import call_name, contain_callback_errors, map_in_order
 from procexec._validate import check_argv, check_popen_kwargs, check_term_sequence, check_timeout
 from procexec.dask._connect import check_connect_timeout, connect
+from procexec.dask._future import DaskFuture, SchedulerLostError, WorkerLostError
 from procexec.dask._wire import (
     CALL,
     PLUGIN,
@@ -39,109 +40,6 @@ from procexec.dask._worker import WorkerJobs, run_on_worker, stop_on_worker
 logger = logging.getLogger("procexec")
 
 _T = TypeVar("_T")
-
-
-class WorkerLostError(RuntimeError):
-    """The worker running a job was lost (killed, crashed, cut off) and no retry was left.
-
-    Attributes:
-        worker: the lost worker's address.
-    """
-
-    def __init__(self, worker: str) -> None:
-        super().__init__(f"the Dask worker {worker} running this job was lost")
-        self.worker = worker
-
-
-class SchedulerLostError(RuntimeError):
-    """The client lost the Dask scheduler before the job's outcome came back: Dask gave up
-    the job's task. The job may have run, or may still run, on its worker.
-
-    Attributes:
-        scheduler: the lost scheduler's address.
-    """
-
-    def __init__(self, scheduler: str) -> None:
-        super().__init__(
-            f"the Dask scheduler {scheduler} was lost (the client lost its connection) "
-            "before this job's outcome came back"
-        )
-        self.scheduler = scheduler
-
-
-class DaskFuture(Future[_T]):
-    """A job on the cluster: a ``concurrent.futures.Future`` of its exit status (``submit``),
-    its :class:`procexec.JobResult` (``run``) or a Python call's value (``submit_call``),
-    with the worker's address and the pid once it finished (a call's: its worker process's).
-
-    ``cancel()`` means a job not yet started never runs and a running one is killed;
-    ``terminate()`` and ``kill()`` stop a running command's process group on its worker, and
-    cancel a call (stopping it, as :class:`procexec.CallFuture` does).
-    """
-
-    def __init__(self, executor: DaskExecutor, argv: Any, mode: str = SUBMIT) -> None:
-        super().__init__()
-        self._executor = executor
-        self.args = argv  # a call's: the function's name
-        self._mode = mode
-        self.key = ""
-        self.attempts = 0
-        #: The address of the worker that ran the job, once it finished.
-        self.worker: str | None = None
-        #: The job's process id on that worker, once it finished.
-        self.pid: int | None = None
-        #: Wall-clock time (``time.time()``) when the client learnt the job's end.
-        self.ended_at: float | None = None
-        self._task: Any = None  # the Dask future of the current attempt
-        self._state_lock = threading.Lock()
-
-    @property
-    def value_is_exit_status(self) -> bool:
-        """Whether the value is a command's exit status (a call's is its own)."""
-        return self._mode == SUBMIT
-
-    def cancel(self) -> bool:
-        """Cancel the job unless it has finished: one not started never runs, one that
-        runs on a worker is killed (its process group). False once it has finished.
-
-        The client does not learn when a job starts on a worker (one more message per job
-        would cost the round trip 15 %), so the future stays pending until it finishes.
-        """
-        if not super().cancel():
-            return False
-        self._executor._cancel_remote(self)
-        return True
-
-    def terminate(self) -> None:
-        """Stop the running job with the termination sequence (its whole process group);
-        a call is cancelled (it ends CANCELLED)."""
-        if self._mode == CALL:
-            self.cancel()
-            return
-        self._executor._stop_remote(self, kill=False)
-
-    def kill(self) -> None:
-        """Send SIGKILL to the running job's process group; a call is cancelled."""
-        if self._mode == CALL:
-            self.cancel()
-            return
-        self._executor._stop_remote(self, kill=True)
-
-    def _invoke_callbacks(self) -> None:
-        """Run every done-callback once, whatever one raised: SystemExit from a callback
-        is logged, and the executor's collector thread, which resolves every job, lives
-        on (on a caller's thread, as in ``cancel()``, it is raised once all have run)."""
-        invoke_callbacks(self)
-
-    def _ensure_running(self) -> bool:
-        """Mark the future running if it is pending; False if it is cancelled or done."""
-        self.ended_at = time.time()  # only ever called as the job ends
-        with self._state_lock:
-            if self.running():
-                return True
-            if self.done():
-                return False
-            return self.set_running_or_notify_cancel()
 
 
 class DaskExecutor:
@@ -514,7 +412,7 @@ class DaskExecutor:
         self._ended.put((message.get("key"), None if payload is None else read_outcome(payload)))
 
     # -------------------------------------------------------------------- stopping
-    def _stop_remote(
+    def stop_remote(
         self, future: DaskFuture[Any], *, kill: bool, even_if_done: bool = False
     ) -> None:
         """Stop the job on whichever worker runs it (every worker is asked: a running task
@@ -523,13 +421,13 @@ class DaskExecutor:
             return
         self._client.run(stop_on_worker, future.key, kill, wait=False, on_error="ignore")
 
-    def _cancel_remote(self, future: DaskFuture[Any]) -> None:
+    def cancel_remote(self, future: DaskFuture[Any]) -> None:
         """Never start the cancelled job: Dask forgets the task (its own cancel does not stop
         a task that has begun), and every worker marks the key, or kills the job if the
         task got there already."""
         if future._task is not None:
             future._task.cancel()
-        self._stop_remote(future, kill=True, even_if_done=True)
+        self.stop_remote(future, kill=True, even_if_done=True)
 
     def terminate_jobs(self) -> None:
         """Stop every job not finished yet with the termination sequence, on its worker."""
