@@ -48,7 +48,7 @@ from bench.callpeers import SAMPLES, contenders
 from bench.callstarts import HAS_PEBBLE, N
 from bench.callwork import BEAT
 from bench.contenders import bench_env
-from bench.one import in_fresh_interpreter
+from bench.fresh import in_fresh_interpreter
 
 #: Total stops and recoveries measured per contender, spread over the rounds.
 STOPS, RECOVERS = 50, 30

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from bench.contenders import Workload, bench_env, contenders, warm_up
+from bench.contenders import Workload, contenders, warm_up
 
 
 def _cpu() -> tuple[float, float]:
@@ -35,17 +34,6 @@ def measure(runner: Callable[[Workload], None], load: Workload) -> dict[str, flo
     own_after, kids_after = _cpu()
     used_own, used_kids = own_after - own, kids_after - kids
     return {"wall": wall, "cpu": used_own + used_kids, "own_cpu": used_own}
-
-
-def in_fresh_interpreter(args: list[str], env: dict[str, str] | None = None) -> str:
-    """The standard output of ``python -m ARGS...`` run in a fresh interpreter with ``env``
-    (default: the bench's environment); RuntimeError with its standard error if it failed."""
-    argv = [sys.executable, "-m", *args]
-    env = bench_env() if env is None else env
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def load_named(name: str, quick: bool) -> Workload:

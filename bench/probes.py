@@ -43,7 +43,8 @@ from typing import Any, Literal
 
 from bench.bytecodes import OWNER_NAMES, count_bytecodes
 from bench.contenders import Workload, build_floor, contenders
-from bench.one import in_fresh_interpreter, load_named, measure
+from bench.fresh import in_fresh_interpreter
+from bench.one import load_named, measure
 from procexec import ProcessExecutor
 
 FLOOR = "C floor"

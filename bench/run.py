@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from bench.contenders import NO_CAPTURE, Runner, Workload, contenders, missing
-from bench.one import in_fresh_interpreter
+from bench.fresh import in_fresh_interpreter
 from procexec import ProcessExecutor
 
 MIB = 1024 * 1024
