@@ -81,3 +81,62 @@ def test_an_options_module_is_loaded_when_it_is_given(
     args: list[str], module: str, tmp_path: Path
 ) -> None:
     assert module in _loaded(*args, cwd=tmp_path)
+
+
+#: What the engine loads only when it is used: not for commands run with the defaults.
+NOT_FOR_COMMANDS = {
+    "dataclasses": "JobResult's Rusage, Limits, WorkerOptions, ExecutorStats: on first use",
+    "inspect": "Popen's keywords are read from its code object",
+    "pathlib": "the guardian's program is an os.path; the probes only for admission",
+    "shutil": "prlimit is looked for only for limits=",
+    "pickle": "the workers of Python calls start with the first call",
+    "multiprocessing": "the call errors, on first use",
+    "procexec._result": "run()'s JobResult, on the first result",
+    "procexec._core._workers": "the first Python call",
+    "procexec._core._resources._admission": "memfree, load, pressure, delay",
+}
+
+_LIBRARY_SCRIPT = """
+import sys
+before = set(sys.modules)
+from procexec import ProcessExecutor
+with ProcessExecutor(max_jobs=2) as ex:
+    statuses = [f.result() for f in [ex.submit(["true"]), ex.submit(["sh", "-c", "exit 3"])]]
+modules = sorted(set(sys.modules) - before)
+import json
+print(json.dumps([statuses, modules]))
+"""
+
+
+def test_commands_through_the_library_load_no_dataclass_nor_the_calls_machinery() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LIBRARY_SCRIPT], capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    statuses, modules = json.loads(result.stdout.splitlines()[-1])
+    assert statuses == [0, 3]
+    loaded = set(modules)
+    found = {
+        name: why
+        for name, why in NOT_FOR_COMMANDS.items()
+        if name in loaded or any(module.startswith(name + ".") for module in loaded)
+    }
+    assert found == {}
+
+
+def test_what_is_left_out_still_loads_on_use() -> None:
+    script = (
+        "import procexec, dataclasses\n"
+        "names = ['JobResult', 'Rusage', 'Limits', 'WorkerOptions', 'ExecutorStats']\n"
+        "assert all(dataclasses.is_dataclass(getattr(procexec, n)) for n in names[1:])\n"
+        "with procexec.ProcessExecutor(max_jobs=1) as ex:\n"
+        "    result = ex.run(['true']).result()\n"
+        "    assert isinstance(result, procexec.JobResult)\n"
+        "    assert isinstance(result.rusage, procexec.Rusage)\n"
+        "    assert ex.stats() == procexec.ExecutorStats(0, 0, None)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr

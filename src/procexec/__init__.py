@@ -16,15 +16,11 @@ from typing import TYPE_CHECKING
 from procexec._core import (
     DEFAULT_TERM_SEQUENCE,
     CallFuture,
-    ExecutorStats,
-    Limits,
     ProcessExecutor,
     ProcessFuture,
-    WorkerOptions,
     default_max_jobs,
     progress,
 )
-from procexec._result import JobResult, Rusage
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
@@ -46,14 +42,31 @@ __all__ = (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from procexec._core import CallLost, CallTimeout, InitializerError
+    from procexec._core import (
+        CallLost,
+        CallTimeout,
+        ExecutorStats,
+        InitializerError,
+        Limits,
+        WorkerOptions,
+    )
+    from procexec._result import JobResult, Rusage
+
+#: Loaded on first use: the call errors bring multiprocessing in, the others are
+#: dataclasses (``dataclasses`` loads ``inspect``); a run of commands needs none of them.
+_ON_FIRST_USE = frozenset(
+    ("CallLost", "CallTimeout", "ExecutorStats", "InitializerError", "Limits", "WorkerOptions")
+)
 
 
 def __getattr__(name: str) -> object:
-    """``CallLost``, ``CallTimeout`` and ``InitializerError``, loaded on first use (they
-    bring multiprocessing in: a run of commands does not need it)."""
-    if name in ("CallLost", "CallTimeout", "InitializerError"):
+    """The public names loaded on first use (``_ON_FIRST_USE``, ``JobResult``, ``Rusage``)."""
+    if name in _ON_FIRST_USE:
         import procexec._core  # noqa: PLC0415
 
         return getattr(procexec._core, name)
+    if name in ("JobResult", "Rusage"):
+        import procexec._result  # noqa: PLC0415
+
+        return getattr(procexec._result, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,12 @@
-"""What a finished ``run()`` job hands back: the CompletedProcess plus timing and usage."""
+"""What a finished ``run()`` job hands back: the CompletedProcess plus timing and usage.
+
+Loaded when a result is first built or named, not by a plain run of commands (a dataclass
+brings ``dataclasses`` and ``inspect`` in): the engine keeps a job's figures as a tuple
+(``procexec._status.UsageFigures``) until :class:`Rusage` is asked for."""
 
 from __future__ import annotations
 
 import reprlib
-import resource
 import subprocess
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -46,31 +49,10 @@ class Rusage:
         )
 
     @classmethod
-    def from_figures(cls, figures: UsageFigures) -> Rusage:
-        """Build from the figures a job keeps (``UsageFigures``)."""
+    def from_figures(cls, figures: tuple[float, float, int, bool]) -> Rusage:
+        """Build from the figures a job keeps (``procexec._status.UsageFigures``)."""
         utime, stime, kib, own = figures
         return cls(utime, stime, kib * 1024 if own else None, kib * 1024)
-
-
-#: ``(ru_utime, ru_stime, ru_maxrss in KiB, whether ru_maxrss is the child's own)``, as a
-#: job keeps them once reaped.
-UsageFigures = tuple[float, float, int, bool]
-
-
-class ParentPeak:
-    """This process's peak RSS in KiB as last read; it only grows, so a child's figure at
-    or under it needs no new read (no system call for the many small children)."""
-
-    kib = 0
-
-
-def exceeds_parent_peak(kib: int) -> bool:
-    """Whether a child's ``ru_maxrss`` (KiB) is higher than this process's own peak, so
-    that it is the child's own and not the peak it inherited."""
-    if kib <= ParentPeak.kib:
-        return False
-    ParentPeak.kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib > ParentPeak.kib
 
 
 class JobResult(subprocess.CompletedProcess[_T]):
@@ -133,16 +115,3 @@ def _size(output: object) -> str:
         return "None"
     unit = "chars" if isinstance(output, str) else "bytes"
     return f"<{len(output)} {unit}>"  # type: ignore[arg-type]
-
-
-#: Status a shell gives a command it cannot find (program or directory missing).
-NOT_FOUND_STATUS = 127
-#: Status a shell gives a command it found but cannot execute (permission, format...).
-CANNOT_EXECUTE_STATUS = 126
-
-
-def start_error_status(error: BaseException) -> int:
-    """The shell's exit status for a command that could not be started with ``error``."""
-    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
-        return NOT_FOUND_STATUS
-    return CANNOT_EXECUTE_STATUS

@@ -6,7 +6,6 @@ argument, so that nothing already queued is disturbed by a caller's mistake.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shlex
@@ -16,8 +15,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+
+def _popen_keywords() -> frozenset[str]:
+    """The names of ``Popen.__init__``'s parameters, read from its code object (what
+    ``inspect.signature`` reads, without loading ``inspect`` at start-up)."""
+    code = subprocess.Popen.__init__.__code__
+    return frozenset(code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount])
+
+
 #: Keywords ``subprocess.Popen`` accepts, apart from ``args`` (the argv itself).
-POPEN_KEYWORDS = frozenset(inspect.signature(subprocess.Popen).parameters) - {"args"}
+POPEN_KEYWORDS = _popen_keywords() - {"args"}
 
 TermSequence = tuple[tuple[int, float], ...]
 

@@ -22,12 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from procexec import ProcessExecutor, ProcessFuture, default_max_jobs
-from procexec._result import (
-    CANNOT_EXECUTE_STATUS,
-    NOT_FOUND_STATUS,
-    JobResult,
-    start_error_status,
-)
+from procexec._result import JobResult
+from procexec._status import CANNOT_EXECUTE_STATUS, NOT_FOUND_STATUS, start_error_status
 from procexec._validate import check_popen_kwargs
 
 __all__ = (

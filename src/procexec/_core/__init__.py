@@ -25,6 +25,8 @@ checks it, counting imports inside functions and under ``TYPE_CHECKING``):
  _options      run()/submit() keywords: Popen pipes, text mode, the process group
  _types        the keyword TypedDicts of submit() and run()
  _workeroptions  WorkerOptions: how the workers of calls are set up
+ _workerspec   WorkerSpec: what the lanes start workers with (the default, or from those)
+ _stats        ExecutorStats: a look at an executor (loaded on the first look)
  _worker_main  the worker process's own program (imports nothing of procexec)
  _streams      a child's output and input pipes
  _signals      SIGTERM/SIGHUP as SystemExit in a with-block; the signal watch thread
@@ -49,11 +51,7 @@ from procexec._core._failures import contain_callback_errors, invoke_callbacks
 from procexec._core._future import ProcessFuture
 from procexec._core._options import DEFAULT_TERM_SEQUENCE, default_max_jobs
 from procexec._core._progress import progress
-from procexec._core._reaper import ExecutorStats
-from procexec._core._resources._admission import make_admission
-from procexec._core._resources._rlimits import Limits
 from procexec._core._signals import EXIT_SIGNALS, SignalWatch, exit_status
-from procexec._core._workeroptions import WorkerOptions
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
@@ -80,15 +78,30 @@ __all__ = (
 
 if TYPE_CHECKING:
     from procexec._core._callerrors import CallLost, CallTimeout, InitializerError
+    from procexec._core._resources._admission import make_admission
+    from procexec._core._resources._rlimits import Limits
+    from procexec._core._stats import ExecutorStats
+    from procexec._core._workeroptions import WorkerOptions
 
-#: Loaded on first use: they subclass concurrent.futures.process.BrokenProcessPool, whose
-#: module loads multiprocessing (and socket), which a run of commands never needs.
-_ON_FIRST_USE = frozenset(("CallLost", "CallTimeout", "InitializerError"))
+#: Names loaded on first use, and their modules. The errors subclass
+#: concurrent.futures.process.BrokenProcessPool, whose module loads multiprocessing (and
+#: socket); the others are dataclasses (``dataclasses`` loads ``inspect``) or, for
+#: ``make_admission``, the probes and ``pathlib``: a run of commands needs none of them.
+_ON_FIRST_USE = {
+    "CallLost": "procexec._core._callerrors",
+    "CallTimeout": "procexec._core._callerrors",
+    "InitializerError": "procexec._core._callerrors",
+    "ExecutorStats": "procexec._core._stats",
+    "Limits": "procexec._core._resources._rlimits",
+    "WorkerOptions": "procexec._core._workeroptions",
+    "make_admission": "procexec._core._resources._admission",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name in _ON_FIRST_USE:
-        from procexec._core import _callerrors  # noqa: PLC0415
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module  # noqa: PLC0415
 
-        return getattr(_callerrors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

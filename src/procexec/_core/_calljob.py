@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec._core._job import Job, JobFuture
-from procexec._core._resources._rlimits import Limits
-from procexec._core._worker_main import dumps_call
+
+if TYPE_CHECKING:
+    from procexec._core._resources._rlimits import Limits
 
 
 def call_name(fn: Callable[..., Any]) -> str:
@@ -29,12 +30,16 @@ def call_name(fn: Callable[..., Any]) -> str:
 
 def pickle_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """The call as the worker reads it: ``(fn, args, kwargs, chunked)``, cloudpickled."""
+    from procexec._core._worker_main import dumps_call  # noqa: PLC0415  # pickle: on use
+
     return dumps_call((fn, args, kwargs, False))
 
 
 def pickle_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> bytes:
     """Several calls of ``fn`` in one message (``map_calls(chunksize=N)``): the worker
     gives back the list of their results."""
+    from procexec._core._worker_main import dumps_call  # noqa: PLC0415  # as pickle_call
+
     return dumps_call((fn, chunk, {}, True))
 
 

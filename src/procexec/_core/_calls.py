@@ -10,15 +10,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from procexec._core._callfuture import CallFuture
 from procexec._core._calljob import CallJob, call_name, pickle_call, pickle_chunk
 from procexec._core._lifecycle import interpreter_exited
 from procexec._core._progress import ExecutorBar
 from procexec._core._reaper import Reaper
-from procexec._core._resources._rlimits import Limits
 from procexec._validate import check_timeout
+
+if TYPE_CHECKING:
+    from procexec._core._resources._rlimits import Limits
 
 T = TypeVar("T")
 P = ParamSpec("P")

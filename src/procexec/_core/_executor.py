@@ -29,14 +29,10 @@ from procexec._core._options import (
     run_options,
 )
 from procexec._core._progress import ExecutorBar
-from procexec._core._reaper import ExecutorStats, Reaper
-from procexec._core._resources._admission import make_admission
+from procexec._core._reaper import Reaper
 from procexec._core._resources._guardian import GUARDIAN
-from procexec._core._resources._rlimits import check_limits
 from procexec._core._streams import LineCallback
-from procexec._core._types import Command, RunKwargs, SubmitKwargs
-from procexec._core._workeroptions import WorkerOptions, worker_options
-from procexec._result import JobResult
+from procexec._core._workerspec import WorkerSpec
 from procexec._validate import (
     check_max_jobs,
     check_term_sequence,
@@ -44,6 +40,12 @@ from procexec._validate import (
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from procexec._core._resources._admission import Admission
+    from procexec._core._stats import ExecutorStats
+    from procexec._core._types import Command, RunKwargs, SubmitKwargs
+    from procexec._core._workeroptions import WorkerOptions
+    from procexec._result import JobResult
 
 logger = logging.getLogger("procexec")
 
@@ -142,9 +144,9 @@ class ProcessExecutor(Executor):
             limit,
             check_term_sequence(term_sequence),
             name=f"procexec-reaper-{next(_counter)}",
-            admission=make_admission(memfree, load, pressure, delay),
+            admission=_admission(memfree, load, pressure, delay),
             on_held=on_held,
-            worker_spec=worker_options(workers).spec(),
+            worker_spec=_worker_spec(workers),
         )
         self._block = Block(self._reaper, at_exit, sigterm=sigterm)
         self._bar = _progress_bar(progress)
@@ -428,7 +430,11 @@ class ProcessExecutor(Executor):
             limits: resource limits (``Limits`` or a dict, as for commands): the call runs
                 in a worker started for it and retired after it.
         """
-        checked = None if limits is None else check_limits(limits)
+        checked = None
+        if limits is not None:
+            from procexec._core._resources._rlimits import check_limits  # noqa: PLC0415
+
+            checked = check_limits(limits)
         arguments, keywords = tuple(args), dict(kwargs or {})
         return self._call_queue.submit(
             fn, arguments, keywords, timeout, checked, guarded=self._guarded
@@ -581,3 +587,28 @@ def _progress_bar(progress: bool | Mapping[str, Any]) -> ExecutorBar | None:
     if not progress:
         return None
     return ExecutorBar(**(progress if isinstance(progress, Mapping) else {}))
+
+
+def _admission(
+    memfree: int | str | None,
+    load: float | None,
+    pressure: Mapping[str, float] | None,
+    delay: float | None,
+) -> Admission | None:
+    """The admission settings checked, or None when none is given (its module, the probes
+    and their ``pathlib``, are loaded only for one)."""
+    if memfree is None and load is None and not pressure and delay is None:
+        return None
+    from procexec._core._resources._admission import make_admission  # noqa: PLC0415
+
+    return make_admission(memfree, load, pressure, delay)
+
+
+def _worker_spec(workers: WorkerOptions | Mapping[str, Any] | None) -> WorkerSpec:
+    """``workers=`` checked, as the lanes start workers with it; the defaults without
+    loading ``WorkerOptions`` (a dataclass)."""
+    if workers is None:
+        return WorkerSpec()
+    from procexec._core._workeroptions import worker_options  # noqa: PLC0415
+
+    return worker_options(workers).spec()

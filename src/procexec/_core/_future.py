@@ -18,10 +18,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from procexec._core._failures import invoke_callbacks
-from procexec._result import Rusage
 
 if TYPE_CHECKING:
     from procexec._core._job import Job
+    from procexec._result import Rusage
 
 T = TypeVar("T")
 
@@ -107,6 +107,8 @@ class BoundFuture(Future[T], Coroutine[Any, Any, T]):
         job = self._job
         if job is None or job.usage is None:
             return None
+        from procexec._result import Rusage  # noqa: PLC0415  # a dataclass: loaded on use
+
         return Rusage.from_figures(job.usage)
 
     @property

@@ -13,19 +13,16 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from procexec._core._options import RunOptions, process_group_kwargs
-from procexec._core._resources._rlimits import Limits, check_limits, limit_hit, limited
 from procexec._core._streams import InputPipe, OutputPipe
-from procexec._result import (
-    JobResult,
-    ParentPeak,
-    Rusage,
-    UsageFigures,
-    exceeds_parent_peak,
-)
+from procexec._status import ParentPeak, UsageFigures, exceeds_parent_peak
 from procexec._validate import check_argv, check_popen_kwargs, check_timeout
+
+if TYPE_CHECKING:
+    from procexec._core._resources._rlimits import Limits
+    from procexec._result import JobResult
 
 logger = logging.getLogger("procexec")
 
@@ -316,6 +313,8 @@ class Job:
         stdout, stderr = options.decode(stdout), options.decode(stderr)
         if options.check and returncode:
             raise subprocess.CalledProcessError(returncode, self.argv, stdout, stderr)
+        from procexec._result import JobResult, Rusage  # noqa: PLC0415  # a dataclass: on use
+
         return JobResult(
             self.argv,
             returncode,
@@ -334,6 +333,8 @@ class Job:
         """The resource limit this finished job most likely ran into, or None."""
         if self.limits is None:
             return None
+        from procexec._core._resources._rlimits import limit_hit  # noqa: PLC0415  # as limits=
+
         cpu = self.usage[0] + self.usage[1] if self.usage is not None else None
         return limit_hit(self.limits, returncode, cpu)
 
@@ -351,12 +352,14 @@ def command_job(
     """The job of a command from ``submit()``/``run()``'s arguments, each checked here, at
     the call: TypeError or ValueError for a bad one. ``popen_kwargs`` is completed for
     Popen (the process group; ``limits`` taken out)."""
-    limits = popen_kwargs.pop("limits", None)
-    if limits is not None:
-        limits = check_limits(limits)
+    limits = _limits(popen_kwargs.pop("limits", None))
     check_popen_kwargs(popen_kwargs)
     command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
-    launch = None if limits is None else limited(command, popen_kwargs, limits)
+    launch = None
+    if limits is not None:
+        from procexec._core._resources._rlimits import limited  # noqa: PLC0415  # as _limits
+
+        launch = limited(command, popen_kwargs, limits)
     return Job(
         command,
         popen_kwargs,
@@ -368,3 +371,12 @@ def command_job(
         limits=limits,
         launch=launch,
     )
+
+
+def _limits(value: object) -> Limits | None:
+    """``limits=`` checked; its module (a dataclass) is loaded only when it is given."""
+    if value is None:
+        return None
+    from procexec._core._resources._rlimits import check_limits  # noqa: PLC0415
+
+    return check_limits(value)

@@ -66,6 +66,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
+from typing import TYPE_CHECKING
 
 from procexec._core import _platform
 from procexec._core._calljob import CallJob
@@ -83,7 +84,9 @@ from procexec._core._resources._guardian import GUARDIAN
 from procexec._core._resources._limits import explain, with_more_files
 from procexec._core._stops import Stops, send_signal
 from procexec._core._streams import OutputPipe
-from procexec._core._workers import Pool
+
+if TYPE_CHECKING:
+    from procexec._core._workers import Pool
 
 logger = logging.getLogger("procexec")
 
@@ -405,6 +408,9 @@ class Lane:
 
     def _pool_here(self) -> Pool:
         if self._pool is None:
+            # Loaded with the first call: a run of commands never needs pickle or workers.
+            from procexec._core._workers import Pool  # noqa: PLC0415
+
             self._pool = Pool(self._host.worker_spec, self, self._running, self._stops)
             assert self._poller is not None and self._watcher is not None
             self._pool.attach(self._poller, self._watcher)

@@ -28,7 +28,7 @@ from procexec._validate import TermSequence
 
 if TYPE_CHECKING:
     from procexec._core._job import Job
-    from procexec._core._workeroptions import WorkerSpec
+    from procexec._core._workerspec import WorkerSpec
 
 
 class LaneControl(Protocol):

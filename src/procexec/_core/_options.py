@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from procexec._core._streams import LineCallback
@@ -39,19 +38,46 @@ def default_max_jobs() -> int:
     return cpus if cpus <= 2 else cpus - 1
 
 
-@dataclass(frozen=True)
 class RunOptions:
-    """What ``run()`` adds to a plain job: input, capture, decoding, checks, line callbacks."""
+    """What ``run()`` adds to a plain job: input, capture, decoding, checks, line callbacks.
 
-    input: bytes | None = None
-    check: bool = False
-    text: bool = False
-    encoding: str | None = None
-    errors: str | None = None
-    keep_stdout: bool = False
-    keep_stderr: bool = False
-    on_stdout_line: LineCallback | None = None
-    on_stderr_line: LineCallback | None = None
+    Set once by :func:`run_options` and only read afterwards.
+    """
+
+    __slots__ = (
+        "check",
+        "encoding",
+        "errors",
+        "input",
+        "keep_stderr",
+        "keep_stdout",
+        "on_stderr_line",
+        "on_stdout_line",
+        "text",
+    )
+
+    def __init__(
+        self,
+        *,
+        input: bytes | None = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        keep_stdout: bool = False,
+        keep_stderr: bool = False,
+        on_stdout_line: LineCallback | None = None,
+        on_stderr_line: LineCallback | None = None,
+    ) -> None:
+        self.input = input
+        self.check = check
+        self.text = text
+        self.encoding = encoding
+        self.errors = errors
+        self.keep_stdout = keep_stdout
+        self.keep_stderr = keep_stderr
+        self.on_stdout_line = on_stdout_line
+        self.on_stderr_line = on_stderr_line
 
     def decode(self, data: bytes | None) -> Any:
         """Bytes as the caller asked for them: str with universal newlines in text mode."""

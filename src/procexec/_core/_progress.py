@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, as_completed
 from typing import Any, TypeVar
 
-F = TypeVar("F", bound="Future[Any]")
+F = TypeVar("F", bound=Future[Any])  # not a string: a ForwardRef is compiled at import
 
 
 def failed(future: Future[Any]) -> bool:

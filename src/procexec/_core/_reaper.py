@@ -28,16 +28,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 from weakref import WeakSet
 
 from procexec._core._job import Job
 from procexec._core._lane import Lane
 from procexec._core._lanehost import LaneControl
-from procexec._core._resources._admission import Admission, AdmissionWatch
-from procexec._core._workeroptions import WorkerSpec
+from procexec._core._workerspec import WorkerSpec
 from procexec._validate import TermSequence
+
+if TYPE_CHECKING:
+    from procexec._core._resources._admission import Admission, AdmissionWatch
+    from procexec._core._stats import ExecutorStats
 
 #: More lanes than this gain nothing: Popen's Python part holds the GIL.
 MAX_LANES = 4
@@ -54,28 +57,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class ExecutorStats:
-    """A look at an executor (:meth:`ProcessExecutor.stats`).
-
-    Attributes:
-        running: jobs started (or being started) and not finished.
-        queued: jobs waiting to start.
-        held_by: why the waiting jobs wait when it is not for a free slot: ``"memfree"``,
-            ``"load"``, ``"pressure:<resource>"`` or ``"delay"``; None otherwise.
-        running_calls: how many of ``running`` are Python calls.
-        queued_calls: how many of ``queued`` are Python calls.
-        idle_workers: worker processes waiting for a call (they hold no slot).
-    """
-
-    running: int
-    queued: int
-    held_by: str | None
-    running_calls: int = 0
-    queued_calls: int = 0
-    idle_workers: int = 0
 
 
 class Reaper:
@@ -95,7 +76,11 @@ class Reaper:
         self.term_sequence = term_sequence
         self.worker_spec = worker_spec or WorkerSpec()
         #: Starts only what the machine has room for (``_admission.py``), or None.
-        self._admission = None if admission is None else AdmissionWatch(admission, self, on_held)
+        self._admission: AdmissionWatch | None = None
+        if admission is not None:  # its module is loaded: make_admission made it
+            from procexec._core._resources._admission import AdmissionWatch  # noqa: PLC0415
+
+            self._admission = AdmissionWatch(admission, self, on_held)
         self._name = name
         #: Notified whenever jobs were started or finished, while someone waits on it in
         #: wait_for_progress (ProcessFuture.wait_started).
@@ -439,6 +424,8 @@ class Reaper:
 
     def stats(self) -> ExecutorStats:
         """How many jobs run and wait now, and why the waiting ones wait."""
+        from procexec._core._stats import ExecutorStats  # noqa: PLC0415  # a dataclass: on use
+
         with self.lock:
             held = self._admission.held_by if self._admission is not None else None
             calls_running = sum(not job.counts_in_share for job in self._taken)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import IO, Any, TypeAlias, TypedDict, Union
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypedDict, Union
 
-from procexec._core._resources._rlimits import Limits
+if TYPE_CHECKING:
+    from procexec._core._resources._rlimits import Limits
 
 #: A program or argument: text, bytes or a path.
 StrOrBytesPath: TypeAlias = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]

@@ -1,5 +1,6 @@
 """How an executor's worker processes for Python callables are set up
-(:class:`WorkerOptions`)."""
+(:class:`WorkerOptions`). Loaded when ``workers=`` is given or the class is named: the
+default spec needs neither this module nor ``dataclasses``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from procexec._core._worker_main import dumps_call
+from procexec._core._workerspec import WorkerSpec
 
 
 @dataclass(frozen=True)
@@ -73,17 +75,6 @@ class WorkerOptions:
         if self.initializer is None:
             return None
         return dumps_call((self.initializer, self.initargs))
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """How the executor's workers are started (from ``WorkerOptions``, checked)."""
-
-    initializer: bytes | None = None
-    env: Mapping[str, str] | None = None
-    max_tasks: int | None = None
-    idle_timeout: float | None = 60.0
-    prestart: int = 0
 
 
 def worker_options(value: WorkerOptions | Mapping[str, Any] | None) -> WorkerOptions:

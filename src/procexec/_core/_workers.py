@@ -47,7 +47,7 @@ from procexec._core._resources._limits import with_more_files
 from procexec._core._resources._rlimits import limited
 from procexec._core._stops import Stops, send_signal
 from procexec._core._streams import READ_SIZE, READS_PER_EVENT, WRITE_SIZE
-from procexec._core._workeroptions import WorkerSpec
+from procexec._core._workerspec import WorkerSpec
 
 logger = logging.getLogger("procexec")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from procexec import ProcessExecutor, ProcessFuture
 from procexec._argv import command_text
-from procexec._result import start_error_status
+from procexec._status import start_error_status
 from procexec.cli._args import Halt
 from procexec.cli._display import Display, LineDisplay, RawDisplay, ResultsDisplay
 from procexec.cli._inputs import InputError

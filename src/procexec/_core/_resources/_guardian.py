@@ -40,11 +40,10 @@ import mmap
 import os
 import sys
 import threading
-from pathlib import Path
 
 logger = logging.getLogger("procexec")
 
-_PROGRAM = Path(__file__).with_name("_guardian_main.py")
+_PROGRAM = os.path.join(os.path.dirname(__file__), "_guardian_main.py")
 #: Jobs that can be guarded at once (the registry is 4 bytes a slot).
 SLOTS = 65536
 
@@ -169,7 +168,7 @@ def _posix_spawn(read_end: int, registry: int) -> int:
     """
     return os.posix_spawn(
         sys.executable,
-        [sys.executable, "-I", "-S", str(_PROGRAM)],
+        [sys.executable, "-I", "-S", _PROGRAM],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_DUP2, read_end, 0),
