@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from procexec.cli._shell import (
@@ -88,19 +87,24 @@ def _verbatim(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
 class _Slot:
     """A replacement string in a template word: what is between its braces, and how a
     value is quoted where it lands."""
 
-    inner: str
-    keep: Keep = field(compare=False)
+    __slots__ = ("inner", "keep", "whole")
 
-    @cached_property
-    def whole(self) -> bool:
-        """Whether it stands for the arguments themselves (not {#}, {%} or {N})."""
-        known = _KNOWN.fullmatch(self.inner)
-        return known is not None and not known.group("special") and not known.group("source")
+    inner: str
+    keep: Keep
+    whole: bool  # whether it stands for the arguments themselves (not {#}, {%} or {N})
+
+    def __init__(self, inner: str, keep: Keep) -> None:
+        self.inner = inner
+        self.keep = keep
+        known = _KNOWN.fullmatch(inner)
+        self.whole = known is not None and not known.group("special") and not known.group("source")
+
+    def __repr__(self) -> str:
+        return f"_Slot({self.inner!r})"
 
 
 Parts = tuple["str | _Slot", ...]
@@ -119,14 +123,28 @@ def _parts(text: str, keep_at: Callable[[int], Keep], offset: int = 0) -> Parts:
     return tuple(part for part in parts if part != "")
 
 
-@dataclass(frozen=True)
 class Template:
-    """A command template: its words, its mode, and whether it runs without a shell."""
+    """A command template: its words, its mode, and whether it runs without a shell. Not
+    changed once made; what it works out is cached (in its ``__dict__``: no ``__slots__``)."""
 
     tokens: tuple[str, ...]
     shell: bool  # the words form one shell command line (else they are the argv)
-    context: bool = False  # -X / -N / -L: a word with {} is repeated for each argument
-    direct: bool = False  # shell syntax-free: run as an argv, without starting a shell
+    context: bool  # -X / -N / -L: a word with {} is repeated for each argument
+    direct: bool  # shell syntax-free: run as an argv, without starting a shell
+
+    def __init__(
+        self, tokens: tuple[str, ...], shell: bool, context: bool = False, direct: bool = False
+    ) -> None:
+        self.tokens = tokens
+        self.shell = shell
+        self.context = context
+        self.direct = direct
+
+    def __repr__(self) -> str:
+        return (
+            f"Template({self.tokens!r}, shell={self.shell}, context={self.context}, "
+            f"direct={self.direct})"
+        )
 
     @classmethod
     def parse(

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass
 
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit status 255."""
 
 
-@dataclass(frozen=True)
 class Halt:
     """When to stop early: ``when`` is "soon" or "now"; ``kind`` fail/success/done."""
+
+    __slots__ = ("count", "kind", "percent", "when")
 
     when: str
     kind: str
     count: int
     percent: bool
+
+    def __init__(self, when: str, kind: str, count: int, percent: bool) -> None:
+        self.when = when
+        self.kind = kind
+        self.count = count
+        self.percent = percent
+
+    def __repr__(self) -> str:
+        return f"Halt({self.when!r}, {self.kind!r}, {self.count}, percent={self.percent})"
 
     def reached(self, failed: int, succeeded: int, total: int) -> bool:
         """Whether the condition holds after these outcomes (of ``total`` jobs)."""
