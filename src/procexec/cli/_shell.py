@@ -39,10 +39,11 @@ def quote(value: str) -> str:
 
 def _quote_double(value: str) -> str:
     """``value`` for inside double quotes: what the shell would expand escaped."""
-    return _DOUBLE_SPECIAL.sub(r"\\\g<0>", value)
+    return re.sub(_DOUBLE_SPECIAL, r"\\\g<0>", value)
 
 
-_DOUBLE_SPECIAL = re.compile(r'[\\"$`]')
+#: Compiled when first used (by re's cache): only a value inside double quotes needs it.
+_DOUBLE_SPECIAL = r'[\\"$`]'
 
 
 def _quote_single(value: str) -> str:

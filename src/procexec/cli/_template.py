@@ -40,8 +40,9 @@ CANDIDATE = re.compile(r"\{(-?(?:[0-9]+[ \t]*)?[./#%]*)\}")
 _KNOWN = re.compile(
     r"(?:(?P<source>-?[1-9][0-9]*)[ \t]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)"
 )  # fmt: skip
-#: What a shell splits a line into words at (context mode repeats a word per argument).
-_BLANKS = re.compile(r"([ \t]+)")
+#: What a shell splits a line into words at (context mode repeats a word per argument). This
+#: pattern and _EXTENSION are compiled when first used (by re's cache), not at every start.
+_BLANKS = r"([ \t]+)"
 
 Keep = Callable[[str], str]
 
@@ -53,10 +54,10 @@ class TemplateError(ValueError):
 def _strip_ext(path: str) -> str:
     """The path without its extension, as GNU parallel's ``{.}``: the last ``.`` and what
     follows, if no ``/`` follows (``.bashrc`` gives an empty string, as there)."""
-    return _EXTENSION.sub("", path)
+    return re.sub(_EXTENSION, "", path)
 
 
-_EXTENSION = re.compile(r"\.[^/.]*\Z")
+_EXTENSION = r"\.[^/.]*\Z"
 
 
 def _dirname(path: str) -> str:
@@ -185,7 +186,7 @@ class Template:
         else the one whole line."""
         text = joined(self.tokens)
         keep_at = (lambda _: _verbatim) if self.command_word else quoters(text)
-        pieces = _BLANKS.split(text) if self.context else [text]
+        pieces = re.split(_BLANKS, text) if self.context else [text]
         found: list[Parts] = []
         offset = 0
         for piece in pieces:
