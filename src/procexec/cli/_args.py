@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import NoReturn
 
 from procexec import __version__
@@ -80,6 +83,33 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        """The help's layout (the description as written), its width given: argparse makes
+        one for every option added (to check its metavar), and would read the terminal's
+        width for each through shutil, loading it and the compression modules it imports
+        at every start."""
+        return argparse.RawDescriptionHelpFormatter(self.prog, width=self._width)
+
+    @cached_property
+    def _width(self) -> int:
+        """The help's width, read once (shutil's rule: see _terminal_width)."""
+        return _terminal_width() - 2
+
+
+def _terminal_width() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS``, else standard output's
+    terminal's, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
 
 def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
     """The options of ``argv``, as GNU parallel splits them (see procexec.cli._getopt), and
@@ -104,7 +134,6 @@ def _build() -> tuple[argparse.ArgumentParser, Options]:
         prog="procexec",
         usage="procexec [options] [COMMAND [ARGS...]] [::: VALUES | :::: FILES ...]",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
         allow_abbrev=False,
     )

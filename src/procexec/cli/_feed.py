@@ -11,21 +11,46 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
 class Job:
     """One job: its sequence number ({#}), its position among the jobs that run (for
-    ``--keep-order``), and its arguments."""
+    ``--keep-order``), and its arguments. Not changed once made (:meth:`in_slot` makes a
+    copy)."""
+
+    __slots__ = ("args", "data", "index", "seq", "slot", "stdin")
 
     seq: int
     index: int
     args: tuple[str, ...]
-    data: bytes | None = None  # --pipe: the block of input for the job's stdin
-    stdin: Any = None  # --pipe --round-robin: what feeds its stdin (a RoundRobin)
-    slot: int = 0  # {%}: the job slot it runs in, once it runs (0: not known)
+    data: bytes | None  # --pipe: the block of input for the job's stdin
+    stdin: Any  # --pipe --round-robin: what feeds its stdin (a RoundRobin)
+    slot: int  # {%}: the job slot it runs in, once it runs (0: not known)
+
+    def __init__(
+        self,
+        seq: int,
+        index: int,
+        args: tuple[str, ...],
+        *,
+        data: bytes | None = None,
+        stdin: Any = None,
+        slot: int = 0,
+    ) -> None:
+        self.seq = seq
+        self.index = index
+        self.args = args
+        self.data = data
+        self.stdin = stdin
+        self.slot = slot
+
+    def in_slot(self, slot: int) -> Job:
+        """The same job, run in ``slot``."""
+        return Job(self.seq, self.index, self.args, data=self.data, stdin=self.stdin, slot=slot)
+
+    def __repr__(self) -> str:
+        return f"Job(seq={self.seq}, index={self.index}, args={self.args!r}, slot={self.slot})"
 
 
 _END = object()

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class OptionError(ValueError):
     """An option that is unknown, ambiguous, or lacks its value (a one-line message)."""
 
 
-@dataclass(frozen=True)
-class _Spec:
+class _Spec(NamedTuple):
     canonical: str  # the long form argparse is given
     takes_value: bool
 

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _CHUNK = 65536
 
@@ -28,16 +28,27 @@ class InputError(ValueError):
     """The input cannot be split into arguments."""
 
 
-@dataclass
 class Source:
     """One input source: literal values (``:::``) or a file to read (``::::``, ``-a``)."""
 
-    values: list[str] | None = None  # ::: values, or None for a file
-    path: str | None = None  # a file, "-" for stdin
-    linked: bool = False  # :::+ / ::::+: paired with the source before it
-    _split: bool = field(default=False, repr=False)  # the ::: values are cut at -d
-    _read: list[str] | None = field(default=None, repr=False)
-    _stream: Iterator[str] | None = field(default=None, repr=False)
+    __slots__ = ("_read", "_split", "_stream", "linked", "path", "values")
+
+    values: list[str] | None  # ::: values, or None for a file
+    path: str | None  # a file, "-" for stdin
+    linked: bool  # :::+ / ::::+: paired with the source before it
+
+    def __init__(
+        self, values: list[str] | None = None, path: str | None = None, linked: bool = False
+    ) -> None:
+        self.values = values
+        self.path = path
+        self.linked = linked
+        self._split = False  # the ::: values are cut at -d
+        self._read: list[str] | None = None  # a file's values, once read whole
+        self._stream: Iterator[str] | None = None  # a file's values, as read
+
+    def __repr__(self) -> str:
+        return f"Source(values={self.values!r}, path={self.path!r}, linked={self.linked})"
 
     @property
     def lazy(self) -> bool:
@@ -193,8 +204,7 @@ def _too_long(where: str, line: int, longest: int) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Shape:
+class Shape(NamedTuple):
     """How values become a job's arguments: ``--link``, ``--colsep``, ``-N``, ``-L``..."""
 
     separator: bytes = b"\n"  # -0, -d

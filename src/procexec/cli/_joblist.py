@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from procexec.cli._feed import Feed, Job
 from procexec.cli._inputs import InputError, Shape, Source, arguments
@@ -15,8 +15,7 @@ from procexec.cli._template import Template
 from procexec.cli._values import UsageError, parse_size, unquote_printf
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     """How many values a job takes: ``-N``, ``-n``, ``-L`` (GNU parallel's meanings)."""
 
     per_job: int | None  # values per job (None: one input combination each)

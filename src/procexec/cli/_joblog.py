@@ -11,15 +11,14 @@ a full disk leaves the rows before intact (see procexec.cli._sink).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from procexec.cli._sink import Sink
 
 HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One finished job, as the job log records it."""
 
     seq: int

@@ -40,9 +40,10 @@ CGROUP_V1_CPU = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.
 
 
 def _cgroup_cpus(machine: int) -> int:
-    """The CPUs the cgroup's bandwidth limit allows (rounded up), or ``machine``."""
+    """The CPUs the cgroup's bandwidth limit allows (rounded up), or ``machine``. The files
+    are ASCII, read as UTF-8: that codec is loaded already, the ASCII one is not."""
     try:
-        with open(CGROUP_V2_CPU_MAX, encoding="ascii") as file:
+        with open(CGROUP_V2_CPU_MAX, encoding="utf-8") as file:
             quota, period = file.read().split()[:2]
     except (OSError, ValueError):
         try:
@@ -55,7 +56,7 @@ def _cgroup_cpus(machine: int) -> int:
 
 
 def _read_first_line(path: str) -> str:
-    with open(path, encoding="ascii") as file:
+    with open(path, encoding="utf-8") as file:
         return file.readline().strip()
 
 

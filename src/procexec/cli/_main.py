@@ -8,7 +8,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 
 from procexec._core import EXIT_SIGNALS, SignalWatch, exit_status
 from procexec.cli._args import USAGE_ERROR, UsageError
@@ -79,7 +78,7 @@ def _dry_run(plan: Plan) -> int:
     try:
         for job in plan.feed:
             plan.command(job, 1)  # refuses a command line too long, as a run would
-            tag = f"{plan.tag_of(replace(job, slot=1))}\t" if plan.tag else ""
+            tag = f"{plan.tag_of(job.in_slot(1))}\t" if plan.tag else ""
             out.text(tag + plan.text(job, 1) + "\n")
     except (InputError, CommandTooLongError) as error:
         raise UsageError(str(error)) from None

@@ -14,7 +14,6 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from procexec.cli._args import UsageError
@@ -87,6 +86,8 @@ class Outputs:
                 )
             )
         if self.sidecar is not None:
+            from dataclasses import replace  # noqa: PLC0415  # loaded with the records
+
             where = record.host or self.host  # a Dask worker, or this machine
             self.sidecar.text(_json(replace(record, host=where).to_json()) + "\n")
 

@@ -65,7 +65,7 @@ class PipeSpec:
             robin = RoundRobin(blocks, jobs)
             listed = [Job(seq, seq - 1, (), stdin=robin) for seq in range(1, jobs + 1)]
             return Feed(iter(listed), threaded=False, on_close=robin.close)
-        numbered = (Job(seq, seq - 1, (), block) for seq, block in enumerate(blocks, 1))
+        numbered = (Job(seq, seq - 1, (), data=block) for seq, block in enumerate(blocks, 1))
         return Feed(numbered, threaded=True, ahead=2)
 
     def blocks(self, read: Reader) -> Iterator[bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from procexec import DEFAULT_TERM_SEQUENCE
@@ -37,9 +36,46 @@ class CommandTooLongError(Exception):
     """A job's command line is longer than the system allows (GNU parallel's message)."""
 
 
-@dataclass
 class Plan:
     """Everything main() decided before running anything."""
+
+    __slots__ = (
+        "admission",
+        "bar",
+        "dask",
+        "dask_timeout",
+        "dry_run",
+        "eta",
+        "feed",
+        "guardian",
+        "halt",
+        "joblog",
+        "joblog_header",
+        "joblog_json",
+        "jobs_file",
+        "keep_order",
+        "line_limit",
+        "max_jobs",
+        "output",
+        "pipe",
+        "progress",
+        "reads_stdin",
+        "report",
+        "results",
+        "resume",
+        "retries",
+        "shell_path",
+        "summary",
+        "tag",
+        "tagstring",
+        "template",
+        "term_sequence",
+        "timeout",
+        "timeout_percent",
+        "total",
+        "trace",
+        "verbose",
+    )
 
     template: Template | None  # None: each argument is a whole shell command line
     feed: Feed  # the jobs, as their input arrives
@@ -71,11 +107,86 @@ class Plan:
     guardian: bool  # stop the jobs if procexec is killed (docs/resources.md, "The guardian")
     admission: dict[str, Any]  # memfree, load, pressure, delay for ProcessExecutor
     dask: str | None  # a scheduler address, or "local:N"
-    reads_stdin: bool = False  # an input source is standard input
-    shell_path: str = "/bin/sh"  # the shell that runs command lines
-    line_limit: int = 131071
-    jobs_file: JobsFile | None = None  # -j FILE: the job count, read again as jobs end
-    dask_timeout: float | None = None  # --dask-connect-timeout; None: DaskExecutor's default
+    reads_stdin: bool  # an input source is standard input
+    shell_path: str  # the shell that runs command lines
+    line_limit: int
+    jobs_file: JobsFile | None  # -j FILE: the job count, read again as jobs end
+    dask_timeout: float | None  # --dask-connect-timeout; None: DaskExecutor's default
+
+    def __init__(
+        self,
+        *,
+        template: Template | None,
+        feed: Feed,
+        total: int | None,
+        max_jobs: int,
+        retries: int,
+        timeout: float | None,
+        timeout_percent: float | None,
+        halt: Halt | None,
+        term_sequence: Sequence[tuple[int, float]],
+        joblog: str | None,
+        joblog_json: str | None,
+        resume: bool,
+        joblog_header: bool,
+        report: str | None,
+        summary: bool,
+        keep_order: bool,
+        tag: bool,
+        tagstring: Template | None,
+        bar: bool,
+        eta: bool,
+        progress: bool,
+        verbose: bool,
+        trace: bool,
+        output: str,
+        results: Results | None,
+        pipe: PipeSpec | None,
+        dry_run: bool,
+        guardian: bool,
+        admission: dict[str, Any],
+        dask: str | None,
+        reads_stdin: bool = False,
+        shell_path: str = "/bin/sh",
+        line_limit: int = 131071,
+        jobs_file: JobsFile | None = None,
+        dask_timeout: float | None = None,
+    ) -> None:
+        self.template = template
+        self.feed = feed
+        self.total = total
+        self.max_jobs = max_jobs
+        self.retries = retries
+        self.timeout = timeout
+        self.timeout_percent = timeout_percent
+        self.halt = halt
+        self.term_sequence = term_sequence
+        self.joblog = joblog
+        self.joblog_json = joblog_json
+        self.resume = resume
+        self.joblog_header = joblog_header
+        self.report = report
+        self.summary = summary
+        self.keep_order = keep_order
+        self.tag = tag
+        self.tagstring = tagstring
+        self.bar = bar
+        self.eta = eta
+        self.progress = progress
+        self.verbose = verbose
+        self.trace = trace
+        self.output = output
+        self.results = results
+        self.pipe = pipe
+        self.dry_run = dry_run
+        self.guardian = guardian
+        self.admission = admission
+        self.dask = dask
+        self.reads_stdin = reads_stdin
+        self.shell_path = shell_path
+        self.line_limit = line_limit
+        self.jobs_file = jobs_file
+        self.dask_timeout = dask_timeout
 
     def tag_of(self, job: Job) -> str:
         """The prefix of the job's output lines: ``--tagstring`` expanded, or its arguments."""

@@ -9,8 +9,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from procexec import ProcessExecutor, ProcessFuture
@@ -35,20 +33,29 @@ class DaskUnreachableError(Exception):
     """``--dask``: no cluster at that address (main() prints it on one line)."""
 
 
-@dataclass
 class _Running:
-    job: Job
-    slot: int
-    attempt: int
-    command: list[str] | str
-    plan: Plan
-    stopped: bool = False  # stopped by --halt now: not a result
-    timed_out: bool = False  # stopped by --timeout N%
+    """A job handed to the executor: what it runs, and how the run stopped it."""
 
-    @cached_property
+    __slots__ = ("_text", "attempt", "command", "job", "plan", "slot", "stopped", "timed_out")
+
+    def __init__(
+        self, job: Job, slot: int, attempt: int, command: list[str] | str, plan: Plan
+    ) -> None:
+        self.job = job
+        self.slot = slot
+        self.attempt = attempt
+        self.command = command
+        self.plan = plan
+        self.stopped = False  # stopped by --halt now: not a result
+        self.timed_out = False  # stopped by --timeout N%
+        self._text: str | None = None
+
+    @property
     def text(self) -> str:
         """The command line as logged and named in messages (made only when needed)."""
-        return self.plan.text(self.job, self.slot)
+        if self._text is None:
+            self._text = self.plan.text(self.job, self.slot)
+        return self._text
 
 
 #: The exit status for a run stopped by a usage problem found late (a command line too
@@ -259,7 +266,7 @@ class Runner:
     def _launch(
         self, ex: ProcessExecutor, job: Job, slot: int, attempt: int, command: list[str] | str
     ) -> None:
-        job = replace(job, slot=slot)  # {%} in the tag
+        job = job.in_slot(slot)  # {%} in the tag
         state = _Running(job, slot, attempt, command, self.plan)
         shell = isinstance(command, str)
         options = self.display.run_options(job)  # a new dict per call
@@ -303,8 +310,6 @@ class Runner:
             )
         wanted = self.outputs.wants_records or self.results_file is not None
         record = _record(future, state) if wanted else None
-        if record is not None and state.timed_out:
-            record = replace(record, timed_out=True)
         if returncode != 0 and state.attempt < self.plan.retries and not self.halting:
             if record is not None:
                 self.earlier.setdefault(state.job.seq, []).append(record)
@@ -314,6 +319,8 @@ class Runner:
         if record is not None and self.results_file is not None:
             self.results_file.recorded(record)
         if record is not None:  # after the output, as GNU parallel (--joblog - shows it)
+            from dataclasses import replace  # noqa: PLC0415  # loaded with the records
+
             earlier = tuple(self.earlier.pop(state.job.seq, ()))
             self.outputs.job_done(replace(record, earlier=earlier), len(stdout))
         if returncode == 0:
@@ -452,7 +459,9 @@ def _display(plan: Plan, outputs: Outputs, wake: Callable[[], None]) -> Display:
 
 
 def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
-    """The record of a finished run of a job."""
+    """The record of a finished run of a job (timed out too when stopped by --timeout N%)."""
+    from dataclasses import replace  # noqa: PLC0415  # loaded with the records (dataclasses)
+
     from procexec.report import record_of  # noqa: PLC0415  # loaded only when records are kept
 
     worker = getattr(future, "worker", None)  # a Dask worker's address (--dask)
@@ -460,15 +469,29 @@ def _record(future: ProcessFuture[Any], state: _Running) -> JobRecord:
         future.exception() is not None and not isinstance(future, ProcessFuture)
     ):
         record = _remote_record(future, state)
-        return replace(record, command=state.text, slot=state.slot, attempts=state.attempt)
+        return replace(
+            record,
+            command=state.text,
+            slot=state.slot,
+            attempts=state.attempt,
+            timed_out=record.timed_out or state.timed_out,
+        )
     local = record_of(state.job.seq, future)
     assert local is not None  # a finished job
-    return replace(local, command=state.text, slot=state.slot or None, attempts=state.attempt)
+    return replace(
+        local,
+        command=state.text,
+        slot=state.slot or None,
+        attempts=state.attempt,
+        timed_out=local.timed_out or state.timed_out,
+    )
 
 
 def _remote_record(future: Any, state: _Running) -> JobRecord:
     """The record of a job run on a Dask worker: its result's, with the worker as host, or
     what is known of a job that raised (its worker, when it ended)."""
+    from dataclasses import replace  # noqa: PLC0415  # loaded with the records (dataclasses)
+
     from procexec.report import JobRecord, record_of  # noqa: PLC0415  # only with --dask
 
     error = future.exception()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 
 #: Shells that take ``-c LINE`` and POSIX quoting; another $SHELL (fish, csh) gives /bin/sh.
@@ -40,10 +39,11 @@ def quote(value: str) -> str:
 
 def _quote_double(value: str) -> str:
     """``value`` for inside double quotes: what the shell would expand escaped."""
-    return _DOUBLE_SPECIAL.sub(r"\\\g<0>", value)
+    return re.sub(_DOUBLE_SPECIAL, r"\\\g<0>", value)
 
 
-_DOUBLE_SPECIAL = re.compile(r'[\\"$`]')
+#: Compiled when first used (by re's cache): only a value inside double quotes needs it.
+_DOUBLE_SPECIAL = r'[\\"$`]'
 
 
 def _quote_single(value: str) -> str:
@@ -168,7 +168,32 @@ def needs_shell(template_text: str, program: str | None) -> bool:
         return True
     if program is None or exported_function(program):
         return True
-    return shutil.which(program) is None
+    return not on_path(program)
+
+
+def on_path(program: str) -> bool:
+    """Whether ``program`` is an executable file, looked for on ``$PATH`` when it names no
+    directory: ``shutil.which(program) is not None`` on POSIX, without loading shutil (and
+    the compression modules it loads) at every start."""
+    if os.path.dirname(program):
+        return _executable(program)
+    path = os.environ.get("PATH")
+    if path is None:  # unset, as opposed to empty (which finds nothing): the system's
+        try:
+            path = os.confstr("CS_PATH")
+        except (AttributeError, ValueError):
+            path = os.defpath
+    seen: set[str] = set()
+    for directory in path.split(os.pathsep) if path else ():
+        if directory not in seen:
+            seen.add(directory)
+            if _executable(os.path.join(directory, program)):
+                return True
+    return False
+
+
+def _executable(path: str) -> bool:
+    return os.access(path, os.X_OK) and not os.path.isdir(path)
 
 
 def joined(words: Sequence[str]) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from procexec.cli._shell import (
@@ -41,8 +40,9 @@ CANDIDATE = re.compile(r"\{(-?(?:[0-9]+[ \t]*)?[./#%]*)\}")
 _KNOWN = re.compile(
     r"(?:(?P<source>-?[1-9][0-9]*)[ \t]*)?(?P<op>|\.|/|//|/\.)|(?P<special>#|%)"
 )  # fmt: skip
-#: What a shell splits a line into words at (context mode repeats a word per argument).
-_BLANKS = re.compile(r"([ \t]+)")
+#: What a shell splits a line into words at (context mode repeats a word per argument). This
+#: pattern and _EXTENSION are compiled when first used (by re's cache), not at every start.
+_BLANKS = r"([ \t]+)"
 
 Keep = Callable[[str], str]
 
@@ -54,10 +54,10 @@ class TemplateError(ValueError):
 def _strip_ext(path: str) -> str:
     """The path without its extension, as GNU parallel's ``{.}``: the last ``.`` and what
     follows, if no ``/`` follows (``.bashrc`` gives an empty string, as there)."""
-    return _EXTENSION.sub("", path)
+    return re.sub(_EXTENSION, "", path)
 
 
-_EXTENSION = re.compile(r"\.[^/.]*\Z")
+_EXTENSION = r"\.[^/.]*\Z"
 
 
 def _dirname(path: str) -> str:
@@ -88,19 +88,24 @@ def _verbatim(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
 class _Slot:
     """A replacement string in a template word: what is between its braces, and how a
     value is quoted where it lands."""
 
-    inner: str
-    keep: Keep = field(compare=False)
+    __slots__ = ("inner", "keep", "whole")
 
-    @cached_property
-    def whole(self) -> bool:
-        """Whether it stands for the arguments themselves (not {#}, {%} or {N})."""
-        known = _KNOWN.fullmatch(self.inner)
-        return known is not None and not known.group("special") and not known.group("source")
+    inner: str
+    keep: Keep
+    whole: bool  # whether it stands for the arguments themselves (not {#}, {%} or {N})
+
+    def __init__(self, inner: str, keep: Keep) -> None:
+        self.inner = inner
+        self.keep = keep
+        known = _KNOWN.fullmatch(inner)
+        self.whole = known is not None and not known.group("special") and not known.group("source")
+
+    def __repr__(self) -> str:
+        return f"_Slot({self.inner!r})"
 
 
 Parts = tuple["str | _Slot", ...]
@@ -119,14 +124,28 @@ def _parts(text: str, keep_at: Callable[[int], Keep], offset: int = 0) -> Parts:
     return tuple(part for part in parts if part != "")
 
 
-@dataclass(frozen=True)
 class Template:
-    """A command template: its words, its mode, and whether it runs without a shell."""
+    """A command template: its words, its mode, and whether it runs without a shell. Not
+    changed once made; what it works out is cached (in its ``__dict__``: no ``__slots__``)."""
 
     tokens: tuple[str, ...]
     shell: bool  # the words form one shell command line (else they are the argv)
-    context: bool = False  # -X / -N / -L: a word with {} is repeated for each argument
-    direct: bool = False  # shell syntax-free: run as an argv, without starting a shell
+    context: bool  # -X / -N / -L: a word with {} is repeated for each argument
+    direct: bool  # shell syntax-free: run as an argv, without starting a shell
+
+    def __init__(
+        self, tokens: tuple[str, ...], shell: bool, context: bool = False, direct: bool = False
+    ) -> None:
+        self.tokens = tokens
+        self.shell = shell
+        self.context = context
+        self.direct = direct
+
+    def __repr__(self) -> str:
+        return (
+            f"Template({self.tokens!r}, shell={self.shell}, context={self.context}, "
+            f"direct={self.direct})"
+        )
 
     @classmethod
     def parse(
@@ -167,7 +186,7 @@ class Template:
         else the one whole line."""
         text = joined(self.tokens)
         keep_at = (lambda _: _verbatim) if self.command_word else quoters(text)
-        pieces = _BLANKS.split(text) if self.context else [text]
+        pieces = re.split(_BLANKS, text) if self.context else [text]
         found: list[Parts] = []
         offset = 0
         for piece in pieces:

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass
 
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit status 255."""
 
 
-@dataclass(frozen=True)
 class Halt:
     """When to stop early: ``when`` is "soon" or "now"; ``kind`` fail/success/done."""
+
+    __slots__ = ("count", "kind", "percent", "when")
 
     when: str
     kind: str
     count: int
     percent: bool
+
+    def __init__(self, when: str, kind: str, count: int, percent: bool) -> None:
+        self.when = when
+        self.kind = kind
+        self.count = count
+        self.percent = percent
+
+    def __repr__(self) -> str:
+        return f"Halt({self.when!r}, {self.kind!r}, {self.count}, percent={self.percent})"
 
     def reached(self, failed: int, succeeded: int, total: int) -> bool:
         """Whether the condition holds after these outcomes (of ``total`` jobs)."""
@@ -124,14 +133,16 @@ def parse_halt(text: str) -> Halt | None:
     return Halt(match.group(1), match.group(2), count, bool(match.group(4)))
 
 
-_GNU_SIZE = re.compile(r"(\d+(?:\.\d*)?)(?:([kmgtpKMGTP])(i?))?")
+#: This pattern and _PRINTF_ESCAPE are compiled when first used (by re's cache): only
+#: some options need them.
+_GNU_SIZE = r"(\d+(?:\.\d*)?)(?:([kmgtpKMGTP])(i?))?"
 
 
 def parse_size(text: str, option: str) -> int:
     """A size or count as GNU parallel reads it: ``k``, ``m``, ``g``, ``t``, ``p`` are powers
     of 1000, ``K``, ``M``... and ``ki``, ``Mi``... powers of 1024 (``1k`` is 1000, ``1K`` and
     ``1ki`` 1024)."""
-    match = _GNU_SIZE.fullmatch(text.strip())
+    match = re.fullmatch(_GNU_SIZE, text.strip())
     if match is None:
         raise UsageError(
             f"{option} takes a number, optionally with k, K, m, M, g, G..., not {text!r}"
@@ -164,10 +175,10 @@ def parse_term_seq(text: str) -> list[tuple[int, float]]:
 def unquote_printf(text: str) -> str:
     """GNU parallel's reading of ``--tagstring`` and ``-d``: ``\\t``, ``\\n``, ``\\r`` and
     octal ``\\NNN`` or ``\\N`` become the characters they name."""
-    return _PRINTF_ESCAPE.sub(_printf_character, text)
+    return re.sub(_PRINTF_ESCAPE, _printf_character, text)
 
 
-_PRINTF_ESCAPE = re.compile(r"\\([tnr]|[0-7]{3}|[0-9])")
+_PRINTF_ESCAPE = r"\\([tnr]|[0-7]{3}|[0-9])"
 
 
 def _printf_character(match: re.Match[str]) -> str:
