@@ -26,6 +26,12 @@ NOT_FOR_A_PLAIN_RUN = {
     "procexec.cli._results": "--results",
     "procexec.cli._header": "--header",
     "procexec.cli._report": "procexec report",
+    "dataclasses": "the engine's and the command line's records are plain classes",
+    "inspect": "loaded by dataclasses; Popen's keywords come from its code object",
+    "pathlib": "the guardian's program is an os.path; the probes only for admission",
+    "shutil": "$PATH searched by procexec.cli._shell; prlimit looked for only for limits=",
+    "pickle": "the workers of Python calls start with the first call",
+    "procexec._rusage": "JobResult.rusage builds it when first read",
 }
 
 #: Runs procexec and reports the modules it added to those loaded before it (under
@@ -85,13 +91,12 @@ def test_an_options_module_is_loaded_when_it_is_given(
 
 #: What the engine loads only when it is used: not for commands run with the defaults.
 NOT_FOR_COMMANDS = {
-    "dataclasses": "JobResult's Rusage, Limits, WorkerOptions, ExecutorStats: on first use",
+    "dataclasses": "Rusage, Limits, WorkerOptions, ExecutorStats: on first use",
     "inspect": "Popen's keywords are read from its code object",
     "pathlib": "the guardian's program is an os.path; the probes only for admission",
     "shutil": "prlimit is looked for only for limits=",
     "pickle": "the workers of Python calls start with the first call",
     "multiprocessing": "the call errors, on first use",
-    "procexec._result": "run()'s JobResult, on the first result",
     "procexec._core._workers": "the first Python call",
     "procexec._core._resources._admission": "memfree, load, pressure, delay",
 }

@@ -17,10 +17,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 CORE = "procexec._core"
-#: Modules that import nothing of procexec, usable from anywhere.
+#: Modules that import nothing of procexec but one another, usable from anywhere.
 LEAVES = frozenset(
     {
         "procexec._result",
+        "procexec._rusage",
         "procexec._status",
         "procexec._validate",
         "procexec._sizes",
@@ -171,8 +172,8 @@ def test_the_engine_never_imports_a_front_end(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(LEAVES))
-def test_leaves_import_nothing_of_procexec(name: str) -> None:
-    assert GRAPH[name] == []
+def test_leaves_import_nothing_of_procexec_but_leaves(name: str) -> None:
+    assert set(GRAPH[name]) <= LEAVES - {name}
 
 
 FRONT_ENDS = sorted(n for n in MODULES if not n.startswith(CORE) and n not in LEAVES)

@@ -21,6 +21,7 @@ from procexec._core import (
     default_max_jobs,
     progress,
 )
+from procexec._result import JobResult
 
 __all__ = (
     "DEFAULT_TERM_SEQUENCE",
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
         Limits,
         WorkerOptions,
     )
-    from procexec._result import JobResult, Rusage
+    from procexec._rusage import Rusage
 
 #: Loaded on first use: the call errors bring multiprocessing in, the others are
 #: dataclasses (``dataclasses`` loads ``inspect``); a run of commands needs none of them.
@@ -60,13 +61,13 @@ _ON_FIRST_USE = frozenset(
 
 
 def __getattr__(name: str) -> object:
-    """The public names loaded on first use (``_ON_FIRST_USE``, ``JobResult``, ``Rusage``)."""
+    """The public names loaded on first use (``_ON_FIRST_USE`` and ``Rusage``)."""
     if name in _ON_FIRST_USE:
         import procexec._core  # noqa: PLC0415
 
         return getattr(procexec._core, name)
-    if name in ("JobResult", "Rusage"):
-        import procexec._result  # noqa: PLC0415
+    if name == "Rusage":
+        import procexec._rusage  # noqa: PLC0415
 
-        return getattr(procexec._result, name)
+        return procexec._rusage.Rusage
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

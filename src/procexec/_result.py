@@ -1,58 +1,19 @@
 """What a finished ``run()`` job hands back: the CompletedProcess plus timing and usage.
 
-Loaded when a result is first built or named, not by a plain run of commands (a dataclass
-brings ``dataclasses`` and ``inspect`` in): the engine keeps a job's figures as a tuple
-(``procexec._status.UsageFigures``) until :class:`Rusage` is asked for."""
+A job's usage stays the figures the engine keeps (``procexec._status.UsageFigures``)
+until ``JobResult.rusage`` is read: :class:`~procexec.Rusage`, a dataclass, is loaded
+then (``procexec._rusage``)."""
 
 from __future__ import annotations
 
 import reprlib
 import subprocess
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from procexec._rusage import Rusage
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Rusage:
-    """Resource usage of one child, from ``os.wait4``.
-
-    Linux carries the peak memory of the process that starts a child across ``exec``: the
-    kernel's figure for a child is the higher of its own peak and the peak its parent (this
-    Python process) had when it started it. ``true`` started from a 500 MiB interpreter
-    reports 500 MiB. So the figure is kept as an upper bound, and counts as the child's own
-    peak only when it is higher than this process's own peak.
-
-    Attributes:
-        user_time: CPU seconds spent in user mode.
-        system_time: CPU seconds spent in the kernel.
-        max_rss: the child's own peak resident set size in bytes, or None when it cannot
-            be told apart from the parent's peak it inherited (a child that stayed smaller
-            than this process); it is then at most ``max_rss_upper``.
-        max_rss_upper: the kernel's figure (``ru_maxrss``, in bytes): the higher of the
-            child's own peak and this process's peak when it started the child.
-    """
-
-    user_time: float
-    system_time: float
-    max_rss: int | None
-    max_rss_upper: int
-
-    def __repr__(self) -> str:
-        """The times rounded to the microsecond, the resolution ``wait4`` gives them in
-        (the attributes keep the exact values)."""
-        return (
-            f"Rusage(user_time={round(self.user_time, 6)!r}, "
-            f"system_time={round(self.system_time, 6)!r}, max_rss={self.max_rss!r}, "
-            f"max_rss_upper={self.max_rss_upper!r})"
-        )
-
-    @classmethod
-    def from_figures(cls, figures: tuple[float, float, int, bool]) -> Rusage:
-        """Build from the figures a job keeps (``procexec._status.UsageFigures``)."""
-        utime, stime, kib, own = figures
-        return cls(utime, stime, kib * 1024 if own else None, kib * 1024)
 
 
 class JobResult(subprocess.CompletedProcess[_T]):
@@ -87,10 +48,13 @@ class JobResult(subprocess.CompletedProcess[_T]):
         started_at: float,
         ended_at: float,
         duration: float,
-        rusage: Rusage | None,
+        rusage: Rusage | None = None,
         limit_hit: str | None = None,
         requeues: int = 0,
+        usage: tuple[float, float, int, bool] | None = None,
     ) -> None:
+        """``usage``: the figures ``rusage`` is built from when it is first read, where
+        ``rusage`` is not given (``procexec._status.UsageFigures``)."""
         super().__init__(args, returncode, stdout, stderr)
         self.requeues = requeues
         self.limit_hit = limit_hit
@@ -98,7 +62,21 @@ class JobResult(subprocess.CompletedProcess[_T]):
         self.started_at = started_at
         self.ended_at = ended_at
         self.duration = duration
-        self.rusage = rusage
+        self._rusage = rusage
+        self._usage = usage
+
+    @property
+    def rusage(self) -> Rusage | None:
+        """The child's CPU time and peak memory, or None where it cannot be known."""
+        if self._rusage is None and self._usage is not None:
+            from procexec._rusage import Rusage  # noqa: PLC0415  # a dataclass: on first read
+
+            self._rusage = Rusage.from_figures(self._usage)
+        return self._rusage
+
+    @rusage.setter
+    def rusage(self, value: Rusage | None) -> None:
+        self._rusage, self._usage = value, None
 
     def __repr__(self) -> str:
         """The args, status, pid and duration, and the size of the output (not the output:

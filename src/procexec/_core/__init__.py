@@ -37,8 +37,9 @@ checks it, counting imports inside functions and under ``TYPE_CHECKING``):
  _resources    admission, per-job limits, fd limits, the guardian (its own docstring)
 ```
 
-Below the engine, leaves that import nothing of procexec: ``procexec._result`` (its path
-is pickled across Dask: keep it), ``procexec._validate``, ``procexec._sizes``.
+Below the engine, leaves that import nothing of procexec but one another:
+``procexec._result`` and ``procexec._rusage`` (their paths are pickled across Dask: keep them), ``procexec._status``,
+``procexec._validate``, ``procexec._sizes``.
 """
 
 from typing import TYPE_CHECKING

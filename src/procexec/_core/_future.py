@@ -21,7 +21,7 @@ from procexec._core._failures import invoke_callbacks
 
 if TYPE_CHECKING:
     from procexec._core._job import Job
-    from procexec._result import Rusage
+    from procexec._rusage import Rusage
 
 T = TypeVar("T")
 
@@ -107,7 +107,7 @@ class BoundFuture(Future[T], Coroutine[Any, Any, T]):
         job = self._job
         if job is None or job.usage is None:
             return None
-        from procexec._result import Rusage  # noqa: PLC0415  # a dataclass: loaded on use
+        from procexec._rusage import Rusage  # noqa: PLC0415  # a dataclass: loaded on use
 
         return Rusage.from_figures(job.usage)
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from procexec._core._options import RunOptions, process_group_kwargs
 from procexec._core._streams import InputPipe, OutputPipe
+from procexec._result import JobResult
 from procexec._status import ParentPeak, UsageFigures, exceeds_parent_peak
 from procexec._validate import check_argv, check_popen_kwargs, check_timeout
 
 if TYPE_CHECKING:
     from procexec._core._resources._rlimits import Limits
-    from procexec._result import JobResult
 
 logger = logging.getLogger("procexec")
 
@@ -313,8 +313,6 @@ class Job:
         stdout, stderr = options.decode(stdout), options.decode(stderr)
         if options.check and returncode:
             raise subprocess.CalledProcessError(returncode, self.argv, stdout, stderr)
-        from procexec._result import JobResult, Rusage  # noqa: PLC0415  # a dataclass: on use
-
         return JobResult(
             self.argv,
             returncode,
@@ -324,7 +322,7 @@ class Job:
             started_at=self.started_wall,
             ended_at=time.time(),
             duration=ended_mono - self.started_mono,
-            rusage=Rusage.from_figures(self.usage) if self.usage is not None else None,
+            usage=self.usage,
             limit_hit=self.limit_hit(returncode),
             requeues=self.requeues,
         )

@@ -17,7 +17,8 @@ from typing import Any
 
 from procexec import CallFuture, CallLost, ProcessFuture
 from procexec._argv import command_text
-from procexec._result import JobResult, Rusage
+from procexec._result import JobResult
+from procexec._rusage import Rusage
 from procexec._status import start_error_status
 
 #: How a run ended, in the order the report lists them; each has its colour. "retried" is
