@@ -58,19 +58,22 @@ def _loaded(*args: str, cwd: Path | None = None) -> set[str]:
     return set(modules)
 
 
+def _found(table: dict[str, str], loaded: set[str]) -> dict[str, str]:
+    """The entries of ``table`` that ``loaded`` holds (a package counts by any of its modules)."""
+    return {
+        name: why
+        for name, why in table.items()
+        if name in loaded or any(module.startswith(name + ".") for module in loaded)
+    }
+
+
 @pytest.mark.parametrize(
     "args",
     [["true", ":::", "1"], ["-k", "-j", "2", "echo", "{}", ":::", "a", "b"], ["echo", "-n"]],
     ids=["one-job", "keep-order", "stdin"],
 )
 def test_a_plain_run_loads_no_optional_module(args: list[str]) -> None:
-    loaded = _loaded(*args)
-    found = {
-        name: why
-        for name, why in NOT_FOR_A_PLAIN_RUN.items()
-        if name in loaded or any(module.startswith(name + ".") for module in loaded)
-    }
-    assert found == {}
+    assert _found(NOT_FOR_A_PLAIN_RUN, _loaded(*args)) == {}
 
 
 @pytest.mark.parametrize(
@@ -120,13 +123,7 @@ def test_commands_through_the_library_load_no_dataclass_nor_the_calls_machinery(
     )  # fmt: skip
     statuses, modules = json.loads(result.stdout.splitlines()[-1])
     assert statuses == [0, 3]
-    loaded = set(modules)
-    found = {
-        name: why
-        for name, why in NOT_FOR_COMMANDS.items()
-        if name in loaded or any(module.startswith(name + ".") for module in loaded)
-    }
-    assert found == {}
+    assert _found(NOT_FOR_COMMANDS, set(modules)) == {}
 
 
 def test_what_is_left_out_still_loads_on_use() -> None:
