@@ -38,8 +38,8 @@ checks it, counting imports inside functions and under ``TYPE_CHECKING``):
 ```
 
 Below the engine, leaves that import nothing of procexec but one another:
-``procexec._result`` and ``procexec._rusage`` (their paths are pickled across Dask: keep them), ``procexec._status``,
-``procexec._validate``, ``procexec._sizes``.
+``procexec._result`` and ``procexec._rusage`` (their paths are pickled across Dask: keep
+them), ``procexec._status``, ``procexec._validate``, ``procexec._sizes``.
 """
 
 from typing import TYPE_CHECKING
