@@ -11,8 +11,24 @@ from pathlib import Path
 
 import pytest
 
+#: What the engine loads only when it is used: not for commands run with the defaults,
+#: from the command line or through the library.
+NOT_FOR_COMMANDS = {
+    "dataclasses": "Rusage, Limits, WorkerOptions, ExecutorStats: on first use; the "
+    "command line's records are plain classes",
+    "inspect": "Popen's keywords are read from its code object",
+    "pathlib": "the guardian's program is an os.path; the probes only for admission",
+    "shutil": "prlimit is looked for only for limits=; procexec.cli._shell searches $PATH",
+    "pickle": "the workers of Python calls start with the first call",
+    "multiprocessing": "the call errors, on first use",
+    "procexec._rusage": "JobResult.rusage builds it when first read",
+    "procexec._core._workers": "the first Python call",
+    "procexec._core._resources._admission": "memfree, load, pressure, delay",
+}
+
 #: Loaded by no plain run: each is for an option, a subcommand or the Python API.
 NOT_FOR_A_PLAIN_RUN = {
+    **NOT_FOR_COMMANDS,
     "loky": "the CPU count is read without it (procexec.cli._machine)",
     "tqdm": "--bar",
     "procexec.report": "--report, --summary, --joblog-json, procexec report",
@@ -26,12 +42,6 @@ NOT_FOR_A_PLAIN_RUN = {
     "procexec.cli._results": "--results",
     "procexec.cli._header": "--header",
     "procexec.cli._report": "procexec report",
-    "dataclasses": "the engine's and the command line's records are plain classes",
-    "inspect": "loaded by dataclasses; Popen's keywords come from its code object",
-    "pathlib": "the guardian's program is an os.path; the probes only for admission",
-    "shutil": "$PATH searched by procexec.cli._shell; prlimit looked for only for limits=",
-    "pickle": "the workers of Python calls start with the first call",
-    "procexec._rusage": "JobResult.rusage builds it when first read",
 }
 
 #: Runs procexec and reports the modules it added to those loaded before it (under
@@ -91,18 +101,6 @@ def test_an_options_module_is_loaded_when_it_is_given(
 ) -> None:
     assert module in _loaded(*args, cwd=tmp_path)
 
-
-#: What the engine loads only when it is used: not for commands run with the defaults.
-NOT_FOR_COMMANDS = {
-    "dataclasses": "Rusage, Limits, WorkerOptions, ExecutorStats: on first use",
-    "inspect": "Popen's keywords are read from its code object",
-    "pathlib": "the guardian's program is an os.path; the probes only for admission",
-    "shutil": "prlimit is looked for only for limits=",
-    "pickle": "the workers of Python calls start with the first call",
-    "multiprocessing": "the call errors, on first use",
-    "procexec._core._workers": "the first Python call",
-    "procexec._core._resources._admission": "memfree, load, pressure, delay",
-}
 
 _LIBRARY_SCRIPT = """
 import sys

@@ -53,21 +53,23 @@ if TYPE_CHECKING:
     )
     from procexec._rusage import Rusage
 
-#: Loaded on first use: the call errors bring multiprocessing in, the others are
-#: dataclasses (``dataclasses`` loads ``inspect``); a run of commands needs none of them.
-_ON_FIRST_USE = frozenset(
-    ("CallLost", "CallTimeout", "ExecutorStats", "InitializerError", "Limits", "WorkerOptions")
-)
+#: Public names loaded on first use, and their modules: the call errors bring
+#: multiprocessing in, the others are dataclasses (``dataclasses`` loads ``inspect``); a
+#: run of commands needs none of them (``procexec._core`` loads its own on first use).
+_ON_FIRST_USE = {
+    **dict.fromkeys(
+        ("CallLost", "CallTimeout", "ExecutorStats", "InitializerError", "Limits", "WorkerOptions"),
+        "procexec._core",
+    ),
+    "Rusage": "procexec._rusage",
+}
 
 
 def __getattr__(name: str) -> object:
-    """The public names loaded on first use (``_ON_FIRST_USE`` and ``Rusage``)."""
-    if name in _ON_FIRST_USE:
-        import procexec._core  # noqa: PLC0415
+    """The public names of ``_ON_FIRST_USE``, loaded when first asked for."""
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module  # noqa: PLC0415
 
-        return getattr(procexec._core, name)
-    if name == "Rusage":
-        import procexec._rusage  # noqa: PLC0415
-
-        return procexec._rusage.Rusage
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -20,7 +20,7 @@ from procexec._core._calls import (
     map_in_order,
 )
 from procexec._core._future import ProcessFuture
-from procexec._core._job import command_job
+from procexec._core._job import checked_limits, command_job
 from procexec._core._lifecycle import Block, abort
 from procexec._core._options import (
     DEFAULT_TERM_SEQUENCE,
@@ -32,7 +32,6 @@ from procexec._core._progress import ExecutorBar
 from procexec._core._reaper import Reaper
 from procexec._core._resources._guardian import GUARDIAN
 from procexec._core._streams import LineCallback
-from procexec._core._workerspec import WorkerSpec
 from procexec._validate import (
     check_max_jobs,
     check_term_sequence,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from procexec._core._stats import ExecutorStats
     from procexec._core._types import Command, RunKwargs, SubmitKwargs
     from procexec._core._workeroptions import WorkerOptions
+    from procexec._core._workerspec import WorkerSpec
     from procexec._result import JobResult
 
 logger = logging.getLogger("procexec")
@@ -430,11 +430,7 @@ class ProcessExecutor(Executor):
             limits: resource limits (``Limits`` or a dict, as for commands): the call runs
                 in a worker started for it and retired after it.
         """
-        checked = None
-        if limits is not None:
-            from procexec._core._resources._rlimits import check_limits  # noqa: PLC0415
-
-            checked = check_limits(limits)
+        checked = checked_limits(limits)
         arguments, keywords = tuple(args), dict(kwargs or {})
         return self._call_queue.submit(
             fn, arguments, keywords, timeout, checked, guarded=self._guarded
@@ -604,11 +600,11 @@ def _admission(
     return make_admission(memfree, load, pressure, delay)
 
 
-def _worker_spec(workers: WorkerOptions | Mapping[str, Any] | None) -> WorkerSpec:
-    """``workers=`` checked, as the lanes start workers with it; the defaults without
-    loading ``WorkerOptions`` (a dataclass)."""
+def _worker_spec(workers: WorkerOptions | Mapping[str, Any] | None) -> WorkerSpec | None:
+    """``workers=`` checked, as the lanes start workers with it; None for the defaults
+    (the reaper's), without loading ``WorkerOptions`` (a dataclass)."""
     if workers is None:
-        return WorkerSpec()
+        return None
     from procexec._core._workeroptions import worker_options  # noqa: PLC0415
 
     return worker_options(workers).spec()

@@ -350,12 +350,12 @@ def command_job(
     """The job of a command from ``submit()``/``run()``'s arguments, each checked here, at
     the call: TypeError or ValueError for a bad one. ``popen_kwargs`` is completed for
     Popen (the process group; ``limits`` taken out)."""
-    limits = _limits(popen_kwargs.pop("limits", None))
+    limits = checked_limits(popen_kwargs.pop("limits", None))
     check_popen_kwargs(popen_kwargs)
     command = check_argv(argv, shell=bool(popen_kwargs.get("shell")))
     launch = None
     if limits is not None:
-        from procexec._core._resources._rlimits import limited  # noqa: PLC0415  # as _limits
+        from procexec._core._resources._rlimits import limited  # noqa: PLC0415  # as checked_limits
 
         launch = limited(command, popen_kwargs, limits)
     return Job(
@@ -371,8 +371,9 @@ def command_job(
     )
 
 
-def _limits(value: object) -> Limits | None:
-    """``limits=`` checked; its module (a dataclass) is loaded only when it is given."""
+def checked_limits(value: object) -> Limits | None:
+    """``limits=`` checked (of a command or a call); its module (a dataclass) is loaded
+    only when it is given."""
     if value is None:
         return None
     from procexec._core._resources._rlimits import check_limits  # noqa: PLC0415
